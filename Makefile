@@ -1,0 +1,42 @@
+# Quick start on a fresh Debian 12 machine: `make run` and `make test`.
+# Both do their own set-up: system packages (apt, where missing), a virtual
+# environment, and the pinned dependencies.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.tenantgate-installed
+
+.PHONY: run test lint format bench setup system-deps clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+system-deps:
+	@scripts/system-deps.sh --with-server
+
+setup: system-deps $(STAMP)
+
+run: setup
+	$(BIN)/tenantgate demo --dir var/demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy proxy rewriter tenancy
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python benchmarks/point_select.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,228 @@
+"""The service's settings: one TOML file, validated once at start-up.
+
+Every section is a frozen dataclass with defaults, so a test builds exactly the
+settings it needs with keyword arguments. ``load()`` reads the file, resolves
+``*_env`` indirections (secrets kept out of the file) and rejects unknown keys, so
+a typo in the configuration fails loudly at start-up rather than silently at 3 a.m.
+The format is documented in ``docs/config.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+STATEMENT_CLASSES = frozenset({"read", "write", "admin"})
+DIALECTS = frozenset({"tsql", "postgres", "sqlite"})
+BACKENDS = ("sqlserver", "postgresql", "sqlite")
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8040
+    worker_threads: int = 32
+    max_body_bytes: int = 1_048_576
+    metrics_require_token: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerSettings:
+    connection_string: str = ""
+    table: str = "Customer"
+    id_column: str = "customer_id"
+    domain_column: str = "domainname"
+    connection_column: str = "sqlconnectstring"
+    cache_ttl_s: float = 60.0
+    negative_ttl_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    max_size: int = 10
+    min_size: int = 0
+    acquire_timeout_ms: int = 2000
+    login_timeout_s: int = 5
+    max_idle_s: float = 300.0
+    max_lifetime_s: float = 3600.0
+    max_per_server: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class QuerySettings:
+    default_dialect: str = "tsql"
+    default_max_rows: int = 1000
+    max_rows_cap: int = 10_000
+    default_timeout_ms: int = 5000
+    max_timeout_ms: int = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataSettings:
+    ttl_s: float = 300.0
+    negative_ttl_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSettings:
+    name: str
+    sha256: str
+    tenants: tuple[str, ...] = ("*",)
+    classes: tuple[str, ...] = ("read",)
+    rate_per_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    controller: ControllerSettings
+    tokens: tuple[TokenSettings, ...]
+    server: ServerSettings = field(default_factory=ServerSettings)
+    pool: PoolSettings = field(default_factory=PoolSettings)
+    query: QuerySettings = field(default_factory=QuerySettings)
+    metadata: MetadataSettings = field(default_factory=MetadataSettings)
+    backend_templates: Mapping[str, str] = field(default_factory=dict)
+    base_model: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+def _validate(s: Settings) -> None:
+    problems: list[str] = []
+    if not s.controller.connection_string.strip():
+        problems.append("controller.connection_string is required")
+    if not s.tokens:
+        problems.append("at least one [[tokens]] entry is required")
+    names = [t.name for t in s.tokens]
+    if len(set(names)) != len(names):
+        problems.append("token names must be unique")
+    for t in s.tokens:
+        digest = t.sha256.lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            problems.append(f"token {t.name!r}: sha256 must be 64 hex digits")
+        bad = set(t.classes) - STATEMENT_CLASSES
+        if bad:
+            problems.append(f"token {t.name!r}: unknown classes {sorted(bad)}")
+        if not t.tenants:
+            problems.append(f"token {t.name!r}: tenants must not be empty (use ['*'])")
+        if t.rate_per_s < 0:
+            problems.append(f"token {t.name!r}: rate_per_s must be >= 0")
+    for kind in s.backend_templates:
+        if kind not in BACKENDS:
+            problems.append(f"[backends.{kind}]: unknown backend, expected one of {BACKENDS}")
+    if s.query.default_dialect not in DIALECTS:
+        problems.append(f"query.default_dialect must be one of {sorted(DIALECTS)}")
+    positive = {
+        "server.port": s.server.port,
+        "server.worker_threads": s.server.worker_threads,
+        "server.max_body_bytes": s.server.max_body_bytes,
+        "pool.max_size": s.pool.max_size,
+        "pool.acquire_timeout_ms": s.pool.acquire_timeout_ms,
+        "pool.login_timeout_s": s.pool.login_timeout_s,
+        "pool.max_per_server": s.pool.max_per_server,
+        "query.default_max_rows": s.query.default_max_rows,
+        "query.max_rows_cap": s.query.max_rows_cap,
+        "query.default_timeout_ms": s.query.default_timeout_ms,
+        "query.max_timeout_ms": s.query.max_timeout_ms,
+        "controller.cache_ttl_s": s.controller.cache_ttl_s,
+        "metadata.ttl_s": s.metadata.ttl_s,
+    }
+    problems.extend(f"{k} must be > 0" for k, v in positive.items() if v <= 0)
+    if not 0 <= s.pool.min_size <= s.pool.max_size:
+        problems.append("pool.min_size must be between 0 and pool.max_size")
+    if s.query.default_max_rows > s.query.max_rows_cap:
+        problems.append("query.default_max_rows must not exceed query.max_rows_cap")
+    if s.query.default_timeout_ms > s.query.max_timeout_ms:
+        problems.append("query.default_timeout_ms must not exceed query.max_timeout_ms")
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+
+
+def _section(cls: type[Any], raw: Any, where: str, env: Mapping[str, str]) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{where}] must be a table")
+    known = {f.name for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key.endswith("_env") and key[:-4] in known:
+            name = key[:-4]
+            if not isinstance(value, str) or value not in env:
+                raise ConfigError(f"{where}.{key}: environment variable {value!r} is not set")
+            values[name] = env[value]
+        elif key in known:
+            values[key] = tuple(value) if isinstance(value, list) else value
+        else:
+            raise ConfigError(f"{where}.{key}: unknown setting")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"[{where}]: {exc}") from None
+
+
+def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    known = {
+        "server",
+        "controller",
+        "pool",
+        "query",
+        "metadata",
+        "backends",
+        "base_model",
+        "tokens",
+    }
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"unknown sections: {sorted(unknown)}")
+    templates: dict[str, str] = {}
+    for kind, section in (data.get("backends") or {}).items():
+        if not isinstance(section, dict) or set(section) - {"template"}:
+            raise ConfigError(f"[backends.{kind}] takes only 'template'")
+        templates[kind] = str(section.get("template", ""))
+    base_model: dict[str, tuple[str, ...]] = {}
+    for table, cols in (data.get("base_model") or {}).items():
+        if not isinstance(cols, list) or not all(isinstance(c, str) and c for c in cols):
+            raise ConfigError(f"base_model.{table} must be a list of column names")
+        base_model[table] = tuple(cols)
+    raw_tokens = data.get("tokens") or []
+    if not isinstance(raw_tokens, list):
+        raise ConfigError("tokens must be an array of tables ([[tokens]])")
+    tokens = []
+    for i, raw in enumerate(raw_tokens):
+        if isinstance(raw, dict) and "tenants" in raw:
+            raw = {**raw, "tenants": [str(t) for t in raw["tenants"]]}
+        tokens.append(_section(TokenSettings, raw, f"tokens[{i}]", env))
+    try:
+        return Settings(
+            server=_section(ServerSettings, data.get("server"), "server", env),
+            controller=_section(ControllerSettings, data.get("controller"), "controller", env),
+            pool=_section(PoolSettings, data.get("pool"), "pool", env),
+            query=_section(QuerySettings, data.get("query"), "query", env),
+            metadata=_section(MetadataSettings, data.get("metadata"), "metadata", env),
+            backend_templates=templates,
+            base_model=base_model,
+            tokens=tuple(tokens),
+        )
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration {str(path)!r} is not valid TOML: {exc}") from None
+    return from_mapping(data, env)

@@ -1,0 +1,155 @@
+"""Errors of the service, and the one table that turns any error into an HTTP answer.
+
+    ProxyError                       (code)                 status
+    ├── InvalidRequest               invalid_request        400
+    ├── RequestTooLarge              request_too_large      413
+    ├── Unauthenticated              unauthenticated        401
+    ├── Forbidden                    forbidden              403
+    ├── RateLimited                  rate_limited           429  Retry-After
+    ├── NotFound                     not_found              404
+    ├── MethodNotAllowed             method_not_allowed     405
+    ├── BackendRejected              backend_rejected       400  the backend refused the statement
+    │   ├── ConstraintViolation      constraint_violation   409
+    │   └── BackendObjectMissing     backend_object_missing 400  no such column/table (stale)
+    ├── BackendUnavailable           backend_unavailable    503  Retry-After
+    │   ├── PoolSaturated            pool_saturated         503  Retry-After
+    │   └── ConnectionLost           backend_unavailable    503  Retry-After; the connection is dead
+    └── StatementTimeout             statement_timeout      504
+
+The errors of ``rewriter`` (all 400) and ``tenancy`` are mapped by ``ERROR_TABLE``
+too; ``status_for`` walks an exception's MRO so that a subclass inherits its
+parent's status unless the table names it. Exceptions of pyodbc are translated
+into these classes in ``proxy.sqlstate``, nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rewriter.errors import RewriteError
+from tenancy.errors import (
+    ControllerUnavailable,
+    InvalidTenantReference,
+    MetadataUnavailable,
+    TenancyError,
+    TenantMisconfigured,
+    UnknownTenant,
+)
+
+
+class ProxyError(Exception):
+    code: ClassVar[str] = "proxy_error"
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, **details: str | int | None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+        self.details = {k: v for k, v in details.items() if v is not None}
+
+
+class InvalidRequest(ProxyError):
+    code = "invalid_request"
+
+
+class RequestTooLarge(ProxyError):
+    code = "request_too_large"
+
+
+class Unauthenticated(ProxyError):
+    code = "unauthenticated"
+
+
+class Forbidden(ProxyError):
+    code = "forbidden"
+
+
+class RateLimited(ProxyError):
+    code = "rate_limited"
+
+
+class NotFound(ProxyError):
+    code = "not_found"
+
+
+class MethodNotAllowed(ProxyError):
+    code = "method_not_allowed"
+
+
+class BackendRejected(ProxyError):
+    """The backend refused a statement that passed validation (bad value, failed cast...)."""
+
+    code = "backend_rejected"
+
+
+class ConstraintViolation(BackendRejected):
+    code = "constraint_violation"
+
+
+class BackendObjectMissing(BackendRejected):
+    """The backend reported an unknown column or table although validation passed.
+
+    That means our cached metadata is stale (a column was dropped or renamed since it
+    was loaded): the staleness healing of issue #4 catches this class, refreshes the
+    tenant's metadata and retries. ``details`` carry ``object_kind`` ("column" or
+    "table") and ``object_name`` when the driver's message names them.
+    """
+
+    code = "backend_object_missing"
+
+
+class BackendUnavailable(ProxyError):
+    code = "backend_unavailable"
+
+
+class ConnectionLost(BackendUnavailable):
+    """The connection to the backend is dead; the pool discards it.
+
+    Same stable code as its parent: to a caller it is just an unavailable backend.
+    """
+
+    code = "backend_unavailable"
+
+
+class PoolSaturated(BackendUnavailable):
+    code = "pool_saturated"
+
+
+class StatementTimeout(ProxyError):
+    code = "statement_timeout"
+
+
+ERROR_TABLE: dict[type[Exception], int] = {
+    RewriteError: 400,
+    InvalidRequest: 400,
+    InvalidTenantReference: 400,
+    RequestTooLarge: 413,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    UnknownTenant: 404,
+    MethodNotAllowed: 405,
+    ConstraintViolation: 409,
+    RateLimited: 429,
+    BackendRejected: 400,
+    TenantMisconfigured: 502,
+    BackendUnavailable: 503,
+    ControllerUnavailable: 503,
+    MetadataUnavailable: 503,
+    StatementTimeout: 504,
+}
+
+INTERNAL_ERROR = (500, "internal_error")
+
+
+def status_for(error: BaseException) -> tuple[int, str]:
+    """The HTTP status and stable code of ``error``; 500 only for our own bugs."""
+    for cls in type(error).__mro__:
+        status = ERROR_TABLE.get(cls)
+        if status is not None:
+            code = getattr(error, "code", None)
+            if isinstance(error, RewriteError | TenancyError | ProxyError) and code:
+                return status, code
+            break
+    return INTERNAL_ERROR

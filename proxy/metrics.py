@@ -1,0 +1,148 @@
+"""Prometheus metrics, on a registry that the caller injects.
+
+Request-path metrics are ordinary counters and histograms. Cache and pool figures
+are already counted by the caches and pools themselves (``get_stats()``); a
+collector reads them at scrape time, so the request path pays nothing extra for
+them. No metric has a per-tenant label: with thousands of tenants the series
+count would explode. Pools are labelled by ``server``, a secret-free server key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+PHASES = ("resolve", "metadata", "rewrite", "pool_wait", "execute", "serialize")
+
+# Point selects take well under a millisecond on a warm path; wide rows and slow
+# statements take seconds. Buckets span both.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+
+StatsSource = Callable[[], Mapping[str, int]]
+PoolStatsSource = Callable[[], Mapping[str, Mapping[str, int]]]
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "tenantgate_requests",
+            "HTTP requests by endpoint, outcome and error code.",
+            ["endpoint", "outcome", "code"],
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "tenantgate_request_duration_seconds",
+            "Time from request received to response ready, by endpoint.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.query_seconds = Histogram(
+            "tenantgate_query_duration_seconds",
+            "Time spent per query phase, by backend and statement class.",
+            ["backend", "statement_class", "phase"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.rows = Counter(
+            "tenantgate_rows_returned",
+            "Rows returned to callers, by backend.",
+            ["backend"],
+            registry=registry,
+        )
+        self.truncated = Counter(
+            "tenantgate_results_truncated",
+            "Results cut at max_rows, by backend.",
+            ["backend"],
+            registry=registry,
+        )
+
+    def observe_request(self, endpoint: str, code: str | None, seconds: float) -> None:
+        outcome = "ok" if code is None else "error"
+        self.requests.labels(endpoint, outcome, code or "").inc()
+        self.request_seconds.labels(endpoint).observe(seconds)
+
+    def observe_phases(
+        self, backend: str, statement_class: str, phases: Mapping[str, float]
+    ) -> None:
+        for phase, seconds in phases.items():
+            self.query_seconds.labels(backend, statement_class, phase).observe(seconds)
+
+    def watch(self, *, caches: Mapping[str, StatsSource], pools: PoolStatsSource) -> None:
+        self.registry.register(_StatsCollector(caches, pools))
+
+
+class _StatsCollector(Collector):
+    def __init__(self, caches: Mapping[str, StatsSource], pools: PoolStatsSource) -> None:
+        self._caches = caches
+        self._pools = pools
+
+    def collect(self) -> Iterator[Metric]:
+        lookups = CounterMetricFamily(
+            "tenantgate_cache_lookups",
+            "Cache lookups by cache (tenant, metadata, plan) and result (hit, miss).",
+            labels=["cache", "result"],
+        )
+        for cache, source in self._caches.items():
+            stats = source()
+            lookups.add_metric([cache, "hit"], stats.get("hits", 0))
+            lookups.add_metric([cache, "miss"], stats.get("misses", 0))
+        yield lookups
+
+        connections = GaugeMetricFamily(
+            "tenantgate_pool_connections",
+            "Pooled connections by server and state (in_use, idle).",
+            labels=["server", "state"],
+        )
+        waiting = GaugeMetricFamily(
+            "tenantgate_pool_requests_waiting",
+            "Requests waiting for a connection, by server.",
+            labels=["server"],
+        )
+        max_size = GaugeMetricFamily(
+            "tenantgate_pool_max_connections",
+            "Upper bound of pooled connections, by server.",
+            labels=["server"],
+        )
+        acquires = CounterMetricFamily(
+            "tenantgate_pool_acquires", "Connection requests, by server.", labels=["server"]
+        )
+        wait_seconds = CounterMetricFamily(
+            "tenantgate_pool_wait_seconds",
+            "Time spent waiting for a connection, by server.",
+            labels=["server"],
+        )
+        timeouts = CounterMetricFamily(
+            "tenantgate_pool_timeouts",
+            "Connection requests that timed out waiting, by server.",
+            labels=["server"],
+        )
+        lost = CounterMetricFamily(
+            "tenantgate_pool_connections_lost",
+            "Connections discarded as broken, by server.",
+            labels=["server"],
+        )
+        errors = CounterMetricFamily(
+            "tenantgate_pool_connect_errors",
+            "Failed attempts to open a connection, by server.",
+            labels=["server"],
+        )
+        for server, s in sorted(self._pools().items()):
+            size, idle = s.get("pool_size", 0), s.get("pool_available", 0)
+            connections.add_metric([server, "in_use"], size - idle)
+            connections.add_metric([server, "idle"], idle)
+            waiting.add_metric([server], s.get("requests_waiting", 0))
+            max_size.add_metric([server], s.get("pool_max", 0))
+            acquires.add_metric([server], s.get("requests_num", 0))
+            wait_seconds.add_metric([server], s.get("requests_wait_ms", 0) / 1000.0)
+            timeouts.add_metric([server], s.get("requests_timeouts", 0))
+            lost.add_metric([server], s.get("connections_lost", 0))
+            errors.add_metric([server], s.get("connections_errors", 0))
+        yield from (connections, waiting, max_size, acquires, wait_seconds, timeouts, lost, errors)

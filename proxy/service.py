@@ -1,0 +1,332 @@
+"""The request pipeline, independent of HTTP.
+
+    resolve tenant → check scope → parse (cached) → load metadata (cached)
+      → plan (cached, tenant-free) → bind location → acquire → execute
+
+Everything here is blocking and runs in a worker thread: the HTTP layer hands a
+whole request over in one hop (a hop costs about 130 µs here, so one per request,
+not one per database call). Each phase's duration is recorded for the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+import rewriter
+from proxy.auth import Authenticator, Principal
+from proxy.config import Settings
+from proxy.errors import BackendObjectMissing, InvalidRequest
+from proxy.executor import ResultSet, execute
+from proxy.metrics import Metrics
+from proxy.pools import PoolManager
+from proxy.watchdog import Watchdog
+from rewriter.errors import InvalidParameters
+from rewriter.plan_cache import PlanCache
+from tenancy import connstr
+from tenancy.backends import BackendKind
+from tenancy.controller import ControllerDirectory
+from tenancy.errors import UnknownTenant
+from tenancy.location import TenantLocation, locate
+from tenancy.metadata import BaseModel, MetadataCache, TableMetadata
+from tenancy.resolver import Tenant, TenantResolver
+
+log = logging.getLogger("tenantgate")
+
+# Values JSON can carry that every driver binds as the same SQL type.
+_BINDABLE = (str, int, float, bool, type(None))
+_INT64 = 2**63
+
+
+@dataclass(frozen=True, slots=True)
+class QueryRequest:
+    tenant: str | int
+    sql: str
+    params: Sequence[Any] | Mapping[str, Any] = ()
+    dialect: str = "tsql"
+    max_rows: int = 1000
+    timeout_ms: int = 5000
+    missing_columns: str = "error"
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A statement made ready for one tenant, not yet run."""
+
+    tenant: Tenant
+    plan: rewriter.Plan
+    sql: str
+    params: list[Any]
+    cached: bool
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class QueryOutcome:
+    result: ResultSet
+    backend: str
+    statement_class: str
+    phases: dict[str, float]
+
+
+class Service:
+    def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
+        self.auth = Authenticator(settings.tokens)
+        self.watchdog = Watchdog()
+        p = settings.pool
+        self.pools = PoolManager(
+            max_size=p.max_size,
+            min_size=p.min_size,
+            acquire_timeout=p.acquire_timeout_ms / 1000,
+            login_timeout=p.login_timeout_s,
+            max_idle=p.max_idle_s,
+            max_lifetime=p.max_lifetime_s,
+            max_per_server=p.max_per_server,
+        )
+        self._templates = {
+            BackendKind(kind): connstr.parse(text)
+            for kind, text in settings.backend_templates.items()
+        }
+        c = settings.controller
+        controller_cs = connstr.parse(c.connection_string)
+        controller_pool = self.pools.pool_for_dsn(
+            "controller", controller_cs.to_odbc(), server_key="controller"
+        )
+        self.controller = ControllerDirectory(
+            controller_pool.connection,
+            table=c.table,
+            id_column=c.id_column,
+            domain_column=c.domain_column,
+            connection_column=c.connection_column,
+        )
+        self.resolver = TenantResolver(
+            self.controller,
+            locate=self._locate,
+            ttl=c.cache_ttl_s,
+            negative_ttl=c.negative_ttl_s,
+        )
+        self.metadata = MetadataCache(
+            source_for=lambda location: self.pools.pool_for(location).connection,
+            base_model=BaseModel(settings.base_model),
+            ttl=settings.metadata.ttl_s,
+            negative_ttl=settings.metadata.negative_ttl_s,
+        )
+        self.plans = PlanCache()
+        self.metrics.watch(
+            caches={
+                "tenant": self.resolver.get_stats,
+                "metadata": self.metadata.get_stats,
+                "plan": self.plans.get_stats,
+            },
+            pools=self.pools.get_stats,
+        )
+
+    def _locate(self, connection_string: str) -> TenantLocation:
+        return locate(connstr.parse(connection_string), self._templates)
+
+    # -- the pipeline -------------------------------------------------------------
+
+    def resolve(self, principal: Principal, ref: str | int) -> Tenant:
+        try:
+            tenant = self.resolver.resolve(ref)
+        except UnknownTenant:
+            if not principal.all_tenants:
+                # A token limited to some tenants learns nothing about which others exist.
+                principal.check_tenant(ref)
+            raise
+        principal.check_tenant(tenant.customer_id, tenant.domain, ref)
+        return tenant
+
+    def prepare(self, principal: Principal, req: QueryRequest) -> Prepared:
+        phases: dict[str, float] = {}
+        t0 = time.perf_counter()
+        tenant = self.resolve(principal, req.tenant)
+        t1 = time.perf_counter()
+        phases["resolve"] = t1 - t0
+
+        parsed = self.plans.parse(req.sql, dialect=req.dialect)
+        principal.check_class(parsed.statement_class)
+        location = tenant.location
+        shapes: dict[str, TableMetadata | None] = {
+            name: self.metadata.get(location, name) for name in sorted(parsed.tables)
+        }
+        t2 = time.perf_counter()
+        phases["metadata"] = t2 - t1
+
+        plan, cached = self.plans.plan(
+            parsed,
+            tables=shapes,
+            backend=location.kind.value,
+            missing_columns=req.missing_columns,
+            tenant_label=tenant.domain,
+        )
+        sql = plan.bind(catalog=location.catalog, schema=location.schema)
+        params = bind_params(plan.param_order, req.params, parsed.positional_params)
+        phases["rewrite"] = time.perf_counter() - t2
+        return Prepared(tenant, plan, sql, params, cached, phases)
+
+    def query(self, principal: Principal, req: QueryRequest) -> QueryOutcome:
+        prepared = self.prepare(principal, req)
+        phases = prepared.phases
+        location = prepared.tenant.location
+        pool = self.pools.pool_for(location)
+        t0 = time.perf_counter()
+        t1 = t0
+        try:
+            with pool.connection() as conn:
+                t1 = time.perf_counter()
+                phases["pool_wait"] = t1 - t0
+                result = execute(
+                    conn,
+                    backend=location.kind.value,
+                    sql=prepared.sql,
+                    params=prepared.params,
+                    timeout_s=req.timeout_ms / 1000,
+                    max_rows=req.max_rows,
+                    watchdog=self.watchdog,
+                )
+        except BackendObjectMissing:
+            # The table changed outside tenantgate: forget what we knew so the next
+            # request validates against the catalog as it is now.
+            self.metadata.refresh(location)
+            raise
+        phases["execute"] = time.perf_counter() - t1
+        return QueryOutcome(result, location.kind.value, prepared.plan.statement_class, phases)
+
+    def explain(self, principal: Principal, req: QueryRequest) -> dict[str, Any]:
+        prepared = self.prepare(principal, req)
+        location = prepared.tenant.location
+        return {
+            "tenant": {"id": prepared.tenant.customer_id, "domain": prepared.tenant.domain},
+            "backend": location.kind.value,
+            "server": location.server_key,
+            "database": location.database,
+            "sql": prepared.sql,
+            "params": prepared.params,
+            "columns": list(prepared.plan.columns),
+            "statement_class": prepared.plan.statement_class,
+            "plan_cached": prepared.cached,
+        }
+
+    def schema(self, principal: Principal, ref: str | int) -> dict[str, Any]:
+        tenant = self.resolve(principal, ref)
+        location = tenant.location
+        tables = []
+        for name in self.metadata.list_tables(location):
+            meta = self.metadata.get(location, name)
+            if meta is None:  # dropped between the listing and the read
+                continue
+            custom = set(meta.custom_columns)
+            tables.append(
+                {
+                    "name": meta.name,
+                    "columns": [
+                        {
+                            "name": col.name,
+                            "type": col.type_name,
+                            "nullable": col.nullable,
+                            "custom": col.name in custom,
+                        }
+                        for col in meta.columns
+                    ],
+                    "base_columns": list(meta.base_columns),
+                    "custom_columns": list(meta.custom_columns),
+                    "fingerprint": meta.fingerprint,
+                }
+            )
+        return {
+            "tenant": {"id": tenant.customer_id, "domain": tenant.domain},
+            "backend": location.kind.value,
+            "tables": tables,
+        }
+
+    def refresh(self, principal: Principal, ref: str | int) -> dict[str, Any]:
+        principal.check_class("admin")
+        tenant = self.resolve(principal, ref)
+        self.resolver.invalidate(ref)
+        self.metadata.refresh(tenant.location)
+        return {"tenant": {"id": tenant.customer_id, "domain": tenant.domain}, "refreshed": True}
+
+    def ready(self) -> None:
+        self.controller.ping()
+
+    def close(self) -> None:
+        self.pools.close()
+        self.watchdog.close()
+
+
+def bind_params(
+    order: Sequence[int | str],
+    given: Sequence[Any] | Mapping[str, Any],
+    positional_expected: int,
+) -> list[Any]:
+    """The driver's bind values, in the order the generated SQL wants them."""
+    if isinstance(given, Mapping):
+        by_name = {str(k).lstrip("@").casefold(): v for k, v in given.items()}
+        needed = {str(n).casefold() for n in order if isinstance(n, str)}
+        missing = sorted(needed - by_name.keys())
+        if missing:
+            raise InvalidParameters(
+                f"missing values for parameters: {', '.join('@' + m for m in missing)}"
+            )
+        if positional_expected:
+            raise InvalidParameters("the statement uses '?' parameters: send params as a list")
+        values = [by_name[str(n).casefold()] for n in order]
+    else:
+        if len(given) != positional_expected:
+            raise InvalidParameters(
+                f"the statement has {positional_expected} '?' parameters "
+                f"but {len(given)} values were sent"
+            )
+        if any(isinstance(n, str) for n in order):
+            raise InvalidParameters("the statement uses @name parameters: send params as an object")
+        values = [given[n] for n in order if isinstance(n, int)]
+    for v in values:
+        if not isinstance(v, _BINDABLE):
+            raise InvalidParameters("parameter values must be strings, numbers, booleans or null")
+        if isinstance(v, int) and not isinstance(v, bool) and not -_INT64 <= v < _INT64:
+            raise InvalidParameters("integer parameters must fit in 64 bits")
+    return values
+
+
+def validate_request(body: Any, settings: Settings) -> QueryRequest:
+    """Turn a decoded JSON body into a ``QueryRequest``, or say exactly what is wrong."""
+    q = settings.query
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    allowed = {"tenant", "sql", "params", "dialect", "max_rows", "timeout_ms", "missing_columns"}
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidRequest(f"unknown fields: {', '.join(unknown)}")
+    tenant = body.get("tenant")
+    if isinstance(tenant, bool) or not isinstance(tenant, str | int) or tenant == "":
+        raise InvalidRequest("'tenant' must be a customer id or a domain name")
+    sql = body.get("sql")
+    if not isinstance(sql, str) or not sql.strip():
+        raise InvalidRequest("'sql' must be a non-empty string")
+    params = body.get("params", [])
+    if not isinstance(params, list | dict):
+        raise InvalidRequest("'params' must be a list (for ?) or an object (for @name)")
+    dialect = body.get("dialect", q.default_dialect)
+    if dialect not in ("tsql", "postgres", "sqlite"):
+        raise InvalidRequest("'dialect' must be one of tsql, postgres, sqlite")
+    max_rows = _bounded_int(body, "max_rows", q.default_max_rows, q.max_rows_cap)
+    timeout_ms = _bounded_int(body, "timeout_ms", q.default_timeout_ms, q.max_timeout_ms)
+    missing = body.get("missing_columns", "error")
+    if missing not in ("error", "null"):
+        raise InvalidRequest("'missing_columns' must be 'error' or 'null'")
+    return QueryRequest(tenant, sql, params, dialect, max_rows, timeout_ms, missing)
+
+
+def _bounded_int(body: Mapping[str, Any], key: str, default: int, cap: int) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequest(f"'{key}' must be a positive integer")
+    return min(value, cap)

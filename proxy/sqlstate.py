@@ -1,0 +1,384 @@
+"""The one place where pyodbc exceptions become tenantgate errors.
+
+Classification is by SQLSTATE first (the driver's ``args[0]``), then, for the
+catch-all ``HY000`` that sqliteodbc uses for nearly everything, by the SQLite result
+code and message, then by pyodbc's own exception class. Every row was observed with
+the drivers installed here unless marked *(spec)*.
+
+=====================================  ==========================  ======  ==============
+SQLSTATE / driver signal               tenantgate error            broken  why
+=====================================  ==========================  ======  ==============
+``08xxx`` (08001 connect failed,       ``ConnectionLost``          yes     the session is
+08S01 link lost)                       (BackendUnavailable, 503)           gone
+``57P01``-``57P05`` (admin shutdown,   ``ConnectionLost``          yes     the server ends
+crash, cannot connect now, db                                              the session
+dropped, idle-session timeout)
+``HYT01`` connection timeout *(spec)*  ``ConnectionLost``          yes
+psqlODBC "connection has been lost",   ``ConnectionLost``          yes     defensive: any
+"connection is down", "server closed                                       state, message
+the connection"; pyodbc "Attempt to                                        wins
+use a closed connection."
+``57014``, ``HYT00``, ``HY008``        ``StatementTimeout`` (504)  no      cancelled; the
+*(spec)*, or ``timed_out=True``                                            session lives
+``40001``, ``40P01``, ``55P03``        ``BackendUnavailable``      no      transient:
+SQLite BUSY/LOCKED ("database is       retry_after 0.5 s                   retry later
+locked")
+``53xxx`` resources, ``58xxx`` system  ``BackendUnavailable``      no      the server's
+``XXxxx`` internal, ``28xxx`` login,                                       problem, not
+SQLite IOERR/CORRUPT/FULL/CANTOPEN/                                        the caller's
+NOTADB/NOMEM                                                               statement
+``23xxx``; SQLite CONSTRAINT           ``ConstraintViolation``     no
+("... constraint failed")              (409)
+``42703``, ``42P01``, ``42S02``,       ``BackendObjectMissing``    no      stale metadata:
+``42S22`` *(spec, SQL Server)*;        (400)                               issue #4 heals
+SQLite "no such column/table"
+``22xxx``, ``42xxx``, ``21xxx``,       ``BackendRejected`` (400)   no      the statement
+``0Axxx``, ``07xxx``, ``25xxx``,                                           is at fault
+``2Dxxx``, ``3Bxxx``, ``44xxx``,
+``54xxx``, ``P0xxx``; SQLite ERROR/
+MISMATCH/RANGE/TOOBIG/READONLY
+SQLite INTERRUPT ("interrupted")       ``StatementTimeout`` when   no      sqlite3_interrupt
+                                       timed_out, else
+                                       ``BackendUnavailable``
+other SQLSTATE from the server         ``BackendRejected``         no      see below
+other ``HYxxx``/``IMxxx`` (driver)     ``BackendUnavailable``      no      see below
+no SQLSTATE                            by pyodbc class             no
+=====================================  ==========================  ======  ==============
+
+Unknown codes: a SQLSTATE whose class we do not list came from the server about the
+statement (PostgreSQL raises them for user-defined errors too), and is deterministic,
+so it is a 400 ``BackendRejected``: retrying would not help. An unknown driver-level
+state (``HY``, ``IM``) says nothing about the statement and usually means driver or
+configuration trouble, so it is a 503 ``BackendUnavailable``. Without a SQLSTATE
+(pyodbc's own errors) pyodbc's class decides: ``IntegrityError`` → constraint,
+``DataError``/``ProgrammingError`` → rejected, anything else → unavailable.
+
+``timed_out`` (the watchdog fired) wins over the classification: once we cancelled a
+statement, whatever error the driver then reports is the cancel's doing. The
+connection may still be broken (08S01 after the cancel), so ``is_broken`` follows the
+``__cause__`` chain to the pyodbc error instead of trusting the returned class.
+
+Messages: driver decoration (``[HY000] [SQLite]``, ``(1) (SQLExecDirectW)``,
+psqlODBC's ``;\\nError while executing the query``, ``ERROR:``/``FATAL:``, libpq's
+``connection to server at ..., port N failed:``) is stripped; only the first line of
+the server's message is kept, so PostgreSQL's ``DETAIL: Failing row contains (...)``
+(row values) never reaches a caller; anything that looks like ``pwd=``/``password=``
+is masked; the text is capped. ``details`` carry the ``sqlstate`` when the driver gave
+a meaningful one.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+import pyodbc
+
+from proxy.errors import (
+    BackendObjectMissing,
+    BackendRejected,
+    BackendUnavailable,
+    ConnectionLost,
+    ConstraintViolation,
+    ProxyError,
+    StatementTimeout,
+)
+
+__all__ = [
+    "Kind",
+    "classify",
+    "clean_message",
+    "is_broken",
+    "message_of",
+    "sqlstate_of",
+    "translate",
+]
+
+RETRY_AFTER_TRANSIENT = 0.5
+"""Seconds a caller should wait after a serialization failure, deadlock or lock."""
+RETRY_AFTER_UNAVAILABLE = 1.0
+"""Seconds a caller should wait when the backend or the connection is down."""
+MAX_MESSAGE = 300
+
+
+class Kind(enum.Enum):
+    """What an error means for the caller and for the connection."""
+
+    BROKEN = "broken"
+    TIMEOUT = "timeout"
+    TRANSIENT = "transient"
+    UNAVAILABLE = "unavailable"
+    CONSTRAINT = "constraint"
+    MISSING = "missing"
+    REJECTED = "rejected"
+    INTERRUPTED = "interrupted"
+
+
+# Longest prefix wins, so exact states override their class.
+_BY_SQLSTATE: dict[str, Kind] = {
+    "08": Kind.BROKEN,
+    "57P01": Kind.BROKEN,
+    "57P02": Kind.BROKEN,
+    "57P03": Kind.BROKEN,
+    "57P04": Kind.BROKEN,
+    "57P05": Kind.BROKEN,
+    "HYT01": Kind.BROKEN,
+    "57014": Kind.TIMEOUT,
+    "HYT00": Kind.TIMEOUT,
+    "HY008": Kind.TIMEOUT,
+    "40001": Kind.TRANSIENT,
+    "40P01": Kind.TRANSIENT,
+    "55P03": Kind.TRANSIENT,
+    "53": Kind.UNAVAILABLE,
+    "58": Kind.UNAVAILABLE,
+    "XX": Kind.UNAVAILABLE,
+    "28": Kind.UNAVAILABLE,
+    "57": Kind.UNAVAILABLE,
+    "23": Kind.CONSTRAINT,
+    "42703": Kind.MISSING,
+    "42P01": Kind.MISSING,
+    "42S02": Kind.MISSING,
+    "42S22": Kind.MISSING,
+    "21": Kind.REJECTED,
+    "22": Kind.REJECTED,
+    "42": Kind.REJECTED,
+    "0A": Kind.REJECTED,
+    "07": Kind.REJECTED,
+    "25": Kind.REJECTED,
+    "2D": Kind.REJECTED,
+    "3B": Kind.REJECTED,
+    "44": Kind.REJECTED,
+    "54": Kind.REJECTED,
+    "P0": Kind.REJECTED,
+}
+
+# SQLite primary result codes (https://sqlite.org/rescode.html) as sqliteodbc prints
+# them in parentheses after the message.
+_BY_SQLITE_CODE: dict[int, Kind] = {
+    1: Kind.REJECTED,  # SQLITE_ERROR: syntax, no such table/column/function
+    4: Kind.UNAVAILABLE,  # SQLITE_ABORT
+    5: Kind.TRANSIENT,  # SQLITE_BUSY: database is locked
+    6: Kind.TRANSIENT,  # SQLITE_LOCKED
+    7: Kind.UNAVAILABLE,  # SQLITE_NOMEM
+    8: Kind.REJECTED,  # SQLITE_READONLY: a write to a read-only database
+    9: Kind.INTERRUPTED,  # SQLITE_INTERRUPT: sqlite3_interrupt, our cancel
+    10: Kind.UNAVAILABLE,  # SQLITE_IOERR
+    11: Kind.UNAVAILABLE,  # SQLITE_CORRUPT
+    13: Kind.UNAVAILABLE,  # SQLITE_FULL
+    14: Kind.UNAVAILABLE,  # SQLITE_CANTOPEN ("connect failed" at connect time)
+    17: Kind.TRANSIENT,  # SQLITE_SCHEMA: the schema changed under a prepared statement
+    18: Kind.REJECTED,  # SQLITE_TOOBIG
+    19: Kind.CONSTRAINT,  # SQLITE_CONSTRAINT
+    20: Kind.REJECTED,  # SQLITE_MISMATCH
+    25: Kind.REJECTED,  # SQLITE_RANGE
+    26: Kind.UNAVAILABLE,  # SQLITE_NOTADB
+}
+
+# Substrings (lower case) of messages, for when no code is available. The psqlODBC
+# ones come with 08S01/57P0x in every case we produced (terminate, crash, stop, RST,
+# FIN, garbage on the wire); they are here so that a lost connection reported under
+# another state (HY000, say, by another driver version) still retires the connection.
+_BROKEN_MESSAGES = (
+    "connection has been lost",
+    "connection is down",
+    "connection lost",
+    "server closed the connection unexpectedly",
+    "could not send query",
+    "no response from the backend",
+    "connection dead",
+    "lost synchronization with server",
+    "attempt to use a closed connection",
+    "communication link failure",
+)
+_SQLITE_MESSAGES: tuple[tuple[str, Kind], ...] = (
+    ("no such column", Kind.MISSING),
+    ("no such table", Kind.MISSING),
+    ("database is locked", Kind.TRANSIENT),
+    ("database table is locked", Kind.TRANSIENT),
+    ("interrupted", Kind.INTERRUPTED),
+    ("constraint failed", Kind.CONSTRAINT),
+    ("disk i/o error", Kind.UNAVAILABLE),
+    ("malformed", Kind.UNAVAILABLE),
+    ("not a database", Kind.UNAVAILABLE),
+    ("unable to open database", Kind.UNAVAILABLE),
+    ("connect failed", Kind.UNAVAILABLE),
+    ("database or disk is full", Kind.UNAVAILABLE),
+    ("out of memory", Kind.UNAVAILABLE),
+)
+
+_STATE_RE = re.compile(r"^[0-9A-Z]{5}$")
+_SQLITE_RE = re.compile(r"\[SQLite\]\s*(?P<text>.*?)\s*\((?P<code>\d+)\)", re.DOTALL)
+_BRACKETS_RE = re.compile(r"^(\s*\[[^\]]*\])+\s*")
+_TRAILER_RE = re.compile(r"(\s*\((?:-?\d+|SQL\w+)\))+\s*$")
+_LIBPQ_PREFIX_RE = re.compile(r'^connection to server (?:at|on) "[^"]*"(?:, port \d+)? failed:\s*')
+_SEVERITY_RE = re.compile(r"^(?:ERROR|FATAL|PANIC|WARNING):\s*")
+_SECRET_RE = re.compile(
+    r"(?i)\b(pwd|password|passwd|secret|token|accesstoken)\s*=\s*(\{(?:[^}]|\}\})*\}?|[^;\s]*)"
+)
+_MISSING_NAME_RE = re.compile(
+    r'(?:column|relation|table) "?(?P<pg>[^"\s]+)"? does not exist'
+    r"|no such (?:column|table): (?P<lite>\S+)"
+    r"|Invalid (?:column|object) name '(?P<ms>[^']+)'"
+)
+
+
+def sqlstate_of(exc: BaseException) -> str | None:
+    """The SQLSTATE of a pyodbc error, or ``None`` when pyodbc raised it itself.
+
+    Driver errors carry ``(sqlstate, message)``; pyodbc's own ones carry only a
+    message, or ``(message, "HY000")`` (parameter count mismatch) the other way round.
+    """
+    args = exc.args
+    for arg in args[:2]:
+        if isinstance(arg, str) and _STATE_RE.match(arg):
+            return arg
+    return None
+
+
+def _raw_message(exc: BaseException) -> str:
+    parts = [a for a in exc.args if isinstance(a, str) and not _STATE_RE.match(a)]
+    return parts[0] if parts else ""
+
+
+def message_of(exc: BaseException) -> str:
+    """The cleaned message of a pyodbc error (see ``clean_message``)."""
+    return clean_message(_raw_message(exc)) or "the backend reported an error"
+
+
+def clean_message(raw: str) -> str:
+    """Strip driver decoration from ``raw``, keep the first line, mask secrets."""
+    text = raw
+    # psqlODBC appends ";\n<its own remark>" to the server's message.
+    text = text.split(";\n", 1)[0]
+    text = _BRACKETS_RE.sub("", text)
+    text = _TRAILER_RE.sub("", text)
+    text = _LIBPQ_PREFIX_RE.sub("", text.strip())
+    text = _SEVERITY_RE.sub("", text.strip())
+    text = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    text = _SECRET_RE.sub(lambda m: f"{m.group(1)}=***", text)
+    if len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - 3] + "..."
+    return text
+
+
+def _by_prefix(state: str) -> Kind | None:
+    for length in (5, 2):
+        kind = _BY_SQLSTATE.get(state[:length])
+        if kind is not None:
+            return kind
+    return None
+
+
+def classify(exc: BaseException) -> Kind:
+    """What ``exc`` (a pyodbc error) means; see the module's table."""
+    state = sqlstate_of(exc)
+    raw = _raw_message(exc)
+    lowered = raw.lower()
+    if any(m in lowered for m in _BROKEN_MESSAGES):
+        return Kind.BROKEN
+    if state is not None:
+        kind = _by_prefix(state)
+        if kind is not None:
+            return kind
+    sqlite = _SQLITE_RE.search(raw)
+    if sqlite is not None:
+        text = sqlite.group("text").lower()
+        for needle, kind in _SQLITE_MESSAGES:
+            if needle in text:
+                return kind
+        by_code = _BY_SQLITE_CODE.get(int(sqlite.group("code")))
+        if by_code is not None:
+            return by_code
+    if state is not None and not state.startswith(("HY", "IM", "01")):
+        # A server-side state we do not list: deterministic, the statement's fault.
+        return Kind.REJECTED
+    if isinstance(exc, pyodbc.IntegrityError):
+        return Kind.CONSTRAINT
+    if isinstance(exc, pyodbc.DataError | pyodbc.ProgrammingError):
+        return Kind.REJECTED
+    return Kind.UNAVAILABLE
+
+
+def translate(exc: pyodbc.Error, *, timed_out: bool = False) -> ProxyError:
+    """The tenantgate error for ``exc``; its ``__cause__`` is set to ``exc``.
+
+    Raise it with ``raise translate(e, timed_out=...) from e``.
+    """
+    kind = classify(exc)
+    state = sqlstate_of(exc)
+    message = message_of(exc)
+    # HY000 is sqliteodbc's answer to everything: it tells a caller nothing.
+    shown_state = state if state not in (None, "HY000") else None
+    error: ProxyError
+    if timed_out or kind is Kind.TIMEOUT:
+        error = StatementTimeout(
+            "the statement was cancelled: it ran past its timeout", sqlstate=shown_state
+        )
+    elif kind is Kind.BROKEN:
+        error = ConnectionLost(
+            f"the connection to the backend failed: {message}",
+            retry_after=RETRY_AFTER_UNAVAILABLE,
+            sqlstate=shown_state,
+        )
+    elif kind is Kind.TRANSIENT:
+        error = BackendUnavailable(
+            f"the backend asks to retry: {message}",
+            retry_after=RETRY_AFTER_TRANSIENT,
+            sqlstate=shown_state,
+        )
+    elif kind is Kind.INTERRUPTED:
+        # Not our watchdog: someone else interrupted the statement (shutdown).
+        error = BackendUnavailable(
+            f"the statement was interrupted: {message}",
+            retry_after=RETRY_AFTER_UNAVAILABLE,
+            sqlstate=shown_state,
+        )
+    elif kind is Kind.UNAVAILABLE:
+        error = BackendUnavailable(
+            f"the backend is unavailable: {message}",
+            retry_after=RETRY_AFTER_UNAVAILABLE,
+            sqlstate=shown_state,
+        )
+    elif kind is Kind.CONSTRAINT:
+        error = ConstraintViolation(message, sqlstate=shown_state)
+    elif kind is Kind.MISSING:
+        error = _object_missing(message, state, shown_state)
+    else:
+        error = BackendRejected(message, sqlstate=shown_state)
+    error.__cause__ = exc
+    return error
+
+
+def _object_missing(message: str, state: str | None, shown_state: str | None) -> ProxyError:
+    lowered = message.lower()
+    table = state in ("42P01", "42S02") or "table" in lowered or "relation" in lowered
+    if state in ("42703", "42S22"):
+        table = False
+    match = _MISSING_NAME_RE.search(message)
+    name = None
+    if match is not None:
+        name = match.group("pg") or match.group("lite") or match.group("ms")
+    return BackendObjectMissing(
+        message,
+        sqlstate=shown_state,
+        object_kind="table" if table else "column",
+        object_name=name,
+    )
+
+
+def is_broken(exc: BaseException) -> bool:
+    """Whether the connection that raised ``exc`` must be discarded.
+
+    Follows ``__cause__`` so that a ``StatementTimeout`` translated from an 08S01
+    still retires its connection.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionLost):
+            return True
+        if isinstance(current, pyodbc.Error):
+            return classify(current) is Kind.BROKEN
+        current = current.__cause__
+    return False

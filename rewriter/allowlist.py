@@ -1,0 +1,386 @@
+"""Pass 3: deny by default. Every node of the tree must be of an allowed type.
+
+Types are matched exactly (``type(node) in ALLOWED``), never by ``isinstance``, so
+that a subclass sqlglot adds later (``TryCast`` is a ``Cast``) stays refused until
+someone allows it here on purpose. Some allowed types carry extra conditions
+(``CHECKS``), and the arguments of the clause-bearing nodes are listed too, so a new
+clause sqlglot learns to parse is refused instead of silently passed through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlglot import exp
+from sqlglot.expressions.datatypes import DType
+
+from rewriter.errors import ConstructNotAllowed
+
+CUSTOM_FIELDS = "custom_fields"
+
+# Functions whose translation to every backend has been checked.
+ALLOWED_FUNCTIONS: frozenset[type[exp.Expr]] = frozenset(
+    {
+        exp.Count,
+        exp.Sum,
+        exp.Avg,
+        exp.Min,
+        exp.Max,
+        exp.Coalesce,  # COALESCE, ISNULL
+        exp.Nullif,
+        exp.Upper,
+        exp.Lower,
+        exp.Length,  # LEN, LENGTH
+        exp.Trim,  # TRIM, LTRIM, RTRIM
+        exp.Abs,
+        exp.Round,
+        exp.Substring,
+        exp.Cast,
+    }
+)
+
+ALLOWED: frozenset[type[exp.Expr]] = ALLOWED_FUNCTIONS | frozenset(
+    {
+        # statements, clauses
+        exp.Select,
+        exp.Union,
+        exp.Intersect,
+        exp.Except,
+        exp.With,
+        exp.CTE,
+        exp.From,
+        exp.Join,
+        exp.Where,
+        exp.Group,
+        exp.Having,
+        exp.Order,
+        exp.Ordered,
+        exp.Limit,
+        exp.Offset,
+        exp.Fetch,
+        exp.LimitOptions,
+        exp.Distinct,
+        exp.Subquery,
+        # names
+        exp.Table,
+        exp.TableAlias,
+        exp.Identifier,
+        exp.Column,
+        exp.Star,
+        exp.Alias,
+        # values
+        exp.Literal,
+        exp.National,
+        exp.Null,
+        exp.Boolean,
+        exp.Placeholder,
+        exp.Parameter,
+        exp.Var,
+        exp.Paren,
+        exp.DataType,
+        exp.DataTypeParam,
+        # operators
+        exp.Neg,
+        exp.Add,
+        exp.Sub,
+        exp.Mul,
+        exp.Div,
+        exp.Mod,
+        exp.EQ,
+        exp.NEQ,
+        exp.GT,
+        exp.GTE,
+        exp.LT,
+        exp.LTE,
+        exp.And,
+        exp.Or,
+        exp.Not,
+        exp.Like,
+        exp.In,
+        exp.Between,
+        exp.Is,
+        exp.Exists,
+        exp.Case,
+        exp.If,
+        exp.Anonymous,
+    }
+)
+
+CAST_TYPES: frozenset[DType] = frozenset(
+    {
+        DType.TINYINT,
+        DType.SMALLINT,
+        DType.INT,
+        DType.BIGINT,
+        DType.DECIMAL,
+        DType.FLOAT,
+        DType.DOUBLE,
+        DType.CHAR,
+        DType.NCHAR,
+        DType.VARCHAR,
+        DType.NVARCHAR,
+        DType.TEXT,
+        DType.DATE,
+        DType.TIME,
+        DType.DATETIME,
+        DType.DATETIME2,
+        DType.TIMESTAMP,
+        DType.BOOLEAN,
+    }
+)
+
+# Arguments the clause-bearing nodes may carry (anything else set -> refused).
+ALLOWED_ARGS: dict[type[exp.Expr], frozenset[str]] = {
+    exp.Select: frozenset(
+        {"expressions", "from_", "joins", "where", "group", "having", "order"}
+        | {"limit", "offset", "with_", "distinct"}
+    ),
+    exp.Union: frozenset({"this", "expression", "distinct", "with_", "order", "limit", "offset"}),
+    exp.Join: frozenset({"this", "on", "side", "kind"}),
+    exp.Group: frozenset({"expressions"}),
+    exp.Table: frozenset({"this", "db", "catalog", "alias"}),
+    exp.Subquery: frozenset({"this", "alias"}),
+    exp.With: frozenset({"expressions"}),
+    exp.CTE: frozenset({"this", "alias"}),
+    exp.Distinct: frozenset({"expressions"}),
+    exp.In: frozenset({"this", "expressions", "query"}),
+    exp.Column: frozenset({"this", "table"}),
+    exp.Like: frozenset({"this", "expression"}),
+}
+ALLOWED_ARGS[exp.Intersect] = ALLOWED_ARGS[exp.Union]
+ALLOWED_ARGS[exp.Except] = ALLOWED_ARGS[exp.Union]
+
+# Friendly names for refused constructs (the default is the node's class name).
+CONSTRUCT_NAMES: dict[str, str] = {
+    "Into": "SELECT ... INTO",
+    "WithTableHint": "table hints such as WITH (NOLOCK)",
+    "IndexTableHint": "index hints",
+    "QueryOption": "OPTION (...) query hints",
+    "ForClause": "FOR XML / FOR JSON / FOR BROWSE",
+    "Window": "window functions (OVER ...)",
+    "Lateral": "APPLY / LATERAL",
+    "TableSample": "TABLESAMPLE",
+    "Collate": "COLLATE",
+    "Lock": "locking clauses",
+    "Pivot": "PIVOT / UNPIVOT",
+    "Dot": "names with more than two parts",
+    "HexString": "binary literals",
+    "Tuple": "row values",
+    "Escape": "LIKE ... ESCAPE",
+    "Kwarg": "named arguments",
+    "Bracket": "subscripts",
+    "PropertyEQ": "assignments",
+}
+ARG_NAMES: dict[str, str] = {
+    "into": "SELECT ... INTO",
+    "options": "OPTION (...) query hints",
+    "for_": "FOR XML / FOR JSON / FOR BROWSE",
+    "hints": "table hints such as WITH (NOLOCK)",
+    "hint": "optimizer hints",
+    "locks": "locking clauses",
+    "using": "JOIN ... USING",
+    "method": "NATURAL joins",
+    "laterals": "APPLY / LATERAL",
+    "pivots": "PIVOT / UNPIVOT",
+    "windows": "WINDOW clauses",
+    "qualify": "QUALIFY",
+    "kind": "SELECT AS ...",
+    "sample": "TABLESAMPLE",
+    "escape": "LIKE ... ESCAPE",
+    "rollup": "GROUP BY ROLLUP",
+    "cube": "GROUP BY CUBE",
+    "grouping_sets": "GROUPING SETS",
+    "on": "DISTINCT ON",
+    "db": "names with more than two parts",
+    "catalog": "names with more than two parts",
+    "unnest": "IN UNNEST",
+    "by_name": "UNION BY NAME",
+    "side": "qualified set operations",
+    "materialized": "MATERIALIZED CTEs",
+    "recursive": "recursive CTEs",
+}
+
+
+def refuse(construct: str, why: str | None = None) -> ConstructNotAllowed:
+    message = f"{construct} {why}" if why else f"not allowed: {construct}"
+    return ConstructNotAllowed(message, construct=construct)
+
+
+def check(tree: exp.Expr) -> None:
+    """Raise ``ConstructNotAllowed`` for the first node (top-down) that is not allowed."""
+    for node in tree.walk():
+        kind = type(node)
+        if kind not in ALLOWED:
+            raise refuse(_name_of(node))
+        allowed_args = ALLOWED_ARGS.get(kind)
+        if allowed_args is not None:
+            for arg, value in node.args.items():
+                if arg not in allowed_args and _is_set(value):
+                    raise refuse(ARG_NAMES.get(arg, f"{kind.__name__} {arg}"))
+        extra = CHECKS.get(kind)
+        if extra is not None:
+            extra(node)
+
+
+def _is_set(value: object) -> bool:
+    if value is None or value is False:
+        return False
+    return not (isinstance(value, list | str) and not value)
+
+
+def _name_of(node: exp.Expr) -> str:
+    if type(node).__name__ in CONSTRUCT_NAMES:
+        return CONSTRUCT_NAMES[type(node).__name__]
+    if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func):
+        return f"function {node.this.name}.{node.expression.sql()}"
+    if isinstance(node, exp.Func) and not isinstance(node, exp.Anonymous):
+        try:
+            return f"function {node.sql_name()}"
+        except (AssertionError, NotImplementedError):  # pragma: no cover - defensive
+            return f"function {type(node).__name__}"
+    return type(node).__name__
+
+
+def _check_anonymous(node: exp.Expr) -> None:
+    name = str(node.this)
+    if isinstance(node.parent, exp.Table):
+        raise refuse(f"table-valued function {name}")
+    if name.casefold() != CUSTOM_FIELDS:
+        raise refuse(f"function {name.upper()}", "is not allowed (or not known)")
+    parent = node.parent
+    if not isinstance(parent, exp.Select) or node.arg_key != "expressions":
+        raise refuse(
+            "CUSTOM_FIELDS()", "is only allowed as an item of a select list, without an alias"
+        )
+    args = node.expressions
+    if len(args) > 1 or (args and not (isinstance(args[0], exp.Column) and not args[0].table)):
+        raise refuse("CUSTOM_FIELDS(...)", "takes nothing or one table alias")
+
+
+def _check_parameter(node: exp.Expr) -> None:
+    inner = node.this
+    if isinstance(inner, exp.Parameter):
+        raise refuse(f"system variable @@{inner.name}")
+    if not isinstance(inner, exp.Var):
+        raise refuse(f"parameter ${inner.name}", "is not allowed: use ? or @name")
+    parent = node.parent
+    if isinstance(parent, exp.Table):
+        raise refuse(f"table variable @{inner.name}")
+    if (
+        isinstance(parent, exp.EQ)
+        and node.arg_key == "this"
+        and isinstance(parent.parent, exp.Select)
+        and parent.arg_key == "expressions"
+    ):
+        raise refuse(f"assigning to variable @{inner.name}")
+
+
+def _check_placeholder(node: exp.Expr) -> None:
+    if node.this is not None:
+        raise refuse(f"parameter :{node.this}", "is not allowed: use ? or @name")
+
+
+def _check_var(node: exp.Expr) -> None:
+    parent = node.parent
+    if isinstance(parent, exp.Parameter):
+        return
+    if isinstance(parent, exp.DataTypeParam) and node.name.upper() == "MAX":
+        return
+    raise refuse(f"keyword {node.name}")
+
+
+def _check_star(node: exp.Expr) -> None:
+    parent = node.parent
+    if isinstance(parent, exp.Select) and node.arg_key == "expressions":
+        return
+    if isinstance(parent, exp.Count):
+        return
+    if (
+        isinstance(parent, exp.Column)
+        and isinstance(parent.parent, exp.Select)
+        and parent.arg_key == "expressions"
+    ):
+        return
+    raise refuse("* in this position")
+
+
+def _check_if(node: exp.Expr) -> None:
+    if not isinstance(node.parent, exp.Case):
+        raise refuse("function IIF")
+
+
+def _check_cast(node: exp.Expr) -> None:
+    to = node.args.get("to")
+    if not isinstance(to, exp.DataType) or to.this not in CAST_TYPES:
+        name = to.sql() if isinstance(to, exp.Expr) else "?"
+        raise refuse(f"CAST to {name}")
+    for arg in ("format", "safe", "action", "default"):
+        if node.args.get(arg):
+            raise refuse(f"CAST with {arg.upper()}")
+
+
+def _check_datatype(node: exp.Expr) -> None:
+    if not isinstance(node.parent, exp.Cast):
+        raise refuse(f"type {node.sql()} in this position")
+
+
+def _check_limit_value(node: exp.Expr) -> None:
+    count = (
+        node.args.get("expression") if not isinstance(node, exp.Fetch) else node.args.get("count")
+    )
+    if isinstance(node, exp.Fetch) and node.args.get("direction") not in (None, "NEXT", "FIRST"):
+        raise refuse("FETCH direction")
+    if count is None and isinstance(node, exp.Fetch):
+        return
+    if isinstance(count, exp.Paren):
+        count = count.this
+    if isinstance(count, exp.Placeholder | exp.Parameter):
+        return
+    if isinstance(count, exp.Literal) and not count.is_string and count.this.isdigit():
+        return
+    raise refuse("row counts other than a number or a parameter")
+
+
+def _check_limit_options(node: exp.Expr) -> None:
+    if node.args.get("percent"):
+        raise refuse("TOP ... PERCENT")
+    if node.args.get("with_ties"):
+        raise refuse("WITH TIES")
+
+
+def _check_join(node: exp.Expr) -> None:
+    kind = str(node.args.get("kind") or "").upper()
+    if kind not in ("", "INNER", "OUTER", "CROSS"):
+        raise refuse(f"{kind} JOIN")
+    side = str(node.args.get("side") or "").upper()
+    if side not in ("", "LEFT", "RIGHT", "FULL"):
+        raise refuse(f"{side} JOIN")
+
+
+def _check_with(node: exp.Expr) -> None:
+    if node.args.get("recursive"):
+        raise refuse("recursive CTEs")
+
+
+def _check_column(node: exp.Expr) -> None:
+    if not isinstance(node.this, exp.Identifier | exp.Star):
+        raise refuse(f"column reference {node.sql()}")
+
+
+CHECKS: dict[type[exp.Expr], Callable[[exp.Expr], None]] = {
+    exp.Anonymous: _check_anonymous,
+    exp.Parameter: _check_parameter,
+    exp.Placeholder: _check_placeholder,
+    exp.Var: _check_var,
+    exp.Star: _check_star,
+    exp.If: _check_if,
+    exp.Cast: _check_cast,
+    exp.DataType: _check_datatype,
+    exp.Limit: _check_limit_value,
+    exp.Offset: _check_limit_value,
+    exp.Fetch: _check_limit_value,
+    exp.LimitOptions: _check_limit_options,
+    exp.Join: _check_join,
+    exp.With: _check_with,
+    exp.Column: _check_column,
+}

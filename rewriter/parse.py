@@ -1,0 +1,183 @@
+"""Pass 1: text -> one sqlglot statement, with ``?`` placeholders numbered in text order.
+
+sqlglot keeps no source position on ``exp.Placeholder`` and its tree order is not
+text order (``TOP ?`` lives in the ``limit`` argument, after ``WHERE``). So the
+statement is tokenized first, each ``?`` token gets a tag comment with its ordinal,
+and after parsing the tag moves from the node's comments into its ``meta``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ParseError, SqlglotError, TokenError
+from sqlglot.tokenizer_core import TokenType
+
+from rewriter import allowlist, params, statement
+from rewriter.errors import (
+    ConstructNotAllowed,
+    MultipleStatements,
+    SqlParseError,
+)
+from rewriter.markers import DEFAULT_SCHEMAS, MARKER_PREFIX, META_POSITION, POSITION_TAG
+from rewriter.tables import check_references, normalize_and_classify
+
+
+@dataclass(frozen=True)
+class ParsedStatement:
+    """A checked logical statement. ``expression`` is never mutated after parsing."""
+
+    sql: str
+    dialect: str
+    expression: exp.Expr
+    tables: frozenset[str]  # casefolded physical table names (CTE names excluded)
+    statement_class: str
+    positional_params: int
+    named_params: tuple[str, ...]
+
+
+def parse_statement(sql: str, *, dialect: str = "tsql") -> ParsedStatement:
+    """Parse and check one logical statement (passes 1-6 run in this order)."""
+    tree = parse_one(sql, dialect)  # 1. one statement, ? numbered in text order
+    tree = statement.unwrap(tree)
+    statement_class = statement.classify(tree)  # 2. reads only
+    check_references(tree, dialect)  # 3. no other database, schema or system object
+    allowlist.check(tree)  # 4. deny by default
+    tables = normalize_and_classify(tree)  # 5. casefold names, find the physical tables
+    positional, named = params.collect(tree)  # 6. parameters
+    return ParsedStatement(
+        sql=sql,
+        dialect=dialect,
+        expression=tree,
+        tables=tables,
+        statement_class=statement_class,
+        positional_params=positional,
+        named_params=named,
+    )
+
+
+# Deeper trees are refused: later passes and sqlglot's generator recurse per level.
+MAX_DEPTH = 150
+
+
+def parse_one(sql: str, dialect: str) -> exp.Expr:
+    """Parse exactly one statement; tag positional placeholders; check nesting depth."""
+    if dialect not in DEFAULT_SCHEMAS:
+        known = ", ".join(sorted(DEFAULT_SCHEMAS))
+        raise SqlParseError(f"unknown SQL dialect {dialect!r} (use one of {known})")
+    if MARKER_PREFIX in sql.casefold():
+        raise ConstructNotAllowed(
+            f"the text {MARKER_PREFIX!r} is reserved and may not appear in a statement",
+            construct=MARKER_PREFIX,
+        )
+    if not sql.strip():
+        raise SqlParseError("the statement is empty")
+
+    parser_dialect = Dialect.get_or_raise(dialect)
+    try:
+        tokens = parser_dialect.tokenize(sql)
+        placeholders = 0
+        for token in tokens:
+            if token.token_type == TokenType.PLACEHOLDER:
+                token.comments = [f"{POSITION_TAG}{placeholders}"]
+                placeholders += 1
+        parsed = parser_dialect.parser().parse(tokens, sql)
+    except ParseError as error:
+        raise SqlParseError(_parse_error_message(error)) from None
+    except TokenError as error:
+        raise SqlParseError(f"could not read the statement: {error}") from None
+    except RecursionError:
+        raise SqlParseError("the statement is nested too deeply") from None
+    except SqlglotError as error:
+        raise SqlParseError(f"could not parse the statement: {error}") from None
+
+    statements = [s for s in parsed if s is not None and not isinstance(s, exp.Semicolon)]
+    if not statements:
+        raise SqlParseError("the statement is empty")
+    if len(statements) > 1:
+        raise MultipleStatements(
+            f"one statement per request, got {len(statements)}", count=len(statements)
+        )
+    tree = statements[0]
+    _check_depth(tree)
+    _move_position_tags(tree, placeholders)
+    return tree
+
+
+def _parse_error_message(error: ParseError) -> str:
+    details = error.errors[0] if error.errors else {}
+    description = _TOKEN_RE.sub(
+        _describe_token, str(details.get("description") or "invalid syntax")
+    )
+    line, col = details.get("line"), details.get("col")
+    if line is not None and col is not None:
+        return f"could not parse the statement at line {line}, column {col}: {description}"
+    return f"could not parse the statement: {description}"
+
+
+_TOKEN_RE = re.compile(r"<Token token_type: TokenType\.(\w+), text: (.*?), line: [^>]*>")
+
+
+def _describe_token(match: re.Match[str]) -> str:
+    if match.group(1) == "SENTINEL":
+        return "the end of the statement"
+    return repr(match.group(2))
+
+
+def _check_depth(tree: exp.Expr) -> None:
+    queue: deque[tuple[exp.Expr, int]] = deque([(tree, 1)])
+    while queue:
+        node, depth = queue.popleft()
+        if depth > MAX_DEPTH:
+            raise ConstructNotAllowed(
+                f"the statement is nested more than {MAX_DEPTH} levels deep",
+                construct="nesting",
+            )
+        queue.extend((child, depth + 1) for child in node.iter_expressions())
+
+
+def _move_position_tags(tree: exp.Expr, expected: int) -> None:
+    """Move each ``?`` tag from the comments into the placeholder's ``meta``.
+
+    sqlglot sometimes hands a node's comments to its parent (``? AS x`` moves them
+    to the Alias), so a tag found on another node goes to the one untagged
+    placeholder below it; anything less certain is refused.
+    """
+    refused = ConstructNotAllowed(
+        "a ? parameter is not allowed in this position", construct="parameter"
+    )
+    seen: set[int] = set()
+    for node in list(tree.walk(bfs=False))[::-1]:  # children before parents
+        comments = node.comments
+        if not comments:
+            continue
+        tags = [c for c in comments if c.startswith(POSITION_TAG)]
+        if not tags:
+            continue
+        rest = [c for c in comments if not c.startswith(POSITION_TAG)]
+        node.comments = rest or None
+        if len(tags) != 1:
+            raise refused
+        target = node
+        if not isinstance(node, exp.Placeholder):
+            untagged = [
+                p
+                for p in node.find_all(exp.Placeholder)
+                if p.this is None and META_POSITION not in p.meta
+            ]
+            if len(untagged) != 1:
+                raise refused
+            target = untagged[0]
+        position = int(tags[0][len(POSITION_TAG) :])
+        if META_POSITION in target.meta or position in seen:
+            raise refused
+        target.meta[META_POSITION] = position
+        seen.add(position)
+    placeholders = [p for p in tree.find_all(exp.Placeholder) if p.this is None]
+    if len(seen) != expected or any(META_POSITION not in p.meta for p in placeholders):
+        # sqlglot dropped, duplicated or moved a placeholder: refuse rather than guess.
+        raise refused

@@ -1,0 +1,93 @@
+"""``rewrite``: a checked statement plus the tenant's table shapes -> a ``Plan``.
+
+Passes, in order, on a copy of the parsed tree:
+
+6a. ``qualify.alias_tables``  every physical table gets an alias
+5.  ``columns``               per scope: expand stars and CUSTOM_FIELDS, check and
+                              qualify columns, name outputs (``expand``, ``sources``)
+6b. ``qualify.qualify_tables`` physical spelling, marker catalog/schema
+7.  ``params.mark``           parameters -> unique markers
+8.  ``generate``              backend SQL, then markers -> ``?`` in text order
+
+The plan depends on the statement, the options and the shapes, never on where the
+tenant lives: ``bind`` drops the database/schema in by string replacement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from rewriter import generate as gen
+from rewriter import params, qualify
+from rewriter.columns import qualify_columns
+from rewriter.errors import ConstructNotAllowed, UnknownTable
+from rewriter.markers import BACKEND_DIALECTS
+from rewriter.parse import ParsedStatement
+from rewriter.shapes import TableShape
+from rewriter.sources import Context
+
+MISSING_COLUMN_POLICIES = ("error", "null")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Backend SQL for one statement, still without the tenant's location."""
+
+    sql: str  # with qualifier markers; use ``bind``
+    columns: tuple[str, ...]
+    param_order: tuple[int | str, ...]
+    statement_class: str
+    backend: str
+
+    def bind(self, *, catalog: str | None, schema: str | None) -> str:
+        """The SQL that runs, qualified with the tenant's database and schema."""
+        return gen.bind(self.sql, self.backend, catalog, schema)
+
+
+def rewrite(
+    parsed: ParsedStatement,
+    *,
+    tables: Mapping[str, TableShape | None],
+    backend: str,
+    missing_columns: str = "error",
+    tenant_label: str = "",
+) -> Plan:
+    if backend not in BACKEND_DIALECTS:
+        raise ValueError(f"unknown backend {backend!r}")
+    if missing_columns not in MISSING_COLUMN_POLICIES:
+        raise ValueError(f"missing_columns must be one of {MISSING_COLUMN_POLICIES}")
+    shapes = _shapes(parsed, tables, tenant_label)
+    ctx = Context(shapes=shapes, missing_null=missing_columns == "null", tenant=tenant_label)
+    tree: exp.Expr = parsed.expression.copy()
+    try:
+        qualify.alias_tables(tree)
+        columns = qualify_columns(tree, ctx)
+        qualify.qualify_tables(tree, shapes, backend)
+        bindings = params.mark(tree)
+        sql, order = params.unmark(gen.generate(tree, backend), bindings)
+    except RecursionError:
+        raise ConstructNotAllowed("the statement is nested too deeply") from None
+    return Plan(
+        sql=sql,
+        columns=columns,
+        param_order=order,
+        statement_class=parsed.statement_class,
+        backend=backend,
+    )
+
+
+def _shapes(
+    parsed: ParsedStatement, tables: Mapping[str, TableShape | None], tenant: str
+) -> dict[str, TableShape]:
+    folded = {name.casefold(): shape for name, shape in tables.items()}
+    shapes: dict[str, TableShape] = {}
+    for name in sorted(parsed.tables):
+        shape = folded.get(name)
+        if shape is None:
+            where = f" for tenant {tenant}" if tenant else ""
+            raise UnknownTable(f"unknown table {name!r}{where}", table=name, tenant=tenant or None)
+        shapes[name] = shape
+    return shapes

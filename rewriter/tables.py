@@ -1,0 +1,183 @@
+"""Pass 4: table references. Refuse what leaves the tenant's database, normalize names,
+and find the physical tables (CTE references excluded).
+
+Logical SQL is case-insensitive about table names, aliases and CTE names (as T-SQL
+is), so they are casefolded here, once: sqlglot's scopes key sources by name, and
+from here on every pass compares names exactly. Physical spellings come back from
+the tenant's ``TableShape`` when the SQL is generated.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.scope import Scope, traverse_scope
+
+from rewriter.allowlist import refuse
+from rewriter.errors import ConstructNotAllowed, CrossDatabaseReference
+from rewriter.markers import DEFAULT_SCHEMAS, META_PHYSICAL
+
+SYSTEM_SCHEMAS = frozenset({"sys", "information_schema", "pg_catalog", "pg_toast", "guest"})
+SYSTEM_DATABASES = frozenset({"master", "msdb", "tempdb", "model", "mssqlsystemresource"})
+SYSTEM_PREFIXES = ("pg_", "sqlite_")
+# SQL Server's compatibility views, reachable without a schema.
+SQLSERVER_COMPAT_VIEWS = frozenset(
+    {
+        "sysaltfiles",
+        "syscacheobjects",
+        "syscharsets",
+        "syscolumns",
+        "syscomments",
+        "sysconfigures",
+        "sysconstraints",
+        "syscurconfigs",
+        "sysdatabases",
+        "sysdepends",
+        "sysdevices",
+        "sysfilegroups",
+        "sysfiles",
+        "sysforeignkeys",
+        "sysfulltextcatalogs",
+        "sysindexes",
+        "sysindexkeys",
+        "syslanguages",
+        "syslockinfo",
+        "syslogins",
+        "sysmembers",
+        "sysmessages",
+        "sysobjects",
+        "sysoledbusers",
+        "sysopentapes",
+        "sysperfinfo",
+        "syspermissions",
+        "sysprocesses",
+        "sysprotects",
+        "sysreferences",
+        "sysremotelogins",
+        "sysservers",
+        "systypes",
+        "sysusers",
+    }
+)
+
+
+def check_references(tree: exp.Expr, dialect: str) -> None:
+    """Refuse table references that leave the tenant's database (runs before the
+    allow-list, so that ``a.b.c.d`` is a cross-database reference, not a bad name)."""
+    default_schema = DEFAULT_SCHEMAS[dialect]
+    for table in list(tree.find_all(exp.Table)):
+        _check_reference(table, default_schema)
+
+
+def normalize_and_classify(tree: exp.Expr) -> frozenset[str]:
+    """Casefold names; mark physical tables; return their names (CTEs excluded)."""
+    for subquery in tree.find_all(exp.Subquery):
+        if isinstance(subquery.parent, exp.From | exp.Join) and not subquery.alias:
+            raise refuse("a derived table without an alias")
+    _check_ctes(tree)
+    _normalize(tree)
+    return _classify(tree)
+
+
+def _check_reference(table: exp.Table, default_schema: str) -> None:
+    this = table.this
+    written = table.sql()
+    if not isinstance(this, exp.Identifier):
+        if isinstance(this, exp.Dot):
+            raise _cross(written, "four-part names")
+        if isinstance(this, exp.Func):
+            raise refuse(f"table-valued function {written}")
+        if isinstance(this, exp.Parameter):
+            raise refuse(f"table variable {written}")
+        raise refuse(f"table reference {written}")
+    if this.args.get("temporary") or this.args.get("global_") or this.name.startswith("#"):
+        prefix = "##" if this.args.get("global_") else "#"
+        raise refuse(f"temporary table {prefix}{this.name.lstrip('#')}")
+    if table.args.get("catalog"):
+        if table.catalog.casefold() in SYSTEM_DATABASES:
+            raise _cross(written, "system databases")
+        raise _cross(written, "three-part names")
+    if table.args.get("db"):
+        schema = table.db.casefold()
+        if schema in SYSTEM_SCHEMAS or schema.startswith(SYSTEM_PREFIXES):
+            raise _cross(written, "system objects")
+        if schema != default_schema:
+            raise _cross(written, f"schemas other than {default_schema}")
+        table.set("db", None)
+    alias = table.args.get("alias")
+    if isinstance(alias, exp.TableAlias) and alias.columns:
+        raise refuse(f"column aliases on table {written}")
+
+
+def _cross(written: str, what: str) -> CrossDatabaseReference:
+    return CrossDatabaseReference(
+        f"{written}: {what} are not allowed; a statement reads only the tenant's own tables",
+        table=written,
+    )
+
+
+def _check_ctes(tree: exp.Expr) -> None:
+    for cte in tree.find_all(exp.CTE):
+        name = cte.alias.casefold()
+        for table in cte.this.find_all(exp.Table):
+            if not table.args.get("db") and table.name.casefold() == name:
+                raise refuse(f"recursive CTEs (CTE {cte.alias} names itself)")
+
+
+def _normalize(tree: exp.Expr) -> None:
+    for node in tree.walk():
+        if isinstance(node, exp.Table | exp.TableAlias):
+            _casefold(node.this)
+        elif isinstance(node, exp.Column):
+            _casefold(node.args.get("table"))
+
+
+def _casefold(identifier: object) -> None:
+    if isinstance(identifier, exp.Identifier):
+        identifier.set("this", identifier.name.casefold())
+
+
+def _classify(tree: exp.Expr) -> frozenset[str]:
+    try:
+        scopes = traverse_scope(tree)
+    except SqlglotError as error:  # pragma: no cover - defensive
+        raise ConstructNotAllowed(f"cannot resolve the statement's tables: {error}") from None
+    physical: set[str] = set()
+    classified: set[int] = set()
+    for scope in scopes:
+        _check_duplicate_sources(scope)
+        for table in scope.tables:
+            source = scope.sources.get(table.alias_or_name)
+            if source is table:
+                name = table.name
+                if name in SQLSERVER_COMPAT_VIEWS or name.startswith(SYSTEM_PREFIXES):
+                    raise _cross(name, "system objects")
+                table.meta[META_PHYSICAL] = True
+                physical.add(name)
+                classified.add(id(table))
+            elif isinstance(source, Scope):
+                classified.add(id(table))
+    for table in tree.find_all(exp.Table):
+        if id(table) not in classified:
+            raise refuse(f"table reference {table.sql()} in this position")
+    return frozenset(physical)
+
+
+def _check_duplicate_sources(scope: Scope) -> None:
+    expression = scope.expression
+    if not isinstance(expression, exp.Select):
+        return
+    names: list[str] = []
+    from_ = expression.args.get("from_")
+    if isinstance(from_, exp.From):
+        names.append(from_.this.alias_or_name)
+    for join in expression.args.get("joins") or []:
+        names.append(join.this.alias_or_name)
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise refuse(
+                f"the table name or alias {name!r} used twice in one FROM clause",
+                "is not allowed: give each table its own alias",
+            )
+        seen.add(name)

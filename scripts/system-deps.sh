@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the system packages tenantgate needs, only where they are missing:
+# unixODBC, the PostgreSQL and SQLite ODBC drivers, and (for tests) the PostgreSQL
+# server binaries. Debian 12 package names.
+set -euo pipefail
+
+need=()
+have_driver() { odbcinst -q -d 2>/dev/null | grep -qx "\[$1\]"; }
+command -v odbcinst >/dev/null 2>&1 || need+=(unixodbc)
+[[ -e /usr/include/sql.h ]] || need+=(unixodbc-dev)
+have_driver "PostgreSQL Unicode" || need+=(odbc-postgresql)
+have_driver "SQLite3" || need+=(libsqliteodbc)
+if [[ "${1:-}" == "--with-server" ]]; then
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+fi
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+
+if ((${#need[@]} == 0)); then
+  exit 0
+fi
+echo "tenantgate: installing system packages: ${need[*]}"
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null 2>&1 || { echo "tenantgate: need root or sudo to install: ${need[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,127 @@
+"""The controller directory: the central table of customers and their connection strings.
+
+Default layout, as in the original system::
+
+    Customer(customer_id, domainname, sqlconnectstring)
+
+Table and column names are configurable. They are validated as plain identifiers
+(the table may be qualified: ``dbo.Customer``) and quoted with double quotes, which
+SQLite, PostgreSQL and SQL Server (``QUOTED_IDENTIFIER ON``, the ODBC default) all
+accept. Values are always bound as parameters.
+
+Domain lookups are case-insensitive: ``LOWER(domain_column) = ?`` with the bound value
+lower-cased. On PostgreSQL an expression index ``ON Customer (LOWER(domainname))`` lets
+that use an index; SQL Server's default collation ignores case anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenancy.errors import ControllerUnavailable, TenantMisconfigured
+from tenancy.sources import DB_ERRORS, ConnectionSource, sqlstate_of
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    """One row of the controller's customer table."""
+
+    customer_id: int
+    domain: str
+    connection_string: str = field(repr=False)
+    """Holds secrets: never logged, never in a repr."""
+
+
+def _quote(identifier: str, *, what: str, max_parts: int = 1) -> str:
+    parts = identifier.split(".")
+    if not 1 <= len(parts) <= max_parts or not all(_IDENTIFIER.fullmatch(p) for p in parts):
+        raise ValueError(f"controller {what} is not a plain identifier: {identifier!r}")
+    return ".".join(f'"{p}"' for p in parts)
+
+
+class ControllerDirectory:
+    """Looks customers up in the controller database through a ``ConnectionSource``."""
+
+    def __init__(
+        self,
+        source: ConnectionSource,
+        *,
+        table: str = "Customer",
+        id_column: str = "customer_id",
+        domain_column: str = "domainname",
+        connection_column: str = "sqlconnectstring",
+        db_errors: tuple[type[BaseException], ...] = DB_ERRORS,
+    ) -> None:
+        self._source = source
+        self._db_errors = db_errors
+        t = _quote(table, what="table", max_parts=3)
+        i = _quote(id_column, what="id column")
+        d = _quote(domain_column, what="domain column")
+        c = _quote(connection_column, what="connection column")
+        select = f"SELECT {i}, {d}, {c} FROM {t}"
+        self._by_id_sql = f"{select} WHERE {i} = ?"
+        self._by_domain_sql = f"{select} WHERE LOWER({d}) = ?"
+        self._ping_sql = f"SELECT {i} FROM {t} WHERE 1 = 0"
+
+    def by_id(self, customer_id: int) -> CustomerRecord | None:
+        return self._one(self._by_id_sql, customer_id, f"customer id {customer_id}")
+
+    def by_domain(self, domain: str) -> CustomerRecord | None:
+        return self._one(self._by_domain_sql, domain.lower(), f"domain {domain!r}")
+
+    def ping(self) -> None:
+        """Raises ``ControllerUnavailable`` unless the customer table can be queried."""
+        self._query(self._ping_sql, ())
+
+    def _one(self, sql: str, value: int | str, label: str) -> CustomerRecord | None:
+        rows = self._query(sql, (value,))
+        if not rows:
+            return None
+        if len(rows) > 1:
+            raise TenantMisconfigured(f"the controller has several customers for {label}")
+        customer_id, domain, connection_string = rows[0]
+        try:
+            return CustomerRecord(
+                customer_id=int(customer_id),
+                domain=str(domain or ""),
+                connection_string=str(connection_string or ""),
+            )
+        except (TypeError, ValueError):
+            raise TenantMisconfigured(
+                f"the controller's record for {label} has a non-integer id"
+            ) from None
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
+        with self._translate_errors(), self._source() as conn:
+            cursor = conn.cursor()
+            try:
+                if params:
+                    cursor.execute(sql, params)
+                else:
+                    cursor.execute(sql)
+                rows: Sequence[Sequence[Any]] = cursor.fetchmany(2)
+                return rows
+            finally:
+                cursor.close()
+
+    @contextlib.contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        """The one place where database errors become ``ControllerUnavailable``.
+
+        The driver's text is left out on purpose: some drivers echo connection
+        attributes. The SQLSTATE says enough and is safe.
+        """
+        try:
+            yield
+        except self._db_errors as error:
+            state = sqlstate_of(error)
+            raise ControllerUnavailable(
+                f"the controller database could not be queried (SQLSTATE {state or 'unknown'})",
+                sqlstate=state,
+            ) from None

@@ -1,0 +1,359 @@
+"""Column metadata of tenants' tables: loaded from the catalog, cached, interned.
+
+``TableMetadata`` satisfies ``rewriter.shapes.TableShape`` structurally. Identical
+shapes (same physical table name, same columns with the same types and nullability
+in the same order, same base-model declaration) are *interned*: they are one object,
+found through a weak-value dictionary keyed by the canonical form, so 10,000 tenants
+with the default schema hold one ``TableMetadata`` and one fingerprint, and the
+rewriter's plans keyed by fingerprint are shared between them.
+
+``MetadataCache`` keys entries by ``(location.key, table.casefold())``. A miss loads
+the table through the tenant's ``ConnectionSource``; concurrent misses for one key
+wait for the same load and get its result or its error. Found tables live for ``ttl``
+seconds, absent ones (``None``) for ``negative_ttl``. ``refresh`` drops one entry, or
+all of a tenant's through a per-location index. Database errors become
+``MetadataUnavailable`` in one place (``_translate_errors``); other exceptions (a
+saturated pool, say) propagate unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cachetools import TLRUCache
+
+from tenancy import catalog
+from tenancy.catalog import Column
+from tenancy.errors import MetadataUnavailable, TenancyError
+from tenancy.sources import DB_ERRORS, ConnectionSource, sqlstate_of
+
+if TYPE_CHECKING:
+    from tenancy.location import TenantLocation
+
+__all__ = ["BaseModel", "Column", "MetadataCache", "TableMetadata"]
+
+
+class BaseModel:
+    """The default schema every tenant shares: per table, its columns in order.
+
+    Table and column names are case-insensitive.
+    """
+
+    __slots__ = ("_tables",)
+
+    def __init__(self, tables: Mapping[str, Sequence[str]]) -> None:
+        folded: dict[str, tuple[str, ...]] = {}
+        for table, columns in tables.items():
+            if isinstance(columns, str):
+                raise TypeError(f"base model of {table!r}: a list of column names is expected")
+            key = table.casefold()
+            if key in folded:
+                raise ValueError(f"base model names table {table!r} twice (ignoring case)")
+            names = tuple(columns)
+            if len({name.casefold() for name in names}) != len(names):
+                raise ValueError(f"base model of {table!r} names a column twice (ignoring case)")
+            folded[key] = names
+        self._tables = folded
+
+    def columns_for(self, table: str) -> tuple[str, ...] | None:
+        """The declared base columns of ``table``, or ``None`` if it has no base model."""
+        return self._tables.get(table.casefold())
+
+    def tables(self) -> list[str]:
+        return list(self._tables)
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False, weakref_slot=True)
+class TableMetadata:
+    """One table's shape. Immutable and interned: build it with ``TableMetadata.build``."""
+
+    name: str
+    columns: tuple[Column, ...]
+    column_names: tuple[str, ...]
+    base_columns: tuple[str, ...]
+    custom_columns: tuple[str, ...]
+    fingerprint: str
+    declared_base: tuple[str, ...] | None = field(repr=False)
+    _exact: frozenset[str] = field(repr=False)
+    _folded: Mapping[str, str | None] = field(repr=False)
+
+    @classmethod
+    def build(
+        cls, name: str, columns: Iterable[Column], base: Sequence[str] | None = None
+    ) -> TableMetadata:
+        """The interned metadata of a table; ``base`` is its declared base model, if any."""
+        cols = tuple(columns)
+        declared = None if base is None else tuple(base)
+        canonical = json.dumps(
+            [
+                name,
+                [[c.name, c.type_name, c.nullable] for c in cols],
+                None if declared is None else list(declared),
+            ],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        with _INTERN_LOCK:
+            found = _INTERNED.get(canonical)
+            if found is not None:
+                return found
+        made = cls._make(name, cols, declared, hashlib.sha256(canonical.encode()).hexdigest())
+        with _INTERN_LOCK:
+            return _INTERNED.setdefault(canonical, made)
+
+    @classmethod
+    def _make(
+        cls,
+        name: str,
+        cols: tuple[Column, ...],
+        declared: tuple[str, ...] | None,
+        fingerprint: str,
+    ) -> TableMetadata:
+        names = tuple(c.name for c in cols)
+        exact = frozenset(names)
+        folded: dict[str, str | None] = {}
+        for column in names:
+            key = column.casefold()
+            folded[key] = None if key in folded else column
+        if len(exact) != len(names):
+            raise ValueError(f"table {name!r} lists a column twice")
+
+        def lookup(wanted: str) -> str | None:
+            return wanted if wanted in exact else folded.get(wanted.casefold())
+
+        if declared is None:
+            base = names
+        else:
+            present = (lookup(column) for column in declared)
+            base = tuple(dict.fromkeys(c for c in present if c is not None))
+        in_base = frozenset(base)
+        custom = tuple(c for c in names if c not in in_base)
+        return cls(name, cols, names, base, custom, fingerprint, declared, exact, folded)
+
+    def lookup(self, name: str) -> str | None:
+        """The physical spelling of ``name``: exact match, else unique case-insensitive."""
+        if name in self._exact:
+            return name
+        return self._folded.get(name.casefold())
+
+    def column(self, name: str) -> Column | None:
+        """The ``Column`` that ``lookup(name)`` finds."""
+        physical = self.lookup(name)
+        if physical is None:
+            return None
+        return self.columns[self.column_names.index(physical)]
+
+    def __repr__(self) -> str:
+        return (
+            f"TableMetadata({self.name!r}, {len(self.base_columns)} base + "
+            f"{len(self.custom_columns)} custom columns, {self.fingerprint[:12]})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TableMetadata):
+            return NotImplemented
+        return self is other or self.fingerprint == other.fingerprint
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+
+_INTERNED: weakref.WeakValueDictionary[str, TableMetadata] = weakref.WeakValueDictionary()
+_INTERN_LOCK = threading.Lock()
+
+
+def interned_count() -> int:
+    """How many distinct table shapes are alive."""
+    with _INTERN_LOCK:
+        return len(_INTERNED)
+
+
+# -- the cache ----------------------------------------------------------------------
+
+_Key = tuple[str, str]
+"""``(location.key, table.casefold())``."""
+
+
+@dataclass(slots=True)
+class _Flight:
+    done: threading.Event = field(default_factory=threading.Event)
+    value: TableMetadata | None = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Absent:
+    """A cached "no such table"."""
+
+
+_ABSENT = _Absent()
+
+
+class _IndexedCache(TLRUCache[_Key, "TableMetadata | _Absent"]):
+    """A TLRU cache that keeps ``location.key → {table keys}`` in step with its content."""
+
+    def __init__(
+        self, maxsize: int, ttu: Callable[[_Key, Any, float], float], timer: Callable[[], float]
+    ) -> None:
+        super().__init__(maxsize=maxsize, ttu=ttu, timer=timer)
+        self.by_location: dict[str, set[str]] = {}
+
+    def __setitem__(self, key: _Key, value: TableMetadata | _Absent) -> None:
+        super().__setitem__(key, value)
+        if key in self:
+            self.by_location.setdefault(key[0], set()).add(key[1])
+
+    def __delitem__(self, key: _Key) -> None:
+        try:
+            super().__delitem__(key)
+        finally:
+            self._forget(key)
+
+    def expire(self, time: float | None = None) -> list[tuple[_Key, TableMetadata | _Absent]]:
+        expired = list(super().expire(time))
+        for key, _ in expired:
+            self._forget(key)
+        return expired
+
+    def clear(self) -> None:
+        super().clear()
+        self.by_location.clear()
+
+    def _forget(self, key: _Key) -> None:
+        tables = self.by_location.get(key[0])
+        if tables is not None:
+            tables.discard(key[1])
+            if not tables:
+                del self.by_location[key[0]]
+
+
+class MetadataCache:
+    def __init__(
+        self,
+        *,
+        source_for: Callable[[TenantLocation], ConnectionSource],
+        base_model: BaseModel,
+        ttl: float,
+        negative_ttl: float,
+        maxsize: int = 200_000,
+        clock: Callable[[], float] = time.monotonic,
+        db_errors: tuple[type[BaseException], ...] = DB_ERRORS,
+    ) -> None:
+        if ttl <= 0 or negative_ttl < 0 or maxsize <= 0:
+            raise ValueError("ttl and maxsize must be positive, negative_ttl non-negative")
+        self._source_for = source_for
+        self._base_model = base_model
+        self._ttl = ttl
+        self._negative_ttl = negative_ttl
+        self._db_errors = db_errors
+        self._cache = _IndexedCache(maxsize, self._time_to_use, clock)
+        self._inflight: dict[_Key, _Flight] = {}
+        self._lock = threading.Lock()
+        self._stats = dict.fromkeys(
+            ("hits", "misses", "negative_hits", "loads", "errors", "refreshes"), 0
+        )
+
+    @property
+    def base_model(self) -> BaseModel:
+        return self._base_model
+
+    def _time_to_use(self, _key: _Key, value: object, now: float) -> float:
+        return now + (self._negative_ttl if value is _ABSENT else self._ttl)
+
+    def get(self, location: TenantLocation, table: str) -> TableMetadata | None:
+        """The tenant's table, or ``None`` when it has no such table."""
+        key = (location.key, table.casefold())
+        with self._lock:
+            cached = self._cache.get(key)
+            if isinstance(cached, TableMetadata):
+                self._stats["hits"] += 1
+                return cached
+            if cached is not None:
+                self._stats["negative_hits"] += 1
+                return None
+            self._stats["misses"] += 1
+            flight = self._inflight.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._inflight[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if isinstance(flight.error, TenancyError):
+                raise type(flight.error)(flight.error.message, **flight.error.details)
+            if flight.error is not None:
+                raise flight.error
+            return flight.value
+        try:
+            flight.value = self._load(location, table)
+        except BaseException as error:
+            flight.error = error
+            with self._lock:
+                self._stats["errors"] += 1
+            raise
+        else:
+            with self._lock:
+                if self._inflight.get(key) is flight and (
+                    flight.value is not None or self._negative_ttl > 0
+                ):
+                    self._cache[key] = _ABSENT if flight.value is None else flight.value
+        finally:
+            with self._lock:
+                if self._inflight.get(key) is flight:
+                    del self._inflight[key]
+            flight.done.set()
+        return flight.value
+
+    def refresh(self, location: TenantLocation, table: str | None = None) -> None:
+        """Forget one table of a tenant, or all of them; the next ``get`` reloads."""
+        with self._lock:
+            self._stats["refreshes"] += 1
+            if table is not None:
+                keys = [(location.key, table.casefold())]
+            else:
+                keys = [(location.key, t) for t in self._cache.by_location.get(location.key, ())]
+                keys += [k for k in self._inflight if k[0] == location.key]
+            for key in keys:
+                self._inflight.pop(key, None)
+                with contextlib.suppress(KeyError):
+                    del self._cache[key]
+
+    def list_tables(self, location: TenantLocation) -> list[str]:
+        """The tenant's tables and views, read from its catalog now (not cached)."""
+        with self._translate_errors(location), self._source_for(location)() as conn:
+            return catalog.list_tables(conn, location)
+
+    def get_stats(self) -> dict[str, int]:
+        with self._lock:
+            return {**self._stats, "size": len(self._cache), "shapes": interned_count()}
+
+    def _load(self, location: TenantLocation, table: str) -> TableMetadata | None:
+        with self._lock:
+            self._stats["loads"] += 1
+        with self._translate_errors(location), self._source_for(location)() as conn:
+            found = catalog.read_table(conn, location, table)
+        if found is None:
+            return None
+        name, columns = found
+        return TableMetadata.build(name, columns, self._base_model.columns_for(name))
+
+    @contextlib.contextmanager
+    def _translate_errors(self, location: TenantLocation) -> Iterator[None]:
+        """The one place where database errors become ``MetadataUnavailable``."""
+        try:
+            yield
+        except self._db_errors as error:
+            state = sqlstate_of(error)
+            raise MetadataUnavailable(
+                f"the catalog of the tenant's database on {location.server_key} could not be "
+                f"read (SQLSTATE {state or 'unknown'})",
+                sqlstate=state,
+                server=location.server_key,
+            ) from None

@@ -1,0 +1,59 @@
+"""How tenancy gets a database connection: it is handed one, it never owns a pool.
+
+A ``ConnectionSource`` is a callable that returns a context manager yielding a DB-API
+connection (the proxy passes its pool's ``connection``; tests and the command line
+pass ``odbc_source(...)``, which opens and closes a real connection per use).
+
+Database errors raised inside a source (while connecting or while running a statement)
+are translated by the tenancy module that used it, in one place per module, into
+``ControllerUnavailable`` or ``MetadataUnavailable``. Which exception classes count as
+database errors is ``DB_ERRORS`` unless the caller names others (for example
+``(pyodbc.Error, psycopg.Error)``). Any other exception, such as a pool's own
+"saturated" error, propagates unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+import pyodbc
+
+ConnectionSource = Callable[[], AbstractContextManager[Any]]
+"""A callable returning a context manager that yields a DB-API connection."""
+
+DB_ERRORS: tuple[type[BaseException], ...] = (pyodbc.Error,)
+"""The exception classes that mean "the database could not answer"."""
+
+
+def odbc_source(
+    connection_string: str, *, autocommit: bool = True, timeout: int = 5
+) -> ConnectionSource:
+    """A source that opens a fresh pyodbc connection per use and closes it afterwards.
+
+    ``timeout`` is the login timeout in seconds. Meant for tests, tools and the
+    embedded single-file controller, not for request paths (use a pool there).
+    """
+
+    @contextlib.contextmanager
+    def connection() -> Iterator[Any]:
+        conn = pyodbc.connect(connection_string, autocommit=autocommit, timeout=timeout)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    return connection
+
+
+def sqlstate_of(error: BaseException) -> str | None:
+    """The SQLSTATE of a DB-API error when it carries one (pyodbc puts it first in args)."""
+    state = getattr(error, "sqlstate", None)  # psycopg
+    if isinstance(state, str) and state:
+        return state
+    args = getattr(error, "args", ())
+    if args and isinstance(args[0], str) and len(args[0]) == 5 and args[0].isalnum():
+        return args[0]
+    return None

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import proxy.errors as proxy_errors
+import rewriter.errors as rewriter_errors
+import tenancy.errors as tenancy_errors
+from proxy.errors import status_for
+from proxy.openapi import ERROR_CODES, openapi_document
+
+
+# Abstract roots of each hierarchy: never raised themselves.
+BASES = {proxy_errors.ProxyError, rewriter_errors.RewriteError, tenancy_errors.TenancyError}
+
+
+def error_classes():
+    for module in (proxy_errors, rewriter_errors, tenancy_errors):
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, Exception) and cls.__module__ == module.__name__ and cls not in BASES:
+                yield cls
+
+
+@pytest.mark.parametrize("cls", list(error_classes()), ids=lambda c: c.__name__)
+def test_every_error_class_has_a_status_below_500_or_a_documented_5xx(cls) -> None:
+    status, code = status_for(cls("message"))
+    assert code != "internal_error", f"{cls.__name__} is not in ERROR_TABLE"
+    assert code in ERROR_CODES, f"{code} missing from the OpenAPI error codes"
+    assert status in {400, 401, 403, 404, 405, 409, 413, 429, 502, 503, 504}
+
+
+def test_foreign_exceptions_are_internal_errors() -> None:
+    assert status_for(ZeroDivisionError()) == (500, "internal_error")
+    assert status_for(KeyError("x")) == (500, "internal_error")
+
+
+def test_openapi_documents_every_route() -> None:
+    from proxy.app import create_app  # noqa: F401 - import proves the module loads
+
+    doc = openapi_document()
+    expected = {
+        "/v1/query", "/v1/explain", "/v1/tenants/{tenant}/schema",
+        "/v1/tenants/{tenant}/schema/refresh", "/healthz", "/readyz", "/metrics", "/openapi.json",
+    }  # fmt: skip
+    assert set(doc["paths"]) == expected
+    assert doc["openapi"].startswith("3.")
