@@ -37,7 +37,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure(stack: Stack, tenant: Any, connection: pyodbc.Connection, n: int) -> dict[str, Any]:
-    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {FULL_TOKEN}"}) as http:
+    with httpx.Client(
+        base_url=stack.url, headers={"Authorization": f"Bearer {FULL_TOKEN}"}
+    ) as http:
         plan = http.post("/v1/explain", json={"tenant": tenant, "sql": SQL, "params": [1]}).json()
         backend_sql = plan["sql"]
         cursor = connection.cursor()

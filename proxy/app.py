@@ -83,7 +83,7 @@ def error_response(exc: BaseException) -> Response:
     )
 
 
-def create_app(service: Service) -> Starlette:
+def create_app(service: Service) -> Starlette:  # noqa: PLR0915 - routes close over the service
     settings = service.settings
     limiter = anyio.CapacityLimiter(settings.server.worker_threads)
     metrics = service.metrics

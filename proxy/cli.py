@@ -15,18 +15,27 @@ import secrets
 import sys
 from pathlib import Path
 
-from proxy.config import ConfigError, Settings, load
+import uvicorn
+
+from proxy.app import create_app
+from proxy.auth import hash_token
+from proxy.config import (
+    ConfigError,
+    ControllerSettings,
+    ServerSettings,
+    Settings,
+    TokenSettings,
+    load,
+)
+from proxy.demo import create_demo
+from proxy.schema_seed import BASE_MODEL
+from proxy.service import Service
 
 DEMO_PORT = 8040
-DEMO_TOKEN_ENV = "TENANTGATE_DEMO_TOKEN"
+DEMO_TOKEN_ENV = "TENANTGATE_DEMO_TOKEN"  # noqa: S105 - the variable's name, not a token
 
 
 def _serve(settings: Settings, *, host: str | None, port: int | None) -> None:
-    import uvicorn
-
-    from proxy.app import create_app
-    from proxy.service import Service
-
     service = Service(settings)
     app = create_app(service)
     uvicorn.run(
@@ -43,21 +52,10 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> None:
 
 
 def _demo_settings(directory: Path, token: str, port: int) -> Settings:
-    from proxy.auth import hash_token
-    from proxy.config import (
-        ControllerSettings,
-        QuerySettings,
-        ServerSettings,
-        TokenSettings,
-    )
-    from proxy.demo import create_demo
-    from proxy.schema_seed import BASE_MODEL
-
     layout = create_demo(directory)
     return Settings(
         server=ServerSettings(port=port),
         controller=ControllerSettings(connection_string=layout.controller_connection_string),
-        query=QuerySettings(),
         backend_templates={"sqlite": "Timeout=5000"},
         base_model={table: tuple(cols) for table, cols in BASE_MODEL.items()},
         tokens=(
@@ -116,7 +114,7 @@ def _print_examples(token: str, port: int, token_from_env: bool) -> None:
             f"  -d '{body}'\n"
         )
     print(f"curl -s {base}/v1/tenants/gamma.example/schema {auth} | head -c 600; echo")
-    print(f"curl -s {base}/metrics | grep tenantgate_ | head\n")  # noqa: S105 - not a secret
+    print(f"curl -s {base}/metrics | grep tenantgate_ | head\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,8 +143,6 @@ def main(argv: list[str] | None = None) -> int:
             _print_examples(token, args.port, DEMO_TOKEN_ENV in os.environ)
             _serve(settings, host="127.0.0.1", port=args.port)
         elif args.command == "hash-token":
-            from proxy.auth import hash_token
-
             token = args.token or sys.stdin.readline().strip()
             print(hash_token(token))
         elif args.command == "check-config":

@@ -69,6 +69,7 @@ class QuerySettings:
 class MetadataSettings:
     ttl_s: float = 300.0
     negative_ttl_s: float = 10.0
+    timeout_ms: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,7 @@ def _validate(s: Settings) -> None:
         "query.max_timeout_ms": s.query.max_timeout_ms,
         "controller.cache_ttl_s": s.controller.cache_ttl_s,
         "metadata.ttl_s": s.metadata.ttl_s,
+        "metadata.timeout_ms": s.metadata.timeout_ms,
     }
     problems.extend(f"{k} must be > 0" for k, v in positive.items() if v <= 0)
     if not 0 <= s.pool.min_size <= s.pool.max_size:
@@ -198,10 +200,11 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     if not isinstance(raw_tokens, list):
         raise ConfigError("tokens must be an array of tables ([[tokens]])")
     tokens = []
-    for i, raw in enumerate(raw_tokens):
-        if isinstance(raw, dict) and "tenants" in raw:
-            raw = {**raw, "tenants": [str(t) for t in raw["tenants"]]}
-        tokens.append(_section(TokenSettings, raw, f"tokens[{i}]", env))
+    for i, entry in enumerate(raw_tokens):
+        if isinstance(entry, dict) and isinstance(entry.get("tenants"), list):
+            # Ids may be written as numbers; scopes compare strings.
+            entry = {**entry, "tenants": [str(t) for t in entry["tenants"]]}  # noqa: PLW2901
+        tokens.append(_section(TokenSettings, entry, f"tokens[{i}]", env))
     try:
         return Settings(
             server=_section(ServerSettings, data.get("server"), "server", env),

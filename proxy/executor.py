@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import pyodbc
 
-from proxy.errors import StatementTimeout
+from proxy.errors import BackendRejected, StatementTimeout
 from proxy.pool import PooledConnection
 from proxy.sqlstate import translate
 from proxy.watchdog import Handle, Watchdog
@@ -125,14 +125,7 @@ def execute(
     if max_rows < 0:
         raise ValueError(f"max_rows must be >= 0, got {max_rows!r}")
     raw = conn.raw
-    if backend == "postgresql":
-        _set_pg_statement_timeout(conn, timeout_s)
-        cancel_after = timeout_s + backstop_delay(timeout_s)
-    elif backend == "sqlserver":
-        _set_query_timeout(conn, timeout_s)
-        cancel_after = timeout_s
-    else:
-        cancel_after = timeout_s
+    cancel_after = apply_timeout(conn, backend, timeout_s)
     try:
         cursor = raw.cursor()
     except pyodbc.Error as exc:
@@ -155,12 +148,29 @@ def execute(
         if isinstance(error, StatementTimeout):
             error.details["timeout_ms"] = round(timeout_s * 1000)
         raise error from exc
+    except OverflowError as exc:
+        # pyodbc cannot bind an integer beyond 64 bits: the caller's value, a 400.
+        raise BackendRejected(f"a parameter does not fit the backend's types: {exc}") from exc
     finally:
         if handle is not None:
             handle.done()  # before close(): never cancel a freed statement handle
         # On a dead connection close() may fail too; the pool learns it from the error.
         with contextlib.suppress(pyodbc.Error):
             cursor.close()
+
+
+def apply_timeout(conn: PooledConnection, backend: str, timeout_s: float) -> float:
+    """Make the session stop statements after ``timeout_s``; return when to cancel.
+
+    A pooled session keeps what was last set, so whoever runs anything on a pooled
+    connection (catalog reads included) sets its own timeout first.
+    """
+    if backend == "postgresql":
+        _set_pg_statement_timeout(conn, timeout_s)
+        return timeout_s + backstop_delay(timeout_s)
+    if backend == "sqlserver":
+        _set_query_timeout(conn, timeout_s)
+    return timeout_s
 
 
 def _collect(cursor: pyodbc.Cursor, max_rows: int) -> ResultSet:

@@ -40,7 +40,7 @@ def openapi_document() -> dict[str, Any]:
         "description": "Customer id or domain name.",
         "schema": {"type": "string"},
     }
-    secured = [{"bearer": []}]
+    secured: list[dict[str, list[str]]] = [{"bearer": []}]
     common_errors = _errors(400, 401, 403, 404, 413, 429, 502, 503, 504)
     return {
         "openapi": "3.1.0",

@@ -76,7 +76,8 @@ class PoolManager:
         self.min_size = min_size
         self.acquire_timeout = float(acquire_timeout)
         # ODBC's login timeout (SQL_ATTR_LOGIN_TIMEOUT) is whole seconds; 0 would
-        # mean "wait forever", so round up and never below one.
+        # mean "wait forever", so round up and never below one. psqlODBC hands it to
+        # libpq's connect_timeout, which treats 1 as 2 (measured: 1 s → 2.0 s).
         self.login_timeout = max(1, int(-(-login_timeout // 1)))
         self.max_idle = float(max_idle)
         self.max_lifetime = float(max_lifetime)

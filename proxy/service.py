@@ -10,9 +10,11 @@ not one per database call). Each phase's duration is recorded for the metrics.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +24,9 @@ import rewriter
 from proxy.auth import Authenticator, Principal
 from proxy.config import Settings
 from proxy.errors import BackendObjectMissing, InvalidRequest
-from proxy.executor import ResultSet, execute
+from proxy.executor import ResultSet, apply_timeout, execute
 from proxy.metrics import Metrics
+from proxy.pool import PooledConnection
 from proxy.pools import PoolManager
 from proxy.watchdog import Watchdog
 from rewriter.errors import InvalidParameters
@@ -113,7 +116,7 @@ class Service:
             negative_ttl=c.negative_ttl_s,
         )
         self.metadata = MetadataCache(
-            source_for=lambda location: self.pools.pool_for(location).connection,
+            source_for=lambda location: functools.partial(self._catalog_connection, location),
             base_model=BaseModel(settings.base_model),
             ttl=settings.metadata.ttl_s,
             negative_ttl=settings.metadata.negative_ttl_s,
@@ -127,6 +130,13 @@ class Service:
             },
             pools=self.pools.get_stats,
         )
+
+    @contextlib.contextmanager
+    def _catalog_connection(self, location: TenantLocation) -> Iterator[PooledConnection]:
+        with self.pools.pool_for(location).connection() as conn:
+            # Not the timeout the previous request left on this session.
+            apply_timeout(conn, location.kind.value, self.settings.metadata.timeout_ms / 1000)
+            yield conn
 
     def _locate(self, connection_string: str) -> TenantLocation:
         return locate(connstr.parse(connection_string), self._templates)

@@ -2,8 +2,12 @@
 
 Classification is by SQLSTATE first (the driver's ``args[0]``), then, for the
 catch-all ``HY000`` that sqliteodbc uses for nearly everything, by the SQLite result
-code and message, then by pyodbc's own exception class. Every row was observed with
-the drivers installed here unless marked *(spec)*.
+code and message, then by pyodbc's own exception class. The states and messages
+quoted in ``tests/unit/test_sqlstate.py`` were observed with psqlODBC 13.02 against
+PostgreSQL 15 and sqliteodbc 0.9998 (SQLite 3.40) through unixODBC 2.3.11 (40001,
+40P01 and 53300 raised on purpose with PL/pgSQL ``RAISE ... USING ERRCODE``); the
+other rows follow the SQLSTATE classes of the SQL standard and PostgreSQL's
+appendix A, and *(spec)* marks states no driver here produces (SQL Server's).
 
 =====================================  ==========================  ======  ==============
 SQLSTATE / driver signal               tenantgate error            broken  why
@@ -35,7 +39,9 @@ SQLite "no such column/table"
 ``22xxx``, ``42xxx``, ``21xxx``,       ``BackendRejected`` (400)   no      the statement
 ``0Axxx``, ``07xxx``, ``25xxx``,                                           is at fault
 ``2Dxxx``, ``3Bxxx``, ``44xxx``,
-``54xxx``, ``P0xxx``; SQLite ERROR/
+``54xxx``, ``P0xxx``, ``HY004``/
+``HY105`` (pyodbc: unbindable
+parameter type); SQLite ERROR/
 MISMATCH/RANGE/TOOBIG/READONLY
 SQLite INTERRUPT ("interrupted")       ``StatementTimeout`` when   no      sqlite3_interrupt
                                        timed_out, else
@@ -150,6 +156,9 @@ _BY_SQLSTATE: dict[str, Kind] = {
     "44": Kind.REJECTED,
     "54": Kind.REJECTED,
     "P0": Kind.REJECTED,
+    # pyodbc's own: a parameter of a type it cannot bind (a JSON object, say).
+    "HY004": Kind.REJECTED,
+    "HY105": Kind.REJECTED,
 }
 
 # SQLite primary result codes (https://sqlite.org/rescode.html) as sqliteodbc prints

@@ -35,6 +35,7 @@ _NAME_PATTERNS: tuple[tuple[re.Pattern[str], BackendKind], ...] = (
     ),
 )
 
+
 def kind_for_driver(driver: str) -> BackendKind:
     """The backend a tenant is on, from its ODBC ``Driver`` value.
 

@@ -7,9 +7,9 @@ shared. Only the tenant's own user tables and views are visible:
   from ``sqlite_master`` joined with ``pragma_table_info`` in one statement: on an
   800-column table through the SQLite3 ODBC driver it takes about 4.7 ms against
   11.3 ms for ODBC ``SQLColumns`` (``cursor.columns()``), measured on the test box.
-* PostgreSQL: ``information_schema.columns`` / ``.tables`` in ``location.schema``
-  (default ``public``); types are ``data_type`` with length or precision,
-  ``udt_name`` for user-defined and array types.
+* PostgreSQL: ``pg_catalog`` (``pg_class``, ``pg_attribute``) in ``location.schema``
+  (default ``public``); types as ``format_type`` spells them. On an 800-column table
+  this takes about 6 ms against 38 ms for ``information_schema.columns``.
 * SQL Server: ``[catalog].INFORMATION_SCHEMA.COLUMNS`` / ``.TABLES`` with
   ``TABLE_SCHEMA = location.schema`` (default ``dbo``), the catalog bracket-quoted
   (``]`` doubled) because a shared per-server connection may sit in any database.
@@ -77,44 +77,35 @@ def _sqlite_column(row: Sequence[Any]) -> Column:
 
 
 def postgresql_columns_query(location: TenantLocation, table: str) -> Query:
+    # pg_catalog, not information_schema: on an 800-column table the latter took
+    # about 38 ms of server time against about 6 ms for this (2 cores, PG 15).
     sql = (
-        "SELECT table_name, column_name, data_type, "
-        "CAST(character_maximum_length AS integer), CAST(numeric_precision AS integer), "
-        "CAST(numeric_scale AS integer), is_nullable, udt_name "
-        "FROM information_schema.columns "
-        "WHERE table_schema = ? AND lower(table_name) = lower(?) "
-        "ORDER BY table_name, ordinal_position"
+        "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), "
+        # An integer, not a boolean: psqlODBC turns booleans into '0'/'1' strings by default.
+        "CASE WHEN a.attnotnull THEN 0 ELSE 1 END "
+        "FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid "
+        "WHERE n.nspname = ? AND lower(c.relname) = lower(?) "
+        "AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY c.relname, a.attnum"
     )
     return sql, (location.schema or "public", table)
 
 
 def postgresql_tables_query(location: TenantLocation) -> Query:
     sql = (
-        "SELECT table_name FROM information_schema.tables "
-        "WHERE table_schema = ? AND table_type IN ('BASE TABLE', 'VIEW', 'FOREIGN') "
-        "ORDER BY table_name"
+        "SELECT c.relname FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = ? AND c.relkind IN ('r', 'p', 'v', 'm', 'f') "
+        "ORDER BY c.relname"
     )
     return sql, (location.schema or "public",)
 
 
-_PG_LENGTH_TYPES = frozenset({"character varying", "character", "bit", "bit varying"})
-
-
 def _postgresql_column(row: Sequence[Any]) -> Column:
-    _, name, data_type, length, precision, scale, is_nullable, udt_name = row
-    data_type = str(data_type)
-    if data_type == "USER-DEFINED":
-        type_name = str(udt_name)
-    elif data_type == "ARRAY":
-        udt = str(udt_name)
-        type_name = f"{udt.removeprefix('_')}[]"
-    elif data_type in _PG_LENGTH_TYPES and length is not None:
-        type_name = f"{data_type}({length})"
-    elif data_type == "numeric" and precision is not None:
-        type_name = f"numeric({precision},{scale or 0})"
-    else:
-        type_name = data_type
-    return Column(str(name), type_name, str(is_nullable).upper() == "YES")
+    _, name, type_name, nullable = row
+    return Column(str(name), str(type_name), int(nullable) == 1)
 
 
 # -- SQL Server ---------------------------------------------------------------------

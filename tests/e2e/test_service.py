@@ -83,7 +83,10 @@ def test_star_is_the_base_model_in_its_order_on_every_tenant(stack: Stack) -> No
 def test_custom_fields_of_the_800_column_tenant(stack: Stack) -> None:
     status, body = query(
         stack,
-        {"tenant": "gamma.example", "sql": "SELECT CUSTOM_FIELDS() FROM Contacts WHERE ContactID = 1"},
+        {
+            "tenant": "gamma.example",
+            "sql": "SELECT CUSTOM_FIELDS() FROM Contacts WHERE ContactID = 1",
+        },
     )
     assert status == 200, body
     assert len(body["columns"]) == 800
@@ -92,7 +95,8 @@ def test_custom_fields_of_the_800_column_tenant(stack: Stack) -> None:
 
 def test_identifiers_match_case_insensitively_and_keep_physical_spelling(stack: Stack) -> None:
     status, body = query(
-        stack, {"tenant": 12, "sql": "select contactid, FIRSTNAME from contacts where CONTACTID = 3"}
+        stack,
+        {"tenant": 12, "sql": "select contactid, FIRSTNAME from contacts where CONTACTID = 3"},
     )
     assert status == 200, body
     assert [c["name"] for c in body["columns"]] == ["ContactID", "FirstName"]
@@ -115,7 +119,9 @@ def test_one_query_across_tenants_with_the_null_policy(stack: Stack) -> None:
     status, body = query(stack, {"tenant": 2, "sql": sql, "missing_columns": "null"})
     assert status == 200, body
     assert body["rows"] == direct_rows(
-        stack, 2, 'SELECT "ContactID", "Custom_Region" FROM "Contacts" WHERE "ContactID" < 4 '
+        stack,
+        2,
+        'SELECT "ContactID", "Custom_Region" FROM "Contacts" WHERE "ContactID" < 4 '
         'ORDER BY "ContactID"',
     )
 
@@ -142,7 +148,8 @@ def test_join_with_named_parameters_on_postgresql(stack: Stack) -> None:
 
 def test_max_rows_truncates(stack: Stack) -> None:
     status, body = query(
-        stack, {"tenant": 2, "sql": "SELECT ContactID FROM Contacts ORDER BY ContactID", "max_rows": 5}
+        stack,
+        {"tenant": 2, "sql": "SELECT ContactID FROM Contacts ORDER BY ContactID", "max_rows": 5},
     )
     assert status == 200, body
     assert body["rows"] == [[1], [2], [3], [4], [5]]
@@ -188,7 +195,9 @@ def test_request_errors(stack: Stack) -> None:
     with stack.client("wrong-token") as wrong:
         assert wrong.post("/v1/query", json={"tenant": 1, "sql": "SELECT 1"}).status_code == 401
     with stack.client() as client:
-        r = client.post("/v1/query", content=b"{not json", headers={"content-type": "application/json"})
+        r = client.post(
+            "/v1/query", content=b"{not json", headers={"content-type": "application/json"}
+        )
         assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_request")
         r = client.post("/v1/query", json={"tenant": 1, "sql": "SELECT 1", "sql2": 1})
         assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_request")
@@ -198,7 +207,9 @@ def test_request_errors(stack: Stack) -> None:
         assert (r.status_code, r.json()["error"]["code"]) == (404, "unknown_tenant")
         r = client.post("/v1/query", json={"tenant": "bad tenant!", "sql": "SELECT 1"})
         assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_tenant")
-        r = client.post("/v1/query", json={"tenant": 2, "sql": "SELECT * FROM Contacts WHERE ContactID = ?"})
+        r = client.post(
+            "/v1/query", json={"tenant": 2, "sql": "SELECT * FROM Contacts WHERE ContactID = ?"}
+        )
         assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_parameters")
         r = client.get("/v1/nothing")
         assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
@@ -207,14 +218,15 @@ def test_request_errors(stack: Stack) -> None:
 
 
 def test_a_limited_token_stays_in_its_scope(stack: Stack) -> None:
-    ok, body = query(stack, {"tenant": "beta.example", "sql": "SELECT TOP 1 ContactID FROM Contacts"},
-                     token=BETA_READ_TOKEN)  # fmt: skip
+    one = "SELECT TOP 1 ContactID FROM Contacts"
+    ok, body = query(stack, {"tenant": "beta.example", "sql": one}, token=BETA_READ_TOKEN)
     assert ok == 200, body
-    ok, body = query(stack, {"tenant": 2, "sql": "SELECT TOP 1 ContactID FROM Contacts"},
-                     token=BETA_READ_TOKEN)  # fmt: skip
+    ok, body = query(stack, {"tenant": 2, "sql": one}, token=BETA_READ_TOKEN)
     assert ok == 200, body  # the same tenant named by id
     for tenant in ("gamma.example", 3, "nobody.example"):
-        status, body = query(stack, {"tenant": tenant, "sql": "SELECT 1 AS x"}, token=BETA_READ_TOKEN)
+        status, body = query(
+            stack, {"tenant": tenant, "sql": "SELECT 1 AS x"}, token=BETA_READ_TOKEN
+        )
         assert (status, body["error"]["code"]) == (403, "forbidden")
     with stack.client(BETA_READ_TOKEN) as client:
         r = client.post("/v1/tenants/beta.example/schema/refresh")
@@ -234,8 +246,11 @@ def test_explain_shows_the_backend_sql_without_secrets(stack: Stack) -> None:
     with stack.client() as client:
         r = client.post(
             "/v1/explain",
-            json={"tenant": "pg12.example", "sql": "SELECT FirstName FROM Contacts WHERE ContactID = ?",
-                  "params": [3]},  # fmt: skip
+            json={
+                "tenant": "pg12.example",
+                "sql": "SELECT FirstName FROM Contacts WHERE ContactID = ?",
+                "params": [3],
+            },
         )
     assert r.status_code == 200, r.text
     plan = r.json()

@@ -338,6 +338,10 @@ def test_sqlite_errors_are_translated(lite_pool: ConnectionPool, watchdog: Watch
             run(conn, "sqlite", "INSERT INTO contacts VALUES (?, ?)", [1, "dup"], watchdog=watchdog)
         with pytest.raises(ConstraintViolation, match="NOT NULL"):
             run(conn, "sqlite", "INSERT INTO contacts VALUES (?, ?)", [9, None], watchdog=watchdog)
+        with pytest.raises(BackendRejected, match="param-type=dict"):
+            run(conn, "sqlite", "SELECT ?", [{"a": 1}], watchdog=watchdog)
+        with pytest.raises(BackendRejected, match="does not fit"):
+            run(conn, "sqlite", "SELECT ?", [2**70], watchdog=watchdog)
         with pytest.raises(BackendRejected, match="syntax error"):
             run(conn, "sqlite", "SELEC 1", watchdog=watchdog)
 

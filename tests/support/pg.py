@@ -77,7 +77,9 @@ def _bindir() -> str:
     initdb = shutil.which("initdb")
     if initdb:
         return os.path.dirname(initdb)
-    raise RuntimeError("no PostgreSQL server binaries (initdb) found: run `make test`, which installs them")
+    raise RuntimeError(
+        "no PostgreSQL server binaries (initdb) found: run `make test`, which installs them"
+    )
 
 
 def _as_server_user(cmd: list[str]) -> list[str]:
@@ -100,24 +102,41 @@ def private_cluster() -> Iterator[PgServer]:
     port = _free_port()
     log = os.path.join(base, "server.log")
     subprocess.run(
-        _as_server_user([f"{bindir}/initdb", "-D", data, "-U", "tenantgate", "--auth=trust",
-                         "-E", "UTF8", "--locale=C", "--no-sync"]),
-        check=True, capture_output=True,
+        _as_server_user(
+            [
+                f"{bindir}/initdb",
+                "-D",
+                data,
+                "-U",
+                "tenantgate",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
     options = (
         f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={sockets} "
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
     )
     subprocess.run(
-        _as_server_user([f"{bindir}/pg_ctl", "-D", data, "-o", options, "-l", log, "-w", "-t", "60", "start"]),
-        check=True, capture_output=True,
+        _as_server_user(
+            [f"{bindir}/pg_ctl", "-D", data, "-o", options, "-l", log, "-w", "-t", "60", "start"]
+        ),
+        check=True,
+        capture_output=True,
     )
     try:
         yield PgServer("127.0.0.1", port, "tenantgate", "", "postgres")
     finally:
         subprocess.run(
             _as_server_user([f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
-            check=False, capture_output=True,
+            check=False,
+            capture_output=True,
         )
         shutil.rmtree(base, ignore_errors=True)
 

@@ -119,7 +119,9 @@ def running_stack(root: Path, pg: PgServer) -> Iterator[Stack]:
 
     controller = root / "controller.db"
     with contextlib.closing(sqlite3.connect(demo.controller_path)) as src:
-        rows = src.execute("SELECT customer_id, domainname, sqlconnectstring FROM Customer").fetchall()
+        rows = src.execute(
+            "SELECT customer_id, domainname, sqlconnectstring FROM Customer"
+        ).fetchall()
     with contextlib.closing(sqlite3.connect(controller)) as db:
         db.execute(
             "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT UNIQUE,"

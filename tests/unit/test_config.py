@@ -52,7 +52,9 @@ def test_missing_environment_variable_is_named() -> None:
         ({"tokens": [{"name": "t", "sha256": DIGEST}]}, "connection_string is required"),
     ],
 )
-def test_invalid_configuration_is_refused_with_a_reason(data: dict[str, object], fragment: str) -> None:
+def test_invalid_configuration_is_refused_with_a_reason(
+    data: dict[str, object], fragment: str
+) -> None:
     with pytest.raises(ConfigError, match=fragment):
         from_mapping(data, env={})
 

@@ -54,9 +54,7 @@ def test_kind_for_driver(driver: str, kind: BackendKind) -> None:
     assert kind_for_driver(driver) is kind
 
 
-@pytest.mark.parametrize(
-    "driver", ["MySQL ODBC 8.0", "", "{}", "Oracle", "sqlite3.so", "SQLite3x"]
-)
+@pytest.mark.parametrize("driver", ["MySQL ODBC 8.0", "", "{}", "Oracle", "sqlite3.so", "SQLite3x"])
 def test_unknown_driver_is_misconfigured(driver: str) -> None:
     with pytest.raises(TenantMisconfigured, match="unsupported ODBC driver"):
         kind_for_driver(driver)
@@ -385,6 +383,8 @@ def test_tenant_may_not_set_session_sql_options(key: str) -> None:
     with pytest.raises(TenantMisconfigured, match="template"):
         locate(cs, {})
     template = parse("ConnSettings={SET application_name='tenantgate'}")
-    located = locate(parse("Driver={PostgreSQL Unicode};Server=db;Database=t"),
-                     {BackendKind.POSTGRESQL: template})
+    located = locate(
+        parse("Driver={PostgreSQL Unicode};Server=db;Database=t"),
+        {BackendKind.POSTGRESQL: template},
+    )
     assert "ConnSettings" in located.connect

@@ -1,7 +1,8 @@
 """SQLSTATE translation, on pyodbc.Error instances shaped exactly as the drivers raise them.
 
-The ``args`` below are copied from errors that psqlODBC 16 / PostgreSQL 15 and
-sqliteodbc raised on this machine (see docs for how they were produced).
+The ``args`` below are copied from errors that psqlODBC 13.02 / PostgreSQL 15 and
+sqliteodbc 0.9998 raised on this machine, except those marked (spec) (SQL Server's)
+and the two made-up ones at the end (an unlisted class, an unlisted driver state).
 """
 
 from __future__ import annotations
@@ -225,7 +226,7 @@ CASES: list[tuple[str, type[pyodbc.Error], tuple[str, ...], type[ProxyError], bo
         "the connection to the backend failed: timeout expired",
     ),
     (
-        "psqlodbc lost connection under HY000",
+        "psqlodbc lost connection under HY000 (assumed)",
         pyodbc.Error,
         ("HY000", "[HY000] Could not send Query(connection dead) (26) (SQLExecDirectW)"),
         ConnectionLost,
@@ -346,6 +347,14 @@ CASES: list[tuple[str, type[pyodbc.Error], tuple[str, ...], type[ProxyError], bo
         StatementTimeout,
         False,
         "the statement was cancelled: it ran past its timeout",
+    ),
+    (
+        "pyodbc unbindable parameter",
+        pyodbc.ProgrammingError,
+        ("Invalid parameter type.  param-index=0 param-type=dict", "HY105"),
+        BackendRejected,
+        False,
+        "Invalid parameter type.  param-index=0 param-type=dict",
     ),
     (
         "unknown server class",

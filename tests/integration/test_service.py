@@ -1,0 +1,120 @@
+"""The service pipeline in-process, the same scenarios on real PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from proxy.auth import hash_token
+from proxy.config import (
+    ControllerSettings,
+    PoolSettings,
+    Settings,
+    TokenSettings,
+)
+from proxy.errors import StatementTimeout
+from proxy.schema_seed import BASE_MODEL, custom_columns, seed_tenant
+from proxy.service import QueryRequest, Service
+from rewriter.errors import UnknownColumn
+from tests.support.pg import PgServer
+
+CUSTOM = custom_columns(5)
+TOKEN = "integration-token"
+
+
+@pytest.fixture
+def service(tmp_path: Path, pg: PgServer, pg_database: str) -> Iterator[Service]:
+    with contextlib.closing(pg.connect(pg_database)) as conn:
+        seed_tenant(conn, "postgresql", contacts=50, custom_columns=CUSTOM, seed=1)
+    sqlite_file = tmp_path / "tenant.db"
+    with contextlib.closing(sqlite3.connect(sqlite_file)) as conn:
+        seed_tenant(conn, "sqlite", contacts=50, custom_columns=CUSTOM, seed=1)
+    controller = tmp_path / "controller.db"
+    with contextlib.closing(sqlite3.connect(controller)) as db:
+        db.execute(
+            "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT,"
+            " sqlconnectstring TEXT)"
+        )
+        db.execute(
+            "INSERT INTO Customer VALUES (1, 'lite.example', ?)",
+            (f"Driver=SQLite3;Database={sqlite_file}",),
+        )
+        db.execute(
+            "INSERT INTO Customer VALUES (2, 'pg.example', ?)",
+            (pg.odbc(pg_database),),
+        )
+        db.commit()
+    settings = Settings(
+        controller=ControllerSettings(connection_string=f"Driver=SQLite3;Database={controller}"),
+        # One connection per pool: every request of a tenant shares one session.
+        pool=PoolSettings(max_size=1),
+        backend_templates={"postgresql": "BoolsAsChar=0"},
+        base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
+        tokens=(TokenSettings(name="t", sha256=hash_token(TOKEN), classes=("read", "admin")),),
+    )
+    svc = Service(settings, registry=CollectorRegistry())
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+BACKENDS = pytest.mark.parametrize("tenant", ["lite.example", "pg.example"])
+
+
+@BACKENDS
+def test_star_and_custom_fields(service: Service, tenant: str) -> None:
+    principal = service.auth.authenticate(f"Bearer {TOKEN}")
+    outcome = service.query(
+        principal,
+        QueryRequest(
+            tenant=tenant,
+            sql="SELECT *, CUSTOM_FIELDS() FROM Contacts WHERE ContactID = ?",
+            params=[3],
+        ),
+    )
+    names = [c.name for c in outcome.result.columns]
+    assert names == list(BASE_MODEL["Contacts"]) + [c.name for c in CUSTOM]
+    assert outcome.result.rows[0][0] == 3
+    assert set(outcome.phases) >= {"resolve", "metadata", "rewrite", "pool_wait", "execute"}
+
+
+@BACKENDS
+def test_unknown_column_and_null_policy(service: Service, tenant: str) -> None:
+    principal = service.auth.authenticate(f"Bearer {TOKEN}")
+    sql = "SELECT ContactID, NoSuchField FROM Contacts WHERE ContactID = 1"
+    with pytest.raises(UnknownColumn):
+        service.query(principal, QueryRequest(tenant=tenant, sql=sql))
+    outcome = service.query(principal, QueryRequest(tenant=tenant, sql=sql, missing_columns="null"))
+    assert outcome.result.rows == [[1, None]]
+
+
+@BACKENDS
+def test_plans_are_shared_between_tenants_with_equal_shapes(service: Service, tenant: str) -> None:
+    principal = service.auth.authenticate(f"Bearer {TOKEN}")
+    req = QueryRequest(tenant=tenant, sql="SELECT FirstName FROM Contacts WHERE ContactID = 2")
+    first = service.explain(principal, req)
+    second = service.explain(principal, req)
+    assert second["plan_cached"] is True
+    assert first["sql"] == second["sql"]
+
+
+def test_catalog_reads_do_not_inherit_a_short_statement_timeout(service: Service) -> None:
+    principal = service.auth.authenticate(f"Bearer {TOKEN}")
+    slow = (
+        "SELECT COUNT(*) AS n FROM Contacts a CROSS JOIN Contacts b CROSS JOIN Contacts c"
+        " CROSS JOIN Contacts d CROSS JOIN Contacts e"
+    )
+    with pytest.raises(StatementTimeout):
+        service.query(principal, QueryRequest(tenant="pg.example", sql=slow, timeout_ms=20))
+    location = service.resolver.resolve("pg.example").location
+    # The pool has one connection: the session that just ran with a 20 ms timeout.
+    with service._catalog_connection(location) as conn:
+        assert conn.raw.execute("SHOW statement_timeout").fetchval() == "10s"
+    service.metadata.refresh(location)
+    assert service.metadata.get(location, "Contacts") is not None
