@@ -36,7 +36,9 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 bench: setup
+	@scripts/system-deps.sh --with-server --with-bench
 	$(BIN)/python benchmarks/point_select.py
+	$(BIN)/python benchmarks/throughput.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

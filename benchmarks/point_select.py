@@ -1,5 +1,8 @@
 """Point-select latency: through the tenantgate service versus pyodbc directly.
 
+The HTTP floor is a /healthz round trip with the same client: it shows how much of
+the overhead is HTTP itself (client, server, loopback) rather than tenantgate's work.
+
 Starts the real service process (SQLite demo tenants plus one PostgreSQL tenant on a
 private cluster), then alternates blocks of requests to the service with blocks of
 the same backend SQL (taken from /v1/explain) run directly on a pyodbc connection,
@@ -45,6 +48,7 @@ def measure(stack: Stack, tenant: Any, connection: pyodbc.Connection, n: int) ->
         cursor = connection.cursor()
         service: list[float] = []
         direct: list[float] = []
+        floor: list[float] = []
         block = 100
         for i in range(0, n, block):
             for j in range(block):
@@ -53,13 +57,23 @@ def measure(stack: Stack, tenant: Any, connection: pyodbc.Connection, n: int) ->
                 r = http.post("/v1/query", json={"tenant": tenant, "sql": SQL, "params": [key]})
                 service.append(time.perf_counter() - t0)
                 assert r.status_code == 200, r.text
+            for _ in range(block // 4):
+                t0 = time.perf_counter()
+                http.get("/healthz")
+                floor.append(time.perf_counter() - t0)
             for j in range(block):
                 key = 1 + (i + j) % 150
                 t0 = time.perf_counter()
                 cursor.execute(backend_sql, key)
                 cursor.fetchall()
                 direct.append(time.perf_counter() - t0)
-    return {"backend": plan["backend"], "service": service, "direct": direct, "sql": backend_sql}
+    return {
+        "backend": plan["backend"],
+        "service": service,
+        "direct": direct,
+        "floor": floor,
+        "sql": backend_sql,
+    }
 
 
 def report(name: str, r: dict[str, Any]) -> None:
@@ -68,12 +82,20 @@ def report(name: str, r: dict[str, Any]) -> None:
     print(f"\n{name} ({r['backend']}), {len(r['service'])} requests each side, interleaved")
     print(f"  backend SQL: {r['sql']}")
     print(f"  {'':24}{'median µs':>12}{'p90 µs':>12}{'p99 µs':>12}")
-    for label, values in (("through tenantgate", r["service"]), ("pyodbc direct", r["direct"])):
+    rows = (
+        ("through tenantgate", r["service"]),
+        ("pyodbc direct", r["direct"]),
+        ("HTTP floor (/healthz)", r["floor"]),
+    )
+    for label, values in rows:
         print(
             f"  {label:24}{statistics.median(values) * 1e6:12.0f}"
             f"{percentile(values, 0.9) * 1e6:12.0f}{percentile(values, 0.99) * 1e6:12.0f}"
         )
+    f_med = statistics.median(r["floor"]) * 1e6
     print(f"  overhead: {s_med - d_med:.0f} µs per request; ratio {s_med / d_med:.1f}x")
+    print(f"  of which HTTP round trip with this Python client: {f_med:.0f} µs;")
+    print(f"  tenantgate's own work beyond HTTP and the database: {s_med - d_med - f_med:.0f} µs")
 
 
 def main() -> None:

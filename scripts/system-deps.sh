@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages tenantgate needs, only where they are missing:
 # unixODBC, the PostgreSQL and SQLite ODBC drivers, and (for tests) the PostgreSQL
-# server binaries. Debian 12 package names.
+# server binaries, and (for benchmarks) wrk. Debian 12 package names.
 set -euo pipefail
 
 need=()
@@ -10,9 +10,12 @@ command -v odbcinst >/dev/null 2>&1 || need+=(unixodbc)
 [[ -e /usr/include/sql.h ]] || need+=(unixodbc-dev)
 have_driver "PostgreSQL Unicode" || need+=(odbc-postgresql)
 have_driver "SQLite3" || need+=(libsqliteodbc)
-if [[ "${1:-}" == "--with-server" ]]; then
-  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
-fi
+for flag in "$@"; do
+  case "$flag" in
+    --with-server) compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql) ;;
+    --with-bench) command -v wrk >/dev/null 2>&1 || need+=(wrk) ;;
+  esac
+done
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 
 if ((${#need[@]} == 0)); then
