@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tenancy import sources
 from tenancy.backends import BackendKind
 from tenancy.errors import TenantMisconfigured
 
@@ -218,13 +219,4 @@ def _fetch(conn: Any, query: Query) -> list[Sequence[Any]]:
     module = sys.modules.get(type(conn).__module__.partition(".")[0])
     if getattr(module, "paramstyle", "qmark") in ("format", "pyformat"):
         sql = sql.replace("?", "%s")
-    cursor = conn.cursor()
-    try:
-        if params:
-            cursor.execute(sql, params)
-        else:
-            cursor.execute(sql)
-        rows: list[Sequence[Any]] = cursor.fetchall()
-        return rows
-    finally:
-        cursor.close()
+    return sources.fetch(conn, sql, params)

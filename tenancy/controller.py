@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tenancy.errors import ControllerUnavailable, TenantMisconfigured
-from tenancy.sources import DB_ERRORS, ConnectionSource, sqlstate_of
+from tenancy.sources import DB_ERRORS, ConnectionSource, fetch, sqlstate_of
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
@@ -99,16 +99,7 @@ class ControllerDirectory:
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
         with self._translate_errors(), self._source() as conn:
-            cursor = conn.cursor()
-            try:
-                if params:
-                    cursor.execute(sql, params)
-                else:
-                    cursor.execute(sql)
-                rows: Sequence[Sequence[Any]] = cursor.fetchmany(2)
-                return rows
-            finally:
-                cursor.close()
+            return fetch(conn, sql, params, limit=2)
 
     @contextlib.contextmanager
     def _translate_errors(self) -> Iterator[None]:

@@ -32,7 +32,8 @@ from cachetools import TLRUCache
 
 from tenancy import catalog
 from tenancy.catalog import Column
-from tenancy.errors import MetadataUnavailable, TenancyError
+from tenancy.errors import MetadataUnavailable
+from tenancy.singleflight import SingleFlight
 from tenancy.sources import DB_ERRORS, ConnectionSource, sqlstate_of
 
 if TYPE_CHECKING:
@@ -182,13 +183,6 @@ _Key = tuple[str, str]
 """``(location.key, table.casefold())``."""
 
 
-@dataclass(slots=True)
-class _Flight:
-    done: threading.Event = field(default_factory=threading.Event)
-    value: TableMetadata | None = None
-    error: BaseException | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class _Absent:
     """A cached "no such table"."""
@@ -255,8 +249,8 @@ class MetadataCache:
         self._negative_ttl = negative_ttl
         self._db_errors = db_errors
         self._cache = _IndexedCache(maxsize, self._time_to_use, clock)
-        self._inflight: dict[_Key, _Flight] = {}
-        self._lock = threading.Lock()
+        self._flights: SingleFlight[_Key, TableMetadata | _Absent] = SingleFlight()
+        self._lock = self._flights.lock
         self._stats = dict.fromkeys(
             ("hits", "misses", "negative_hits", "loads", "errors", "refreshes"), 0
         )
@@ -271,45 +265,13 @@ class MetadataCache:
     def get(self, location: TenantLocation, table: str) -> TableMetadata | None:
         """The tenant's table, or ``None`` when it has no such table."""
         key = (location.key, table.casefold())
-        with self._lock:
-            cached = self._cache.get(key)
-            if isinstance(cached, TableMetadata):
-                self._stats["hits"] += 1
-                return cached
-            if cached is not None:
-                self._stats["negative_hits"] += 1
-                return None
-            self._stats["misses"] += 1
-            flight = self._inflight.get(key)
-            leader = flight is None
-            if flight is None:
-                flight = self._inflight[key] = _Flight()
-        if not leader:
-            flight.done.wait()
-            if isinstance(flight.error, TenancyError):
-                raise type(flight.error)(flight.error.message, **flight.error.details)
-            if flight.error is not None:
-                raise flight.error
-            return flight.value
-        try:
-            flight.value = self._load(location, table)
-        except BaseException as error:
-            flight.error = error
-            with self._lock:
-                self._stats["errors"] += 1
-            raise
-        else:
-            with self._lock:
-                if self._inflight.get(key) is flight and (
-                    flight.value is not None or self._negative_ttl > 0
-                ):
-                    self._cache[key] = _ABSENT if flight.value is None else flight.value
-        finally:
-            with self._lock:
-                if self._inflight.get(key) is flight:
-                    del self._inflight[key]
-            flight.done.set()
-        return flight.value
+        found = self._flights.run(
+            key,
+            lambda: self._load(location, table),
+            cached=lambda: self._cached(key),
+            store=lambda value: self._store(key, value),
+        )
+        return found if isinstance(found, TableMetadata) else None
 
     def refresh(self, location: TenantLocation, table: str | None = None) -> None:
         """Forget one table of a tenant, or all of them; the next ``get`` reloads."""
@@ -319,9 +281,9 @@ class MetadataCache:
                 keys = [(location.key, table.casefold())]
             else:
                 keys = [(location.key, t) for t in self._cache.by_location.get(location.key, ())]
-                keys += [k for k in self._inflight if k[0] == location.key]
+                self._flights.invalidate_where(lambda k: k[0] == location.key)
             for key in keys:
-                self._inflight.pop(key, None)
+                self._flights.invalidate(key)
                 with contextlib.suppress(KeyError):
                     del self._cache[key]
 
@@ -334,15 +296,36 @@ class MetadataCache:
         with self._lock:
             return {**self._stats, "size": len(self._cache), "shapes": interned_count()}
 
-    def _load(self, location: TenantLocation, table: str) -> TableMetadata | None:
+    def _cached(self, key: _Key) -> TableMetadata | _Absent | None:
+        """The cache's answer for ``key``, counted (called with the lock held)."""
+        cached = self._cache.get(key)
+        if isinstance(cached, TableMetadata):
+            self._stats["hits"] += 1
+        elif cached is not None:
+            self._stats["negative_hits"] += 1
+        else:
+            self._stats["misses"] += 1
+        return cached
+
+    def _store(self, key: _Key, value: TableMetadata | _Absent) -> None:
+        """Caches a load's outcome (with the lock held; only if not refreshed meanwhile)."""
+        if value is not _ABSENT or self._negative_ttl > 0:
+            self._cache[key] = value
+
+    def _load(self, location: TenantLocation, table: str) -> TableMetadata | _Absent:
         with self._lock:
             self._stats["loads"] += 1
-        with self._translate_errors(location), self._source_for(location)() as conn:
-            found = catalog.read_table(conn, location, table)
-        if found is None:
-            return None
-        name, columns = found
-        return TableMetadata.build(name, columns, self._base_model.columns_for(name))
+        try:
+            with self._translate_errors(location), self._source_for(location)() as conn:
+                found = catalog.read_table(conn, location, table)
+            if found is None:
+                return _ABSENT
+            name, columns = found
+            return TableMetadata.build(name, columns, self._base_model.columns_for(name))
+        except BaseException:
+            with self._lock:
+                self._stats["errors"] += 1
+            raise
 
     @contextlib.contextmanager
     def _translate_errors(self, location: TenantLocation) -> Iterator[None]:

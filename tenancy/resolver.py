@@ -17,16 +17,16 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NoReturn, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cachetools import TLRUCache
 
 from tenancy.controller import CustomerRecord
 from tenancy.errors import InvalidTenantReference, TenancyError, TenantMisconfigured, UnknownTenant
+from tenancy.singleflight import SingleFlight
 
 if TYPE_CHECKING:
     from tenancy.location import TenantLocation
@@ -65,15 +65,6 @@ class _Negative:
 
     def exception(self) -> TenancyError:
         return self.error(self.message, **self.details)
-
-
-class _Flight:
-    __slots__ = ("done", "error", "tenant")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.tenant: Tenant | None = None
-        self.error: BaseException | None = None
 
 
 def parse_reference(ref: str | int) -> _Key:
@@ -116,8 +107,8 @@ class TenantResolver:
         self._cache: TLRUCache[_Key, Tenant | _Negative] = TLRUCache(
             maxsize=maxsize, ttu=self._time_to_use, timer=clock
         )
-        self._inflight: dict[_Key, _Flight] = {}
-        self._lock = threading.Lock()
+        self._flights: SingleFlight[_Key, Tenant | _Negative] = SingleFlight()
+        self._lock = self._flights.lock
         self._stats = dict.fromkeys(("hits", "misses", "negative_hits", "lookups", "errors"), 0)
 
     def _time_to_use(self, _key: _Key, value: Tenant | _Negative, now: float) -> float:
@@ -125,39 +116,21 @@ class TenantResolver:
 
     def resolve(self, ref: str | int) -> Tenant:
         key = parse_reference(ref)
-        with self._lock:
-            cached = self._cache.get(key)
-            if isinstance(cached, Tenant):
-                self._stats["hits"] += 1
-                return cached
-            if cached is not None:
-                self._stats["negative_hits"] += 1
-                raise cached.exception()
-            self._stats["misses"] += 1
-            flight = self._inflight.get(key)
-            leader = flight is None
-            if flight is None:
-                flight = self._inflight[key] = _Flight()
-        if not leader:
-            flight.done.wait()
-            return self._outcome(flight)
-        try:
-            flight.tenant = self._lookup(key, flight)
-        except BaseException as error:
-            flight.error = error
-            raise
-        finally:
-            with self._lock:
-                if self._inflight.get(key) is flight:
-                    del self._inflight[key]
-            flight.done.set()
-        return flight.tenant
+        found = self._flights.run(
+            key,
+            lambda: self._lookup(key),
+            cached=lambda: self._cached(key),
+            store=lambda value: self._store(key, value),
+        )
+        if isinstance(found, _Negative):
+            raise found.exception()
+        return found
 
     def invalidate(self, ref: str | int) -> None:
         """Forget what is cached for ``ref`` (and, for a tenant, its other key)."""
         key = parse_reference(ref)
         with self._lock:
-            self._inflight.pop(key, None)
+            self._flights.invalidate(key)
             cached = self._cache.pop(key, None)
             if isinstance(cached, Tenant):
                 for other in self._keys_of(cached):
@@ -166,7 +139,7 @@ class TenantResolver:
 
     def clear(self) -> None:
         with self._lock:
-            self._inflight.clear()
+            self._flights.clear()
             self._cache.clear()
 
     def get_stats(self) -> dict[str, int]:
@@ -182,19 +155,27 @@ class TenantResolver:
             keys.append(("domain", tenant.domain.lower()))
         return keys
 
-    @staticmethod
-    def _outcome(flight: _Flight) -> Tenant:
-        error = flight.error
-        if isinstance(error, TenancyError):
-            # A fresh instance per waiter: one exception raised in many threads
-            # would collect all their tracebacks.
-            raise type(error)(error.message, **error.details)
-        if error is not None:
-            raise error
-        assert flight.tenant is not None
-        return flight.tenant
+    def _cached(self, key: _Key) -> Tenant | _Negative | None:
+        """The cache's answer for ``key``, counted (called with the lock held)."""
+        cached = self._cache.get(key)
+        if isinstance(cached, Tenant):
+            self._stats["hits"] += 1
+        elif cached is not None:
+            self._stats["negative_hits"] += 1
+        else:
+            self._stats["misses"] += 1
+        return cached
 
-    def _lookup(self, key: _Key, flight: _Flight) -> Tenant:
+    def _store(self, key: _Key, value: Tenant | _Negative) -> None:
+        """Caches a lookup's outcome (with the lock held; only if not invalidated meanwhile)."""
+        if isinstance(value, Tenant):
+            for other in {key, *self._keys_of(value)}:
+                self._cache[other] = value
+        elif value.ttl > 0:
+            self._cache[key] = value
+
+    def _lookup(self, key: _Key) -> Tenant | _Negative:
+        """The controller's answer for ``key``: a tenant, or the reason there is none."""
         kind, value = key
         with self._lock:
             self._stats["lookups"] += 1
@@ -212,38 +193,18 @@ class TenantResolver:
                 self._stats["errors"] += 1
             raise
         if record is None:
-            self._remember(
-                key, flight, _Negative(UnknownTenant, f"no tenant {label}", {}, self._negative_ttl)
-            )
-            raise UnknownTenant(f"no tenant {label}")
+            return _Negative(UnknownTenant, f"no tenant {label}", {}, self._negative_ttl)
         try:
             location = self._locate(record.connection_string)
         except TenancyError as error:
             # Errors of the tenancy layer carry redacted messages by contract.
             message = f"customer {record.customer_id}: {error.message}"
-            self._misconfigured(key, flight, message, record.customer_id)
+            return self._misconfigured(message, record.customer_id)
         except (ValueError, KeyError, TypeError):
             message = f"customer {record.customer_id}: the connection string is unusable"
-            self._misconfigured(key, flight, message, record.customer_id)
-        tenant = Tenant(record.customer_id, record.domain, location)
-        with self._lock:
-            if self._inflight.get(key) is flight:  # not invalidated meanwhile
-                for other in {key, *self._keys_of(tenant)}:
-                    self._cache[other] = tenant
-        return tenant
+            return self._misconfigured(message, record.customer_id)
+        return Tenant(record.customer_id, record.domain, location)
 
-    def _misconfigured(
-        self, key: _Key, flight: _Flight, message: str, customer_id: int
-    ) -> NoReturn:
+    def _misconfigured(self, message: str, customer_id: int) -> _Negative:
         details: dict[str, str | int] = {"customer_id": customer_id}
-        self._remember(
-            key, flight, _Negative(TenantMisconfigured, message, details, self._misconfigured_ttl)
-        )
-        raise TenantMisconfigured(message, **details) from None
-
-    def _remember(self, key: _Key, flight: _Flight, negative: _Negative) -> None:
-        if negative.ttl <= 0:
-            return
-        with self._lock:
-            if self._inflight.get(key) is flight:
-                self._cache[key] = negative
+        return _Negative(TenantMisconfigured, message, details, self._misconfigured_ttl)

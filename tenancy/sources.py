@@ -15,7 +15,7 @@ database errors is ``DB_ERRORS`` unless the caller names others (for example
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -57,3 +57,23 @@ def sqlstate_of(error: BaseException) -> str | None:
     if args and isinstance(args[0], str) and len(args[0]) == 5 and args[0].isalnum():
         return args[0]
     return None
+
+
+def fetch(
+    conn: Any, sql: str, params: Sequence[Any] = (), *, limit: int | None = None
+) -> list[Sequence[Any]]:
+    """Runs ``sql`` on a cursor of ``conn`` and returns all its rows, or at most ``limit``.
+
+    ``params`` are bound as given (``?`` placeholders); without any, ``sql`` is executed
+    alone. The cursor is closed afterwards; database errors propagate.
+    """
+    cursor = conn.cursor()
+    try:
+        if params:
+            cursor.execute(sql, params)
+        else:
+            cursor.execute(sql)
+        rows: list[Sequence[Any]] = cursor.fetchall() if limit is None else cursor.fetchmany(limit)
+        return rows
+    finally:
+        cursor.close()
