@@ -6,6 +6,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tenantgate-installed
+# A second environment without sqlglotc (sqlglot's compiled modules), so that the
+# pure-Python sqlglot the rewriter also supports stays tested. Cached like .venv.
+PURE       := .venv-pure
+PURE_STAMP := $(PURE)/.tenantgate-installed
 
 .PHONY: run test lint format bench setup system-deps clean
 
@@ -13,6 +17,13 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+$(PURE_STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(PURE)
+	$(PURE)/bin/pip install -q --upgrade pip
+	$(PURE)/bin/pip install -q -c requirements.lock -e '.[dev]'
+	$(PURE)/bin/pip uninstall -q -y sqlglotc
 	touch $@
 
 system-deps:
@@ -23,8 +34,9 @@ setup: system-deps $(STAMP)
 run: setup
 	$(BIN)/tenantgate demo --dir var/demo
 
-test: setup
-	$(BIN)/python -m pytest
+test: setup $(PURE_STAMP)
+	TENANTGATE_SQLGLOTC=1 $(BIN)/python -m pytest
+	TENANTGATE_SQLGLOTC=0 $(PURE)/bin/python -m pytest -q -p no:cacheprovider tests/unit/rewriter
 
 lint: setup
 	$(BIN)/ruff check .
@@ -39,6 +51,7 @@ bench: setup
 	@scripts/system-deps.sh --with-server --with-bench
 	$(BIN)/python benchmarks/point_select.py
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/rewrite.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PURE) var .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,7 @@ shared machine hits both. Prints requests/s and latency medians across rounds.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import socket
@@ -40,10 +41,7 @@ def free_port() -> int:
 
 def wrk_script(directory: Path, tenant: object, token: str) -> Path:
     path = directory / f"post_{tenant}.lua"
-    body = '{"tenant": %s, "sql": "%s", "params": [5]}' % (
-        f'"{tenant}"' if isinstance(tenant, str) else tenant,
-        SQL,
-    )
+    body = json.dumps({"tenant": tenant, "sql": SQL, "params": [5]})
     path.write_text(
         'wrk.method = "POST"\n'
         f'wrk.headers["Authorization"] = "Bearer {token}"\n'

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from rewriter.errors import RewriteError
+from rewriter.errors import RewriteError, UnfilteredWrite
 from tenancy.errors import (
     ControllerUnavailable,
     InvalidTenantReference,
@@ -122,6 +122,7 @@ class StatementTimeout(ProxyError):
 
 ERROR_TABLE: dict[type[Exception], int] = {
     RewriteError: 400,
+    UnfilteredWrite: 400,  # named for the reader: a refused write is the caller's to fix
     InvalidRequest: 400,
     InvalidTenantReference: 400,
     RequestTooLarge: 413,

@@ -116,8 +116,13 @@ def execute(
     timeout_s: float,
     max_rows: int,
     watchdog: Watchdog,
+    count_all_rows: bool = False,
 ) -> ResultSet:
-    """Run ``sql`` with ``params`` on ``conn``; errors come as ``ProxyError`` subclasses."""
+    """Run ``sql`` with ``params`` on ``conn``; errors come as ``ProxyError`` subclasses.
+
+    ``count_all_rows``: ``row_count`` counts every row of the result, not only those
+    returned (a write's OUTPUT/RETURNING rows are the rows it changed).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}")
     if not (timeout_s > 0) or math.isinf(timeout_s):
@@ -137,7 +142,7 @@ def execute(
             cursor.execute(sql, list(params))
         else:
             cursor.execute(sql)
-        return _collect(cursor, max_rows)
+        return _collect(cursor, max_rows, count_all_rows)
     except pyodbc.Error as exc:
         fired = False
         if handle is not None:
@@ -173,7 +178,7 @@ def apply_timeout(conn: PooledConnection, backend: str, timeout_s: float) -> flo
     return timeout_s
 
 
-def _collect(cursor: pyodbc.Cursor, max_rows: int) -> ResultSet:
+def _collect(cursor: pyodbc.Cursor, max_rows: int, count_all_rows: bool = False) -> ResultSet:
     description = cursor.description
     if description is None:
         # No result set: an INSERT/UPDATE/DELETE or DDL.
@@ -182,7 +187,12 @@ def _collect(cursor: pyodbc.Cursor, max_rows: int) -> ResultSet:
     fetched = cursor.fetchmany(max_rows + 1)
     truncated = len(fetched) > max_rows
     rows = [list(row) for row in fetched[:max_rows]]
-    return ResultSet(columns=columns, rows=rows, row_count=len(rows), truncated=truncated)
+    count = len(rows)
+    if count_all_rows and truncated:
+        count = len(fetched)
+        while chunk := cursor.fetchmany(1000):
+            count += len(chunk)
+    return ResultSet(columns=columns, rows=rows, row_count=count, truncated=truncated)
 
 
 def _set_pg_statement_timeout(conn: PooledConnection, timeout_s: float) -> None:

@@ -15,7 +15,8 @@ ERROR_CODES = [
     "not_found", "method_not_allowed", "parse_error", "multiple_statements",
     "statement_not_allowed", "construct_not_allowed", "construct_not_supported_on_backend",
     "cross_database_reference", "unknown_table", "unknown_column", "ambiguous_column",
-    "invalid_parameters", "invalid_tenant", "unknown_tenant", "backend_rejected",
+    "invalid_parameters", "unfiltered_write", "invalid_tenant", "unknown_tenant",
+    "backend_rejected",
     "backend_object_missing",
     "constraint_violation", "tenant_misconfigured", "controller_unavailable",
     "backend_unavailable", "pool_saturated", "statement_timeout", "internal_error",
@@ -158,7 +159,17 @@ def openapi_document() -> dict[str, Any]:
                         "dialect": {"enum": ["tsql", "postgres", "sqlite"], "default": "tsql"},
                         "max_rows": {"type": "integer", "minimum": 1},
                         "timeout_ms": {"type": "integer", "minimum": 1},
-                        "missing_columns": {"enum": ["error", "null"], "default": "error"},
+                        "missing_columns": {
+                            "enum": ["error", "null"],
+                            "default": "error",
+                            "description": "reads only: writes always refuse a missing column",
+                        },
+                        "allow_unfiltered": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": "let an UPDATE or DELETE without WHERE run "
+                            "(refused with unfiltered_write otherwise)",
+                        },
                     },
                 },
                 "QueryResult": {
@@ -176,7 +187,11 @@ def openapi_document() -> dict[str, Any]:
                             },
                         },
                         "rows": {"type": "array", "items": {"type": "array"}},
-                        "row_count": {"type": "integer"},
+                        "row_count": {
+                            "type": "integer",
+                            "description": "rows returned by a read; rows affected by a write "
+                            "(with OUTPUT/RETURNING too, even when rows are truncated)",
+                        },
                         "truncated": {"type": "boolean"},
                     },
                 },

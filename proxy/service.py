@@ -55,6 +55,7 @@ class QueryRequest:
     max_rows: int = 1000
     timeout_ms: int = 5000
     missing_columns: str = "error"
+    allow_unfiltered: bool = False  # an UPDATE/DELETE without WHERE may run
 
 
 @dataclass(slots=True)
@@ -176,6 +177,7 @@ class Service:
             backend=location.kind.value,
             missing_columns=req.missing_columns,
             tenant_label=tenant.domain,
+            allow_unfiltered=req.allow_unfiltered,
         )
         sql = plan.bind(catalog=location.catalog, schema=location.schema)
         params = bind_params(plan.param_order, req.params, parsed.positional_params)
@@ -201,6 +203,8 @@ class Service:
                     timeout_s=req.timeout_ms / 1000,
                     max_rows=req.max_rows,
                     watchdog=self.watchdog,
+                    # A write's OUTPUT/RETURNING rows are its affected rows: count them all.
+                    count_all_rows=prepared.plan.statement_class == "write",
                 )
         except BackendObjectMissing:
             # The table changed outside tenantgate: forget what we knew so the next
@@ -311,7 +315,10 @@ def validate_request(body: Any, settings: Settings) -> QueryRequest:
     q = settings.query
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
-    allowed = {"tenant", "sql", "params", "dialect", "max_rows", "timeout_ms", "missing_columns"}
+    allowed = {
+        "tenant", "sql", "params", "dialect", "max_rows", "timeout_ms", "missing_columns",
+        "allow_unfiltered",
+    }  # fmt: skip
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise InvalidRequest(f"unknown fields: {', '.join(unknown)}")
@@ -332,7 +339,12 @@ def validate_request(body: Any, settings: Settings) -> QueryRequest:
     missing = body.get("missing_columns", "error")
     if missing not in ("error", "null"):
         raise InvalidRequest("'missing_columns' must be 'error' or 'null'")
-    return QueryRequest(tenant, sql, params, dialect, max_rows, timeout_ms, missing)
+    allow_unfiltered = body.get("allow_unfiltered", False)
+    if not isinstance(allow_unfiltered, bool):
+        raise InvalidRequest("'allow_unfiltered' must be true or false")
+    return QueryRequest(
+        tenant, sql, params, dialect, max_rows, timeout_ms, missing, allow_unfiltered
+    )
 
 
 def _bounded_int(body: Mapping[str, Any], key: str, default: int, cap: int) -> int:

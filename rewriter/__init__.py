@@ -19,6 +19,7 @@ from rewriter.errors import (
     RewriteError,
     SqlParseError,
     StatementNotAllowed,
+    UnfilteredWrite,
     UnknownColumn,
     UnknownTable,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "SqlParseError",
     "StatementNotAllowed",
     "TableShape",
+    "UnfilteredWrite",
     "UnknownColumn",
     "UnknownTable",
     "parse_statement",

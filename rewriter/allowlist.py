@@ -14,30 +14,11 @@ from collections.abc import Callable
 from sqlglot import exp
 from sqlglot.expressions.datatypes import DType
 
-from rewriter.errors import ConstructNotAllowed
+from rewriter import functions
+from rewriter.errors import ConstructNotAllowed, SqlParseError
+from rewriter.functions import ALLOWED_FUNCTIONS
 
 CUSTOM_FIELDS = "custom_fields"
-
-# Functions whose translation to every backend has been checked.
-ALLOWED_FUNCTIONS: frozenset[type[exp.Expr]] = frozenset(
-    {
-        exp.Count,
-        exp.Sum,
-        exp.Avg,
-        exp.Min,
-        exp.Max,
-        exp.Coalesce,  # COALESCE, ISNULL
-        exp.Nullif,
-        exp.Upper,
-        exp.Lower,
-        exp.Length,  # LEN, LENGTH
-        exp.Trim,  # TRIM, LTRIM, RTRIM
-        exp.Abs,
-        exp.Round,
-        exp.Substring,
-        exp.Cast,
-    }
-)
 
 ALLOWED: frozenset[type[exp.Expr]] = ALLOWED_FUNCTIONS | frozenset(
     {
@@ -103,6 +84,8 @@ ALLOWED: frozenset[type[exp.Expr]] = ALLOWED_FUNCTIONS | frozenset(
         exp.Case,
         exp.If,
         exp.Anonymous,
+        exp.Window,
+        exp.WindowSpec,
     }
 )
 
@@ -145,10 +128,36 @@ ALLOWED_ARGS: dict[type[exp.Expr], frozenset[str]] = {
     exp.Distinct: frozenset({"expressions"}),
     exp.In: frozenset({"this", "expressions", "query"}),
     exp.Column: frozenset({"this", "table"}),
-    exp.Like: frozenset({"this", "expression"}),
+    exp.Window: frozenset({"this", "partition_by", "order", "spec", "over"}),
+    exp.Like: frozenset({"this", "expression", "negate"}),
 }
 ALLOWED_ARGS[exp.Intersect] = ALLOWED_ARGS[exp.Union]
 ALLOWED_ARGS[exp.Except] = ALLOWED_ARGS[exp.Union]
+
+# Writes (their shape is checked by ``writes.check``). Each node below is allowed
+# only in its one place (``_check_write_node``): a DML statement only as the root
+# (a PostgreSQL data-modifying CTE would hide a write inside a read), VALUES only
+# as an INSERT's source, row values only as VALUES rows.
+WRITE_NODES: frozenset[type[exp.Expr]] = frozenset(
+    {exp.Insert, exp.Update, exp.Delete, exp.Values, exp.Tuple, exp.Schema, exp.Returning}
+)
+ALLOWED = ALLOWED | WRITE_NODES
+ALLOWED_ARGS[exp.Insert] = frozenset({"this", "expression", "returning", "with_"})
+ALLOWED_ARGS[exp.Update] = frozenset({"this", "expressions", "where", "returning", "with_"})
+ALLOWED_ARGS[exp.Delete] = frozenset({"this", "tables", "where", "returning", "with_"})
+ALLOWED_ARGS[exp.Schema] = frozenset({"this", "expressions"})
+ALLOWED_ARGS[exp.Values] = frozenset({"expressions"})
+ALLOWED_ARGS[exp.Tuple] = frozenset({"expressions"})
+WRITE_PLACES: dict[type[exp.Expr], tuple[tuple[type[exp.Expr], ...], str | None, str]] = {
+    # node: (allowed parent types, its argument name there, what it is called)
+    exp.Insert: ((), None, "INSERT inside another statement"),
+    exp.Update: ((), None, "UPDATE inside another statement"),
+    exp.Delete: ((), None, "DELETE inside another statement"),
+    exp.Values: ((exp.Insert,), "expression", "VALUES outside INSERT ... VALUES"),
+    exp.Tuple: ((exp.Values,), "expressions", "row values"),
+    exp.Schema: ((exp.Insert,), "this", "column definitions"),
+    exp.Returning: ((exp.Insert, exp.Update, exp.Delete), "returning", "OUTPUT / RETURNING"),
+}
 
 # Friendly names for refused constructs (the default is the node's class name).
 CONSTRUCT_NAMES: dict[str, str] = {
@@ -157,7 +166,6 @@ CONSTRUCT_NAMES: dict[str, str] = {
     "IndexTableHint": "index hints",
     "QueryOption": "OPTION (...) query hints",
     "ForClause": "FOR XML / FOR JSON / FOR BROWSE",
-    "Window": "window functions (OVER ...)",
     "Lateral": "APPLY / LATERAL",
     "TableSample": "TABLESAMPLE",
     "Collate": "COLLATE",
@@ -167,6 +175,11 @@ CONSTRUCT_NAMES: dict[str, str] = {
     "HexString": "binary literals",
     "Tuple": "row values",
     "Escape": "LIKE ... ESCAPE",
+    "ByteString": "E'...' escape strings",
+    "RawString": "dollar-quoted strings",
+    "SimilarTo": "SIMILAR TO",
+    "RegexpLike": "regular expressions",
+    "Values": "VALUES lists",
     "Kwarg": "named arguments",
     "Bracket": "subscripts",
     "PropertyEQ": "assignments",
@@ -187,6 +200,7 @@ ARG_NAMES: dict[str, str] = {
     "kind": "SELECT AS ...",
     "sample": "TABLESAMPLE",
     "escape": "LIKE ... ESCAPE",
+    "indexed": "INDEXED BY / NOT INDEXED",
     "rollup": "GROUP BY ROLLUP",
     "cube": "GROUP BY CUBE",
     "grouping_sets": "GROUPING SETS",
@@ -198,6 +212,15 @@ ARG_NAMES: dict[str, str] = {
     "side": "qualified set operations",
     "materialized": "MATERIALIZED CTEs",
     "recursive": "recursive CTEs",
+    "from_": "UPDATE ... FROM (use a subquery in WHERE)",
+    "conflict": "ON CONFLICT / ON DUPLICATE KEY",
+    "alternative": "INSERT OR REPLACE / INSERT OR IGNORE",
+    "ignore": "INSERT IGNORE",
+    "overwrite": "INSERT OVERWRITE",
+    "default": "DEFAULT VALUES",
+    "cluster": "DELETE ... ON CLUSTER",
+    "only": "ONLY",
+    "version": "FOR SYSTEM_TIME",
 }
 
 
@@ -245,6 +268,8 @@ def _check_anonymous(node: exp.Expr) -> None:
     name = str(node.this)
     if isinstance(node.parent, exp.Table):
         raise refuse(f"table-valued function {name}")
+    if functions.is_allowed_anonymous(name):
+        return
     if name.casefold() != CUSTOM_FIELDS:
         raise refuse(f"function {name.upper()}", "is not allowed (or not known)")
     parent = node.parent
@@ -278,6 +303,9 @@ def _check_parameter(node: exp.Expr) -> None:
 def _check_placeholder(node: exp.Expr) -> None:
     if node.this is not None:
         raise refuse(f"parameter :{node.this}", "is not allowed: use ? or @name")
+    if _is_alias_name(node):
+        # sqlglot keeps ``FROM t AS ?`` and drops it when generating: the binds shift.
+        raise refuse("a ? parameter as an alias")
 
 
 def _check_var(node: exp.Expr) -> None:
@@ -285,6 +313,8 @@ def _check_var(node: exp.Expr) -> None:
     if isinstance(parent, exp.Parameter):
         return
     if isinstance(parent, exp.DataTypeParam) and node.name.upper() == "MAX":
+        return
+    if functions.is_unit_keyword(node):
         return
     raise refuse(f"keyword {node.name}")
 
@@ -304,11 +334,6 @@ def _check_star(node: exp.Expr) -> None:
     raise refuse("* in this position")
 
 
-def _check_if(node: exp.Expr) -> None:
-    if not isinstance(node.parent, exp.Case):
-        raise refuse("function IIF")
-
-
 def _check_cast(node: exp.Expr) -> None:
     to = node.args.get("to")
     if not isinstance(to, exp.DataType) or to.this not in CAST_TYPES:
@@ -320,7 +345,12 @@ def _check_cast(node: exp.Expr) -> None:
 
 
 def _check_datatype(node: exp.Expr) -> None:
-    if not isinstance(node.parent, exp.Cast):
+    parent = node.parent
+    if isinstance(parent, exp.Convert) and node.arg_key == "this":
+        if node.this not in CAST_TYPES:
+            raise refuse(f"CONVERT to {node.sql()}")
+        return
+    if not isinstance(parent, exp.Cast):
         raise refuse(f"type {node.sql()} in this position")
 
 
@@ -367,13 +397,43 @@ def _check_column(node: exp.Expr) -> None:
         raise refuse(f"column reference {node.sql()}")
 
 
+def _is_alias_name(node: exp.Expr) -> bool:
+    parent = node.parent
+    return isinstance(parent, exp.TableAlias) or (
+        isinstance(parent, exp.Alias) and node.arg_key == "alias"
+    )
+
+
+def _check_table(node: exp.Expr) -> None:
+    # SQLite's NOT INDEXED is ``indexed=False``, which the argument check reads as unset.
+    if node.args.get("indexed") is not None:
+        raise refuse("INDEXED BY / NOT INDEXED")
+
+
+def _check_select(node: exp.Expr) -> None:
+    if not node.expressions:
+        # ``SELECT``, ``SELECT TOP 1``, ``SELECT FROM t`` parse; no backend runs all three.
+        raise SqlParseError("a SELECT needs at least one item in its select list")
+
+
+def _check_write_node(node: exp.Expr) -> None:
+    parents, arg_key, name = WRITE_PLACES[type(node)]
+    parent = node.parent
+    if parents:
+        if type(parent) not in parents or node.arg_key != arg_key:
+            raise refuse(name, "is not allowed here")
+    elif parent is not None:
+        raise refuse(name)
+    if isinstance(node, exp.Returning) and node.args.get("into"):
+        raise refuse("OUTPUT ... INTO")
+
+
 CHECKS: dict[type[exp.Expr], Callable[[exp.Expr], None]] = {
     exp.Anonymous: _check_anonymous,
     exp.Parameter: _check_parameter,
     exp.Placeholder: _check_placeholder,
     exp.Var: _check_var,
     exp.Star: _check_star,
-    exp.If: _check_if,
     exp.Cast: _check_cast,
     exp.DataType: _check_datatype,
     exp.Limit: _check_limit_value,
@@ -383,4 +443,8 @@ CHECKS: dict[type[exp.Expr], Callable[[exp.Expr], None]] = {
     exp.Join: _check_join,
     exp.With: _check_with,
     exp.Column: _check_column,
+    exp.Table: _check_table,
+    exp.Select: _check_select,
+    **functions.CHECKS,
+    **dict.fromkeys(WRITE_PLACES, _check_write_node),
 }

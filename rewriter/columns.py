@@ -23,7 +23,15 @@ from sqlglot.optimizer.scope import Scope, ScopeType, traverse_scope
 
 from rewriter.errors import AmbiguousColumn, UnknownColumn, UnknownTable
 from rewriter.expand import expand_select
-from rewriter.sources import META_RESOLVED, Context, Source, Sources, output_name, query_outputs
+from rewriter.sources import (
+    META_RESOLVED,
+    Context,
+    Source,
+    Sources,
+    output_name,
+    query_outputs,
+    spliced,
+)
 
 UNNAMED = "_col_{}"
 
@@ -54,7 +62,8 @@ def _resolve_select(scope: Scope, own: dict[str, Source], sources: Sources, ctx:
     columns = [
         node
         for node in scope.walk()
-        if type(node) is exp.Column and not node.meta.get(META_RESOLVED)
+        # ``_meta``, not ``meta``: reading ``meta`` attaches an empty dict to every column.
+        if type(node) is exp.Column and not (node._meta and node._meta.get(META_RESOLVED))
     ]
     for column in columns:
         name = column.name
@@ -155,15 +164,23 @@ def _drop_clause_item(item: exp.Expr) -> None:
 
 def _name_outputs(select: exp.Select) -> None:
     items = select.expressions
-    if all(output_name(item) is not None for item in items):
+    if all(output_name(item) is not None or spliced(item) for item in items):
         return
     named: list[exp.Expr] = []
-    for index, item in enumerate(items):
+    index = 0  # the output's position: a splice counts as all of its columns
+    for item in items:
+        splice = spliced(item)
+        if splice is not None:
+            named.append(item)
+            index += len(splice.names)
+            continue
         if output_name(item) is None:
             alias = exp.Identifier(this=UNNAMED.format(index), quoted=True)
-            named.append(exp.Alias(this=item.copy(), alias=alias))
+            # The item moves under the new Alias: no copy needed, the select list is rebuilt.
+            named.append(exp.Alias(this=item, alias=alias))
         else:
             named.append(item)
+        index += 1
     select.set("expressions", named)
 
 

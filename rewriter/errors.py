@@ -10,6 +10,7 @@
     ├── UnknownTable                    unknown_table
     ├── UnknownColumn                   unknown_column
     ├── AmbiguousColumn                 ambiguous_column
+    ├── UnfilteredWrite                 unfiltered_write
     └── InvalidParameters               invalid_parameters
 
 The HTTP status of each is decided in one place, ``proxy.errors``; this module
@@ -67,6 +68,12 @@ class UnknownColumn(RewriteError):
 
 class AmbiguousColumn(RewriteError):
     code = "ambiguous_column"
+
+
+class UnfilteredWrite(RewriteError):
+    """An UPDATE or DELETE without WHERE that the request did not explicitly allow."""
+
+    code = "unfiltered_write"
 
 
 class InvalidParameters(RewriteError):

@@ -1,23 +1,38 @@
-"""Pass 8: SQL text for the backend, every identifier quoted, parameters as ``?``."""
+"""Pass 8: SQL text for the backend (T-SQL meaning kept by ``transforms``), every
+identifier quoted, parameters as ``?``."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, UnsupportedError
 
+from rewriter import transforms
 from rewriter.errors import ConstructNotSupportedOnBackend
+from rewriter.functions import check_backend
 from rewriter.markers import BACKEND_DIALECTS, CATALOG_MARKER, SCHEMA_MARKER
+from rewriter.shapes import TableShape
 
 
-def generate(tree: exp.Expr, backend: str) -> str:
-    """Comments are dropped: nothing the caller wrote reaches the backend unparsed."""
-    if backend == "sqlite":
-        # SQLite has no N'...' literals (sqlglot passes them through): plain strings.
-        for national in list(tree.find_all(exp.National)):
-            national.replace(exp.Literal.string(national.name))
+def generate(
+    tree: exp.Expr,
+    backend: str,
+    shapes: Mapping[str, TableShape] | None = None,
+    source_dialect: str = "tsql",
+) -> str:
+    """Comments are dropped: nothing the caller wrote reaches the backend unparsed.
+
+    First the functions the backend cannot run are refused (``functions``), then the
+    transforms give each construct its T-SQL meaning there (``transforms``); ``tree``
+    is changed in place. ``shapes`` give column types to the transforms that need them.
+    """
+    check_backend(tree, backend)
+    transforms.apply(tree, backend, shapes or {}, source_dialect)
     try:
         return tree.sql(
             dialect=BACKEND_DIALECTS[backend],
+            copy=False,  # the tree is the rewrite's own copy: a second one costs a deep copy
             identify=True,
             comments=False,
             unsupported_level=ErrorLevel.RAISE,

@@ -24,6 +24,7 @@ SCHEMA_MARKER: Final = MARKER_PREFIX + "schema__"
 # Keys in ``Expr.meta`` (copied along with the tree).
 META_POSITION: Final = "tenantgate_position"  # text order of a ``?`` placeholder
 META_PHYSICAL: Final = "tenantgate_physical"  # exp.Table naming a physical table
+META_TARGET: Final = "tenantgate_target"  # exp.Table an INSERT/UPDATE/DELETE writes to
 
 # Logical-SQL input dialects and the default schema that may qualify a table.
 DEFAULT_SCHEMAS: Final[dict[str, str]] = {"tsql": "dbo", "postgres": "public", "sqlite": "main"}

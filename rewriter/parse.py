@@ -9,15 +9,14 @@ and after parsing the tag moves from the node's comments into its ``meta``.
 from __future__ import annotations
 
 import re
-from collections import deque
 from dataclasses import dataclass
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, SqlglotError, TokenError
-from sqlglot.tokenizer_core import TokenType
+from sqlglot.tokenizer_core import Token, TokenType
 
-from rewriter import allowlist, params, statement
+from rewriter import allowlist, params, statement, writes
 from rewriter.errors import (
     ConstructNotAllowed,
     MultipleStatements,
@@ -38,15 +37,18 @@ class ParsedStatement:
     statement_class: str
     positional_params: int
     named_params: tuple[str, ...]
+    # An UPDATE or DELETE without WHERE: ``rewrite`` refuses it unless allowed.
+    unfiltered: bool = False
 
 
 def parse_statement(sql: str, *, dialect: str = "tsql") -> ParsedStatement:
     """Parse and check one logical statement (passes 1-6 run in this order)."""
     tree = parse_one(sql, dialect)  # 1. one statement, ? numbered in text order
     tree = statement.unwrap(tree)
-    statement_class = statement.classify(tree)  # 2. reads only
+    statement_class = statement.classify(tree)  # 2. read or write
     check_references(tree, dialect)  # 3. no other database, schema or system object
     allowlist.check(tree)  # 4. deny by default
+    unfiltered = statement_class == statement.WRITE and writes.check(tree)  # 4b. writes
     tables = normalize_and_classify(tree)  # 5. casefold names, find the physical tables
     positional, named = params.collect(tree)  # 6. parameters
     return ParsedStatement(
@@ -57,6 +59,7 @@ def parse_statement(sql: str, *, dialect: str = "tsql") -> ParsedStatement:
         statement_class=statement_class,
         positional_params=positional,
         named_params=named,
+        unfiltered=unfiltered,
     )
 
 
@@ -76,10 +79,14 @@ def parse_one(sql: str, dialect: str) -> exp.Expr:
         )
     if not sql.strip():
         raise SqlParseError("the statement is empty")
+    _check_characters(sql)
 
     parser_dialect = Dialect.get_or_raise(dialect)
     try:
         tokens = parser_dialect.tokenize(sql)
+        _check_tokens(tokens)  # before the ? tags replace the comments of ? tokens
+        if dialect == "tsql":
+            tokens = writes.delete_output_tokens(tokens)
         placeholders = 0
         for token in tokens:
             if token.token_type == TokenType.PLACEHOLDER:
@@ -91,9 +98,17 @@ def parse_one(sql: str, dialect: str) -> exp.Expr:
     except TokenError as error:
         raise SqlParseError(f"could not read the statement: {error}") from None
     except RecursionError:
-        raise SqlParseError("the statement is nested too deeply") from None
+        # The same refusal as the depth check below: how deep sqlglot's parser can
+        # recurse depends on whether its compiled modules (sqlglotc) are installed.
+        raise ConstructNotAllowed(
+            "the statement is nested too deeply", construct="nesting"
+        ) from None
     except SqlglotError as error:
         raise SqlParseError(f"could not parse the statement: {error}") from None
+    except (TypeError, AttributeError, ValueError, IndexError, KeyError) as error:
+        # sqlglotc's compiled parser type-checks its own calls: where pure sqlglot
+        # raises ParseError (``0?`` in postgres), it raises TypeError.
+        raise SqlParseError(f"could not parse the statement ({type(error).__name__})") from None
 
     statements = [s for s in parsed if s is not None and not isinstance(s, exp.Semicolon)]
     if not statements:
@@ -106,6 +121,64 @@ def parse_one(sql: str, dialect: str) -> exp.Expr:
     _check_depth(tree)
     _move_position_tags(tree, placeholders)
     return tree
+
+
+# C0 controls other than tab, line feed, vertical tab, form feed and carriage return.
+_CONTROL_RE = re.compile("[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def _check_characters(sql: str) -> None:
+    """NUL and other control characters are refused: sqlglot reads them as part of a
+    name (``Contacts\\x00DROP`` is one identifier), and ODBC drivers that take C
+    strings would cut the generated statement at a NUL."""
+    found = _CONTROL_RE.search(sql)
+    if found:
+        raise SqlParseError(
+            f"control character U+{ord(found.group()):04X} at position {found.start()} "
+            "is not allowed in a statement"
+        )
+
+
+# Tokens after which a ``.`` would start a table name; sqlglot drops such empty leading
+# parts (``FROM .Contacts``, ``FROM ...Contacts``) instead of failing.
+_NAME_STARTS = frozenset(
+    {
+        TokenType.FROM,
+        TokenType.JOIN,
+        TokenType.COMMA,
+        TokenType.L_PAREN,
+        TokenType.INTO,
+        TokenType.UPDATE,
+        TokenType.TABLE,
+    }
+)
+
+
+def _check_tokens(tokens: list[Token]) -> None:
+    """Refuse text that dialects, tools or sqlglot read in more than one way."""
+    for index, token in enumerate(tokens):
+        if any("/*" in comment for comment in token.comments):
+            # T-SQL and PostgreSQL nest block comments, SQLite and MySQL do not: the
+            # same text hides different code in each.
+            raise ConstructNotAllowed(
+                "a comment that contains '/*' (nested comments are read differently "
+                "by different databases) is not allowed",
+                construct="nested comments",
+            )
+        if token.token_type in (TokenType.VAR, TokenType.COMMAND) and token.text.upper() == "GO":
+            # sqlcmd and SSMS split batches at GO; sqlglot reads it as an alias.
+            raise MultipleStatements(
+                'GO separates batches: one statement per request (write [GO] or "GO" for a name)'
+            )
+        if token.token_type == TokenType.DOT:
+            previous = tokens[index - 1] if index else None
+            following = tokens[index + 1] if index + 1 < len(tokens) else None
+            starts = previous is None or previous.token_type in _NAME_STARTS
+            if starts and (following is None or following.token_type != TokenType.NUMBER):
+                raise ConstructNotAllowed(
+                    "a name that starts with '.' is not allowed: write the table's name",
+                    construct="leading dot",
+                )
 
 
 def _parse_error_message(error: ParseError) -> str:
@@ -128,16 +201,34 @@ def _describe_token(match: re.Match[str]) -> str:
     return repr(match.group(2))
 
 
+_TOKEN_POSITIONS = ("line", "col", "start", "end")
+
+
 def _check_depth(tree: exp.Expr) -> None:
-    queue: deque[tuple[exp.Expr, int]] = deque([(tree, 1)])
-    while queue:
-        node, depth = queue.popleft()
+    """Refuse deep trees; drop the token positions sqlglot keeps in ``meta``.
+
+    Level by level, so the walk costs little per node. The positions serve no later
+    pass, and every ``copy()`` of the tree (one per plan-cache miss, and sqlglot's
+    generator) would deep-copy a dict per identifier: dropping them makes copies
+    about three times cheaper.
+    """
+    level = [tree]
+    depth = 0
+    while level:
+        depth += 1
         if depth > MAX_DEPTH:
             raise ConstructNotAllowed(
-                f"the statement is nested more than {MAX_DEPTH} levels deep",
+                f"the statement is nested too deeply (more than {MAX_DEPTH} levels deep)",
                 construct="nesting",
             )
-        queue.extend((child, depth + 1) for child in node.iter_expressions())
+        for node in level:
+            meta = node._meta
+            if meta:
+                for key in _TOKEN_POSITIONS:
+                    meta.pop(key, None)
+                if not meta:
+                    node._meta = None
+        level = [child for node in level for child in node.iter_expressions()]
 
 
 def _move_position_tags(tree: exp.Expr, expected: int) -> None:

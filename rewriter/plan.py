@@ -15,19 +15,21 @@ tenant lives: ``bind`` drops the database/schema in by string replacement.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlglot import exp
 
+from rewriter import expand, params, qualify, writes
 from rewriter import generate as gen
-from rewriter import params, qualify
 from rewriter.columns import qualify_columns
 from rewriter.errors import ConstructNotAllowed, UnknownTable
 from rewriter.markers import BACKEND_DIALECTS
 from rewriter.parse import ParsedStatement
 from rewriter.shapes import TableShape
 from rewriter.sources import Context
+from rewriter.statement import WRITE
 
 MISSING_COLUMN_POLICIES = ("error", "null")
 
@@ -44,7 +46,23 @@ class Plan:
 
     def bind(self, *, catalog: str | None, schema: str | None) -> str:
         """The SQL that runs, qualified with the tenant's database and schema."""
-        return gen.bind(self.sql, self.backend, catalog, schema)
+        pieces = self._bind_pieces
+        if pieces is None:
+            return gen.bind(self.sql, self.backend, catalog, schema)
+        # The hot path of a cached plan: a join, not a search through a long text.
+        return gen.bind(_QUALIFIERS[self.backend], self.backend, catalog, schema).join(pieces)
+
+    @functools.cached_property
+    def _bind_pieces(self) -> tuple[str, ...] | None:
+        """The SQL split at each catalog+schema marker pair, or None if a marker is alone."""
+        pieces = tuple(self.sql.split(_QUALIFIERS[self.backend]))
+        catalog, schema = gen.qualifier_markers(self.backend)
+        if any(catalog in piece or schema in piece for piece in pieces):
+            return None
+        return pieces
+
+
+_QUALIFIERS = {backend: "".join(gen.qualifier_markers(backend)) for backend in BACKEND_DIALECTS}
 
 
 def rewrite(
@@ -54,7 +72,11 @@ def rewrite(
     backend: str,
     missing_columns: str = "error",
     tenant_label: str = "",
+    allow_unfiltered: bool = False,
 ) -> Plan:
+    """``allow_unfiltered`` lets an UPDATE or DELETE without WHERE through; it gates
+    the plan but does not change it (a plan cache checks it before its lookup)."""
+    writes.require_filter(parsed.unfiltered, allow_unfiltered=allow_unfiltered)
     if backend not in BACKEND_DIALECTS:
         raise ValueError(f"unknown backend {backend!r}")
     if missing_columns not in MISSING_COLUMN_POLICIES:
@@ -64,10 +86,15 @@ def rewrite(
     tree: exp.Expr = parsed.expression.copy()
     try:
         qualify.alias_tables(tree)
-        columns = qualify_columns(tree, ctx)
+        if parsed.statement_class == WRITE:
+            columns = writes.qualify_write(tree, ctx, backend)
+        else:
+            columns = qualify_columns(tree, ctx)
         qualify.qualify_tables(tree, shapes, backend)
         bindings = params.mark(tree)
-        sql, order = params.unmark(gen.generate(tree, backend), bindings)
+        generated = gen.generate(tree, backend, shapes, parsed.dialect)
+        sql, order = params.unmark(generated, bindings)
+        sql = expand.splice(sql, ctx, backend)
     except RecursionError:
         raise ConstructNotAllowed("the statement is nested too deeply") from None
     return Plan(

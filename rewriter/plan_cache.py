@@ -21,8 +21,11 @@ from rewriter.errors import RewriteError
 from rewriter.parse import ParsedStatement, parse_statement
 from rewriter.plan import Plan, rewrite
 from rewriter.shapes import TableShape
+from rewriter.writes import require_filter
 
-PlanKey = tuple[str, str, str, str, tuple[tuple[str, str | None], ...]]
+# (statement text, input dialect, backend, missing-columns policy, then one
+# fingerprint per table of the statement in sorted name order).
+PlanKey = tuple[str, ...]
 
 
 class PlanCache:
@@ -61,30 +64,31 @@ class PlanCache:
         backend: str,
         missing_columns: str = "error",
         tenant_label: str = "",
+        allow_unfiltered: bool = False,
     ) -> tuple[Plan, bool]:
         """The plan for ``parsed`` on tables of these shapes, and whether it was cached."""
-        key: PlanKey = (
-            parsed.sql,
-            parsed.dialect,
-            backend,
-            missing_columns,
-            tuple(sorted((n, s.fingerprint if s is not None else None) for n, s in tables.items())),
-        )
-        with self._lock:
-            plan = self._plans.get(key)
-            if plan is not None:
-                self._hits += 1
-                return plan, True
-            self._misses += 1
+        # A gate, not part of the plan: checked before the lookup, kept out of the key.
+        require_filter(parsed.unfiltered, allow_unfiltered=allow_unfiltered)
+        key = _plan_key(parsed, tables, backend, missing_columns)
+        if key is not None:
+            with self._lock:
+                plan = self._plans.get(key)
+                if plan is not None:
+                    self._hits += 1
+                    return plan, True
+                self._misses += 1
+        # key None: a table the tenant lacks, and rewrite raises unknown_table.
         plan = rewrite(
             parsed,
             tables=tables,
             backend=backend,
             missing_columns=missing_columns,
             tenant_label=tenant_label,
+            allow_unfiltered=allow_unfiltered,
         )
-        with self._lock:
-            self._plans[key] = plan
+        if key is not None:
+            with self._lock:
+                self._plans[key] = plan
         return plan, False
 
     def clear(self) -> None:
@@ -100,3 +104,33 @@ class PlanCache:
                 "size": len(self._plans),
                 "parsed_size": len(self._parsed),
             }
+
+
+def _plan_key(
+    parsed: ParsedStatement,
+    tables: Mapping[str, TableShape | None],
+    backend: str,
+    missing_columns: str,
+) -> PlanKey | None:
+    """The key of the plan, or None when a table of the statement has no shape.
+
+    Only the statement's own tables count (``tables`` may hold more), looked up as
+    ``rewrite`` does: by casefolded name, which ``parsed.tables`` already are.
+    """
+    key = [parsed.sql, parsed.dialect, backend, missing_columns]
+    for name in sorted(parsed.tables):
+        shape = tables.get(name)
+        if shape is None:
+            shape = _folded_get(tables, name)
+            if shape is None:
+                return None
+        key.append(shape.fingerprint)
+    return tuple(key)
+
+
+def _folded_get(tables: Mapping[str, TableShape | None], name: str) -> TableShape | None:
+    found = None
+    for written, shape in tables.items():  # the last spelling wins, as in ``rewrite``
+        if written.casefold() == name:
+            found = shape
+    return found

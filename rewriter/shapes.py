@@ -3,12 +3,17 @@
 The rewriter never loads metadata itself: the caller hands it one ``TableShape``
 per table the statement names. ``tenancy.metadata.TableMetadata`` satisfies this
 protocol structurally, so neither package imports the other.
+
+A shape may also have ``type_of(name) -> str | None``: the declared type of a
+physical column (``'nvarchar(50)'``, ``'integer'``), or ``None`` when unknown. It is
+optional (``column_type`` asks for it); without it, transpilation that depends on
+operand types (string ``+``, integer ``AVG``) treats columns as of unknown type.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class TableShape(Protocol):
@@ -41,3 +46,16 @@ class TableShape(Protocol):
         An exact match wins; otherwise the match ignores case, and a name that
         matches several columns only by case is absent.
         """
+
+
+@runtime_checkable
+class TypedShape(Protocol):
+    def type_of(self, name: str) -> str | None:
+        """The declared type of physical column ``name``, or ``None`` when unknown."""
+
+
+def column_type(shape: TableShape, name: str) -> str | None:
+    """The declared type of ``shape``'s physical column ``name``, if the shape knows it."""
+    if isinstance(shape, TypedShape):
+        return shape.type_of(name)
+    return None

@@ -1,5 +1,10 @@
 """What a SELECT scope can read from: physical tables (a tenant's ``TableShape``)
-and derived tables / CTEs (the output names of their query)."""
+and derived tables / CTEs (the output names of their query).
+
+A select-list item may also be a *splice* (see ``expand``): one placeholder node that
+stands for a whole expanded column list, rendered as text after generation. Output
+names count a splice as all of its columns.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,22 @@ from rewriter.errors import AmbiguousColumn, UnknownTable
 from rewriter.shapes import TableShape
 
 META_RESOLVED = "tenantgate_resolved"
+META_SPLICE = "tenantgate_splice"
+
+
+@dataclass(frozen=True)
+class Splice:
+    """An expanded column list ``alias.c1, alias.c2, ...`` kept out of the tree."""
+
+    marker: str  # the text of the placeholder node, replaced after generation
+    alias: str
+    names: tuple[str, ...]
+    # (fingerprint, "base" | "custom") when the names are a table's: the rendered
+    # text can then be shared by every plan on tables of that shape.
+    key: tuple[str, str] | None
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Splice:
+        return self  # immutable; a copied tree must not copy hundreds of names
 
 
 @dataclass(frozen=True)
@@ -20,6 +41,9 @@ class Context:
     shapes: Mapping[str, TableShape]  # casefolded logical name -> shape
     missing_null: bool
     tenant: str
+    # The table an UPDATE/DELETE writes to: what its correlated subqueries may name.
+    outer: Mapping[str, Source] | None = None
+    splices: list[Splice] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -69,7 +93,23 @@ def query_outputs(query: exp.Expr) -> list[str | None]:
         query = query.this
     if not isinstance(query, exp.Select):
         return []
-    return [output_name(e) for e in query.expressions]
+    names: list[str | None] = []
+    for item in query.expressions:
+        splice = spliced(item)
+        if splice is not None:
+            names.extend(splice.names)
+        else:
+            names.append(output_name(item))
+    return names
+
+
+def spliced(item: exp.Expr) -> Splice | None:
+    """The splice ``item`` stands for, if it is one."""
+    if type(item) is not exp.Var:
+        return None
+    meta = item._meta  # not ``.meta``: reading that would attach an empty dict
+    found = meta.get(META_SPLICE) if meta else None
+    return found if isinstance(found, Splice) else None
 
 
 def output_name(item: exp.Expr) -> str | None:
@@ -115,3 +155,5 @@ class Sources:
             current = parent
             if isinstance(current.expression, exp.Select):
                 yield self.of(current)
+            elif isinstance(current.expression, exp.DML) and self.ctx.outer:
+                yield dict(self.ctx.outer)

@@ -1,4 +1,8 @@
-"""Pass 2: which kind of statement this is. Only reads exist in this issue."""
+"""Pass 2: which kind of statement this is.
+
+SELECT / UNION / INTERSECT / EXCEPT are ``read``; INSERT, UPDATE and DELETE are
+``write`` (their shape is checked by ``writes.check``); anything else is refused.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from sqlglot import exp
 from rewriter.errors import StatementNotAllowed
 
 READ = "read"
+WRITE = "write"
 KIND_NAMES = {"truncatetable": "TRUNCATE TABLE", "execute": "EXEC"}
+WRITE_KINDS = (exp.Insert, exp.Update, exp.Delete)
 
 
 def unwrap(tree: exp.Expr) -> exp.Expr:
@@ -25,9 +31,13 @@ def classify(tree: exp.Expr) -> str:
     """The statement class of ``tree``, or ``StatementNotAllowed`` naming its kind."""
     if isinstance(tree, exp.Select | exp.Union | exp.Intersect | exp.Except):
         return READ
+    # Exact types: a subclass sqlglot adds later (a dialect's own INSERT form) stays refused.
+    if type(tree) in WRITE_KINDS:
+        return WRITE
     kind = _kind(tree)
     raise StatementNotAllowed(
-        f"{kind} statements are not allowed: only SELECT queries are accepted", statement=kind
+        f"{kind} statements are not allowed: only SELECT, INSERT, UPDATE and DELETE are accepted",
+        statement=kind,
     )
 
 

@@ -15,7 +15,7 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from rewriter.allowlist import refuse
 from rewriter.errors import ConstructNotAllowed, CrossDatabaseReference
-from rewriter.markers import DEFAULT_SCHEMAS, META_PHYSICAL
+from rewriter.markers import DEFAULT_SCHEMAS, META_PHYSICAL, META_TARGET
 
 SYSTEM_SCHEMAS = frozenset({"sys", "information_schema", "pg_catalog", "pg_toast", "guest"})
 SYSTEM_DATABASES = frozenset({"master", "msdb", "tempdb", "model", "mssqlsystemresource"})
@@ -81,32 +81,34 @@ def normalize_and_classify(tree: exp.Expr) -> frozenset[str]:
 
 def _check_reference(table: exp.Table, default_schema: str) -> None:
     this = table.this
-    written = table.sql()
+    # Rendered only for a refusal: the generator run costs more than all the checks.
+    written = table.sql
     if not isinstance(this, exp.Identifier):
         if isinstance(this, exp.Dot):
-            raise _cross(written, "four-part names")
+            raise _cross(written(), "four-part names")
         if isinstance(this, exp.Func):
-            raise refuse(f"table-valued function {written}")
+            raise refuse(f"table-valued function {written()}")
         if isinstance(this, exp.Parameter):
-            raise refuse(f"table variable {written}")
-        raise refuse(f"table reference {written}")
+            raise refuse(f"table variable {written()}")
+        raise refuse(f"table reference {written()}")
     if this.args.get("temporary") or this.args.get("global_") or this.name.startswith("#"):
         prefix = "##" if this.args.get("global_") else "#"
         raise refuse(f"temporary table {prefix}{this.name.lstrip('#')}")
     if table.args.get("catalog"):
         if table.catalog.casefold() in SYSTEM_DATABASES:
-            raise _cross(written, "system databases")
-        raise _cross(written, "three-part names")
+            raise _cross(written(), "system databases")
+        raise _cross(written(), "three-part names")
     if table.args.get("db"):
         schema = table.db.casefold()
         if schema in SYSTEM_SCHEMAS or schema.startswith(SYSTEM_PREFIXES):
-            raise _cross(written, "system objects")
+            raise _cross(written(), "system objects")
         if schema != default_schema:
-            raise _cross(written, f"schemas other than {default_schema}")
-        table.set("db", None)
+            raise _cross(written(), f"schemas other than {default_schema}")
     alias = table.args.get("alias")
     if isinstance(alias, exp.TableAlias) and alias.columns:
-        raise refuse(f"column aliases on table {written}")
+        raise refuse(f"column aliases on table {written()}")
+    if table.args.get("db"):
+        table.set("db", None)
 
 
 def _cross(written: str, what: str) -> CrossDatabaseReference:
@@ -150,17 +152,24 @@ def _classify(tree: exp.Expr) -> frozenset[str]:
             source = scope.sources.get(table.alias_or_name)
             if source is table:
                 name = table.name
-                if name in SQLSERVER_COMPAT_VIEWS or name.startswith(SYSTEM_PREFIXES):
-                    raise _cross(name, "system objects")
+                _check_system_name(name)
                 table.meta[META_PHYSICAL] = True
                 physical.add(name)
                 classified.add(id(table))
             elif isinstance(source, Scope):
                 classified.add(id(table))
     for table in tree.find_all(exp.Table):
-        if id(table) not in classified:
+        if table.meta.get(META_TARGET):  # the table a write writes to (no scope has it)
+            _check_system_name(table.name)
+            physical.add(table.name)
+        elif id(table) not in classified:
             raise refuse(f"table reference {table.sql()} in this position")
     return frozenset(physical)
+
+
+def _check_system_name(name: str) -> None:
+    if name in SQLSERVER_COMPAT_VIEWS or name.startswith(SYSTEM_PREFIXES):
+        raise _cross(name, "system objects")
 
 
 def _check_duplicate_sources(scope: Scope) -> None:

@@ -152,6 +152,11 @@ class TableMetadata:
             return None
         return self.columns[self.column_names.index(physical)]
 
+    def type_of(self, name: str) -> str | None:
+        """The declared type of column ``name`` (``rewriter.shapes.TypedShape``)."""
+        column = self.column(name)
+        return None if column is None else column.type_name
+
     def __repr__(self) -> str:
         return (
             f"TableMetadata({self.name!r}, {len(self.base_columns)} base + "

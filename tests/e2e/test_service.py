@@ -160,7 +160,7 @@ REFUSED = [
     ("SELECT * FROM Nope", "unknown_table"),
     ("SELECT Nope FROM Contacts", "unknown_column"),
     ("SELECT 1; SELECT 2", "multiple_statements"),
-    ("DELETE FROM Contacts", "statement_not_allowed"),
+    ("DELETE FROM Contacts", "unfiltered_write"),
     ("DROP TABLE Contacts", "statement_not_allowed"),
     ("EXEC sp_who", "statement_not_allowed"),
     ("SELECT * FROM otherdb.dbo.Contacts", "cross_database_reference"),

@@ -18,6 +18,12 @@ def test_defaults_and_caps_apply() -> None:
     assert req.max_rows == SETTINGS.query.max_rows_cap
     assert req.timeout_ms == SETTINGS.query.default_timeout_ms
     assert req.dialect == "tsql" and req.missing_columns == "error" and req.params == []
+    assert req.allow_unfiltered is False
+
+
+def test_allow_unfiltered_is_read() -> None:
+    body = {"tenant": 2, "sql": "DELETE FROM Contacts", "allow_unfiltered": True}
+    assert validate_request(body, SETTINGS).allow_unfiltered is True
 
 
 @pytest.mark.parametrize(
@@ -36,6 +42,8 @@ def test_defaults_and_caps_apply() -> None:
         {"tenant": 1, "sql": "SELECT 1", "timeout_ms": -1},
         {"tenant": 1, "sql": "SELECT 1", "missing_columns": "skip"},
         {"tenant": 1, "sql": "SELECT 1", "sqll": "typo"},
+        {"tenant": 1, "sql": "DELETE FROM t", "allow_unfiltered": "true"},
+        {"tenant": 1, "sql": "DELETE FROM t", "allow_unfiltered": 1},
     ],
 )
 def test_malformed_requests_are_refused(body: object) -> None:

@@ -1,0 +1,180 @@
+"""Dates: what sqlglot writes for DATEADD, DATEDIFF and GETDATE is not T-SQL's meaning.
+
+* ``DATEDIFF(unit, a, b)`` counts unit *boundaries crossed* (``DATEDIFF(day,
+  '2024-01-01 23:00', '2024-01-02 01:00')`` is 1); sqlglot divides elapsed time
+  (0). Rewritten per unit: days between the dates, year/month numbers subtracted,
+  hours/minutes/seconds between truncated times. ``week`` (counts Sundays) is refused.
+* ``DATEADD`` on SQLite: sqlglot writes ``DATE(x, '1 DAY')``, which drops the time
+  and silently yields NULL for ``week``/``hour`` on some inputs; SQLite's month
+  arithmetic overflows into the next month (``2024-01-31`` + 1 month is March 2nd,
+  T-SQL says February 29th), so month/year are refused there. On PostgreSQL
+  ``date + interval`` is a timestamp: cast back to DATE, as T-SQL returns a date.
+* ``GETDATE()`` is the server's local time without a zone: ``LOCALTIMESTAMP`` on
+  PostgreSQL, ``DATETIME('now', 'localtime')`` on SQLite (sqlglot's
+  ``CURRENT_TIMESTAMP`` is UTC text on SQLite, a zoned value on PostgreSQL).
+  ``GETUTCDATE()`` (sqlglot passes it through, unknown elsewhere):
+  ``CURRENT_TIMESTAMP AT TIME ZONE 'UTC'`` / ``DATETIME('now')``.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from rewriter.functions import not_supported
+from rewriter.transforms.common import call, post_order, reusable
+from rewriter.transforms.types import DATE, TEXT, Types
+
+SECONDS = {"HOUR": 3600, "MINUTE": 60, "SECOND": 1}
+SQLITE_TRUNCATED = {"HOUR": "%Y-%m-%d %H:00:00", "MINUTE": "%Y-%m-%d %H:%M:00"}
+
+
+def _unit(node: exp.Expr) -> str:
+    unit = node.args.get("unit")
+    return unit.name.upper() if isinstance(unit, exp.Var) else ""
+
+
+def _cast(node: exp.Expr, type_name: str) -> exp.Expr:
+    return exp.Cast(this=node, to=exp.DataType.build(type_name))
+
+
+def _unwrap(node: exp.Expr) -> exp.Expr:
+    return node.this if isinstance(node, exp.TimeStrToTime) else node
+
+
+def now(tree: exp.Expr, backend: str) -> None:
+    if backend == "sqlserver":
+        return
+    for node in list(tree.find_all(exp.CurrentTimestamp, exp.Anonymous)):
+        utc = isinstance(node, exp.Anonymous)
+        if utc and str(node.this).casefold() != "getutcdate":
+            continue
+        if backend == "postgresql":
+            zoned = exp.AtTimeZone(this=exp.CurrentTimestamp(), zone=exp.Literal.string("UTC"))
+            node.replace(exp.paren(zoned) if utc else exp.Localtimestamp())
+        else:
+            now_ = exp.Literal.string("now")
+            node.replace(
+                call("DATETIME", now_)
+                if utc
+                else call("DATETIME", now_, exp.Literal.string("localtime"))
+            )
+
+
+def dateadd(tree: exp.Expr, backend: str, types: Types) -> None:
+    if backend == "sqlserver":
+        return
+    for node in post_order(tree, exp.DateAdd):
+        unit, kind = _unit(node), types.of(node.this)
+        if backend == "postgresql":
+            if kind == TEXT:
+                node.set("this", _cast(node.this, "TIMESTAMP"))
+            elif kind == DATE and unit in ("YEAR", "MONTH", "WEEK", "DAY"):
+                node.replace(_cast(node.copy(), "DATE"))
+            continue
+        if unit in ("YEAR", "MONTH"):
+            raise not_supported(
+                f"DATEADD({unit.lower()}, ...)", backend, "SQLite's month arithmetic overflows"
+            )
+        count = node.expression
+        days = unit in ("DAY", "WEEK")
+        words = {"DAY": "days", "WEEK": "days", "HOUR": "hours", "MINUTE": "minutes"}
+        word = words.get(unit, "seconds")
+        if isinstance(count, exp.Literal) or (
+            isinstance(count, exp.Neg) and isinstance(count.this, exp.Literal)
+        ):
+            value = int(float(count.sql()))  # T-SQL truncates a fractional count
+            modifier: exp.Expr = exp.Literal.string(
+                f"{value * (7 if unit == 'WEEK' else 1)} {word}"
+            )
+        else:
+            if unit == "WEEK":
+                count = exp.Mul(this=exp.paren(count), expression=exp.Literal.number(7))
+            modifier = exp.DPipe(
+                this=_cast(count, "TEXT"), expression=exp.Literal.string(f" {word}")
+            )
+        function = "DATE" if kind == DATE and days else "DATETIME"
+        node.replace(call(function, node.this, modifier))
+
+
+def datediff(tree: exp.Expr, backend: str) -> None:
+    if backend == "sqlserver":
+        return
+    for node in post_order(tree, exp.DateDiff):
+        unit = _unit(node)
+        end, start = _unwrap(node.this), _unwrap(node.expression)
+        construct = f"DATEDIFF({unit.lower()}, ...)"
+        if unit == "WEEK":
+            raise not_supported(construct, backend, "T-SQL counts Sundays crossed")
+        build = _datediff_postgresql if backend == "postgresql" else _datediff_sqlite
+        node.replace(build(unit, start, end, construct, backend))
+
+
+def _datediff_postgresql(
+    unit: str, start: exp.Expr, end: exp.Expr, construct: str, backend: str
+) -> exp.Expr:
+    if unit == "DAY":
+        return exp.paren(exp.Sub(this=_cast(end, "DATE"), expression=_cast(start, "DATE")))
+
+    def part(name: str, value: exp.Expr) -> exp.Expr:
+        return exp.Extract(this=exp.var(name), expression=_cast(value, "TIMESTAMP"))
+
+    if unit in SECONDS:
+
+        def truncated(value: exp.Expr) -> exp.Expr:
+            return call("DATE_TRUNC", exp.Literal.string(unit.lower()), _cast(value, "TIMESTAMP"))
+
+        elapsed = exp.Extract(
+            this=exp.var("EPOCH"),
+            expression=exp.Sub(this=truncated(end), expression=truncated(start)),
+        )
+        value: exp.Expr = exp.Div(
+            this=elapsed, expression=exp.Literal.number(SECONDS[unit]), typed=True
+        )
+    else:
+        value = exp.Sub(this=part("YEAR", end), expression=part("YEAR", start))
+        if unit == "MONTH":
+            end, start = reusable(end, construct, backend), reusable(start, construct, backend)
+            value = exp.Add(
+                this=exp.Mul(this=exp.paren(value), expression=exp.Literal.number(12)),
+                expression=exp.Sub(
+                    this=part("MONTH", end.copy()), expression=part("MONTH", start.copy())
+                ),
+            )
+    return _cast(value, "BIGINT")
+
+
+def _datediff_sqlite(
+    unit: str, start: exp.Expr, end: exp.Expr, construct: str, backend: str
+) -> exp.Expr:
+    def strftime(fmt: str, value: exp.Expr) -> exp.Expr:
+        return _cast(call("STRFTIME", exp.Literal.string(fmt), value), "INTEGER")
+
+    if unit == "DAY":
+        days = exp.Sub(
+            this=call("JULIANDAY", call("DATE", end)),
+            expression=call("JULIANDAY", call("DATE", start)),
+        )
+        return _cast(days, "INTEGER")
+    if unit in SECONDS:
+
+        def epoch(value: exp.Expr) -> exp.Expr:
+            fmt = SQLITE_TRUNCATED.get(unit)
+            return strftime(
+                "%s", value if fmt is None else call("STRFTIME", exp.Literal.string(fmt), value)
+            )
+
+        elapsed = exp.paren(exp.Sub(this=epoch(end), expression=epoch(start)))
+        return exp.paren(
+            exp.Div(this=elapsed, expression=exp.Literal.number(SECONDS[unit]), typed=True)
+        )
+    years: exp.Expr = exp.Sub(this=strftime("%Y", end), expression=strftime("%Y", start))
+    if unit == "YEAR":
+        return exp.paren(years)
+    end, start = reusable(end, construct, backend), reusable(start, construct, backend)
+    months = exp.Sub(this=strftime("%m", end.copy()), expression=strftime("%m", start.copy()))
+    return exp.paren(
+        exp.Add(
+            this=exp.Mul(this=exp.paren(years), expression=exp.Literal.number(12)),
+            expression=months,
+        )
+    )

@@ -1,0 +1,216 @@
+"""What kind of value an expression yields, as far as the tenant's metadata tells.
+
+Transforms that depend on operand types (string ``+``, integer ``AVG``, DATEADD on a
+date) ask ``Types.of(node)``. A column's kind comes from its table's declared type
+(``rewriter.shapes.column_type``), through derived tables and CTEs to the expression
+that produced it; a kind that cannot be known is ``None`` and each transform decides
+what an unknown means for it (usually: leave sqlglot's translation, or refuse).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from sqlglot import exp
+from sqlglot.expressions.datatypes import DType
+from sqlglot.optimizer.scope import Scope, traverse_scope
+
+from rewriter.shapes import TableShape, column_type
+from rewriter.sources import query_outputs
+
+TEXT = "text"
+INTEGER = "integer"
+DECIMAL = "decimal"  # exact numeric with a scale: DECIMAL, NUMERIC, MONEY
+FLOAT = "float"
+DATE = "date"
+DATETIME = "datetime"
+TIME = "time"
+BOOLEAN = "boolean"
+NUMBERS = frozenset({INTEGER, DECIMAL, FLOAT})
+TEMPORAL = frozenset({DATE, DATETIME, TIME})
+
+# Declared type names (SQL Server, PostgreSQL ``format_type``, SQLite) by kind.
+_NAMES: dict[str, str] = {}
+for _kind, _names in {
+    TEXT: "char character varchar nchar nvarchar text ntext clob string citext "
+    "bpchar|character varying|national character varying|national character",
+    INTEGER: "int integer bigint smallint tinyint mediumint int2 int4 int8 serial bigserial",
+    DECIMAL: "decimal numeric money smallmoney",
+    FLOAT: "real float double float4 float8|double precision",
+    DATE: "date",
+    DATETIME: "datetime datetime2 smalldatetime timestamp timestamptz datetimeoffset"
+    "|timestamp without time zone|timestamp with time zone",
+    TIME: "time timetz|time without time zone|time with time zone",
+    BOOLEAN: "bit boolean bool",
+}.items():
+    _words, _, _phrases = _names.partition("|")
+    for _name in [*_words.split(), *filter(None, _phrases.split("|"))]:
+        _NAMES[_name] = _kind
+
+_PARAMS = re.compile(r"\s*\(.*?\)")
+
+
+def kind_of_type_name(type_name: str) -> str | None:
+    """``'character varying(50)'`` -> ``'text'``; unknown names -> ``None``."""
+    name = " ".join(_PARAMS.sub("", type_name).casefold().split())
+    found = _NAMES.get(name)
+    if found is not None:
+        return found
+    # SQLite's affinity rules for names it has never heard of ("VARYING CHARACTER").
+    if any(part in name for part in ("char", "clob", "text")):
+        return TEXT
+    if re.search(r"\bint", name) and "interval" not in name and "point" not in name:
+        return INTEGER
+    return None
+
+
+_DTYPES: dict[DType, str] = {
+    **dict.fromkeys((DType.CHAR, DType.NCHAR, DType.VARCHAR, DType.NVARCHAR, DType.TEXT), TEXT),
+    **dict.fromkeys((DType.TINYINT, DType.SMALLINT, DType.INT, DType.BIGINT), INTEGER),
+    DType.DECIMAL: DECIMAL,
+    DType.FLOAT: FLOAT,
+    DType.DOUBLE: FLOAT,
+    DType.DATE: DATE,
+    **dict.fromkeys((DType.DATETIME, DType.DATETIME2, DType.TIMESTAMP), DATETIME),
+    DType.TIME: TIME,
+    DType.BOOLEAN: BOOLEAN,
+}
+
+_TEXT_FUNCTIONS = (
+    exp.Upper,
+    exp.Lower,
+    exp.Trim,
+    exp.Substring,
+    exp.Left,
+    exp.Right,
+    exp.DPipe,
+    exp.National,
+)
+_INTEGER_FUNCTIONS = (
+    exp.Length,
+    exp.StrPosition,
+    exp.Count,
+    exp.DateDiff,
+    exp.RowNumber,
+    exp.Rank,
+    exp.DenseRank,
+)
+_SAME_AS_ARGUMENT = (exp.Abs, exp.Round, exp.Sum, exp.Min, exp.Max, exp.Avg, exp.Nullif)
+_PRECEDENCE = (FLOAT, DECIMAL, INTEGER)  # T-SQL: the higher kind wins in arithmetic
+
+
+def arithmetic(left: str | None, right: str | None) -> str | None:
+    for kind in _PRECEDENCE:
+        if kind in (left, right) and {left, right} <= NUMBERS:
+            return kind
+    return None
+
+
+class Types:
+    """Kinds of expressions in one (qualified) tree; scopes are built on first need."""
+
+    def __init__(self, tree: exp.Expr, shapes: Mapping[str, TableShape]) -> None:
+        self._tree = tree
+        self._shapes = {shape.name: shape for shape in shapes.values()}
+        self._scopes: dict[int, Scope] | None = None
+
+    def of(self, node: exp.Expr | None) -> str | None:
+        if node is None:
+            return None
+        if isinstance(node, exp.Literal):
+            if node.is_string:
+                return TEXT
+            return INTEGER if node.this.isdigit() else DECIMAL
+        if isinstance(node, exp.Paren | exp.Alias | exp.Window | exp.Neg):
+            return self.of(node.this)
+        if isinstance(node, exp.Column):
+            return self._column(node)
+        if isinstance(node, exp.Cast | exp.Convert):
+            to = node.args.get("to") if isinstance(node, exp.Cast) else node.this
+            return _DTYPES.get(to.this) if isinstance(to, exp.DataType) else None
+        if isinstance(node, _TEXT_FUNCTIONS):
+            return TEXT
+        if isinstance(node, _INTEGER_FUNCTIONS):
+            return INTEGER
+        if isinstance(node, _SAME_AS_ARGUMENT):
+            return self.of(node.this)
+        if isinstance(node, exp.Coalesce):
+            return self._first(node.this, *node.expressions)
+        if isinstance(node, exp.Case):
+            branches = [i.args.get("true") for i in node.args.get("ifs") or []]
+            return self._first(*branches, node.args.get("default"))
+        if isinstance(node, exp.If):
+            return self._first(node.args.get("true"), node.args.get("false"))
+        if isinstance(node, exp.Add):
+            left, right = self.of(node.this), self.of(node.expression)
+            if left == TEXT and right == TEXT:
+                return TEXT
+            return arithmetic(left, right)
+        if isinstance(node, exp.Sub | exp.Mul | exp.Div | exp.Mod):
+            return arithmetic(self.of(node.this), self.of(node.expression))
+        if isinstance(node, exp.CurrentTimestamp | exp.Localtimestamp | exp.AtTimeZone):
+            return DATETIME
+        if isinstance(node, exp.Anonymous) and str(node.this).casefold() == "getutcdate":
+            return DATETIME
+        if isinstance(node, exp.DateAdd):
+            return DATE if self.of(node.this) == DATE else DATETIME
+        if isinstance(node, exp.Subquery):
+            return self._output(node.this, 0)
+        return None
+
+    def _first(self, *nodes: exp.Expr | None) -> str | None:
+        for node in nodes:
+            kind = self.of(node)
+            if kind is not None:
+                return kind
+        return None
+
+    def _scope_map(self) -> dict[int, Scope]:
+        if self._scopes is None:
+            self._scopes = {id(scope.expression): scope for scope in traverse_scope(self._tree)}
+        return self._scopes
+
+    def _column(self, column: exp.Column) -> str | None:
+        scopes = self._scope_map()
+        holder: exp.Expr | None = column.parent
+        while holder is not None and id(holder) not in scopes:
+            holder = holder.parent
+        scope = scopes.get(id(holder)) if holder is not None else None
+        if scope is None:
+            return self._target_column(column)
+        while scope is not None:
+            found = scope.selected_sources.get(column.table)
+            if found is not None:
+                source = found[1]
+                if isinstance(source, exp.Table):
+                    shape = self._shapes.get(source.name)
+                    type_name = None if shape is None else column_type(shape, column.name)
+                    return None if type_name is None else kind_of_type_name(type_name)
+                if isinstance(source, Scope):
+                    return self._named_output(source.expression, column.name)
+                return None
+            scope = scope.parent
+        return None
+
+    def _target_column(self, column: exp.Column) -> str | None:
+        """A column of an UPDATE/DELETE/INSERT target, outside any SELECT scope."""
+        target = self._tree.this
+        if not isinstance(target, exp.Table) or column.table not in ("", target.alias_or_name):
+            return None
+        shape = self._shapes.get(target.name)
+        type_name = None if shape is None else column_type(shape, column.name)
+        return None if type_name is None else kind_of_type_name(type_name)
+
+    def _named_output(self, query: exp.Expr, name: str) -> str | None:
+        outputs = query_outputs(query)
+        if name not in outputs:
+            return None
+        return self._output(query, outputs.index(name))
+
+    def _output(self, query: exp.Expr, index: int) -> str | None:
+        while isinstance(query, exp.SetOperation | exp.Subquery):
+            query = query.this
+        if not isinstance(query, exp.Select) or index >= len(query.expressions):
+            return None
+        return self.of(query.expressions[index])

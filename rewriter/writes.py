@@ -1,0 +1,362 @@
+"""Writes: INSERT with a column list, UPDATE and DELETE.
+
+``check`` (parse time, after the allow-list, before tables are classified) checks
+the statement's shape and marks the table written to (``META_TARGET``):
+
+* INSERT names its columns, once each; VALUES rows hold one value per column and
+  no column references or subqueries; an INSERT ... SELECT lists its values
+  explicitly (no ``*``, ``t.*`` or ``CUSTOM_FIELDS()``: their columns differ
+  between tenants, so the same statement would put values into other columns).
+* UPDATE sets plain columns of its table, once each; no UPDATE ... FROM.
+* DELETE deletes from one table (T-SQL's ``DELETE t`` is ``DELETE FROM t``).
+* The target is a table, not a CTE, and has no alias.
+* OUTPUT / RETURNING lists columns of the written table: ``INSERTED.x`` for
+  INSERT and UPDATE, ``DELETED.x`` for DELETE (T-SQL), or plain ``x``. UPDATE's
+  old values (``DELETED.x``) are refused: PostgreSQL before 18 and SQLite have no
+  way to return them.
+
+``qualify_write`` (rewrite time) resolves every column: queries inside the write
+(INSERT's SELECT, subqueries in SET and WHERE) through the read passes, with the
+target as the outer source a correlated subquery may name; the write's own
+clauses against the target alone. The missing-column policy does not apply to
+writes: a missing column is always ``unknown_column`` (a WHERE that read a missing
+column as NULL could match every row, ``WHERE x IS NULL``; a SET or INSERT
+column that was dropped would lose data silently).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+from sqlglot import exp
+from sqlglot.tokenizer_core import Token, TokenType
+
+from rewriter.allowlist import CUSTOM_FIELDS, refuse
+from rewriter.columns import qualify_columns
+from rewriter.errors import UnfilteredWrite, UnknownColumn, UnknownTable
+from rewriter.markers import CATALOG_MARKER, MARKER_PREFIX, META_TARGET, SCHEMA_MARKER
+from rewriter.qualify import QUALIFIED_BACKENDS
+from rewriter.shapes import TableShape
+from rewriter.sources import Context, Source
+
+# Qualifier the target carries while the read passes resolve correlated columns: no
+# alias a caller can write is equal to it (input with the marker prefix is refused).
+TARGET_QUALIFIER = MARKER_PREFIX + "target__"
+RETURNING_CTE = MARKER_PREFIX + "returning__"
+
+Write = exp.Insert | exp.Update | exp.Delete
+
+
+# -- parse time --------------------------------------------------------------------
+
+
+def check(tree: exp.Expr) -> bool:
+    """Check a write's shape and mark its target; return whether it is unfiltered
+    (an UPDATE or DELETE without WHERE)."""
+    assert isinstance(tree, Write)
+    if isinstance(tree, exp.Delete):
+        _single_delete_target(tree)
+    target = _target(tree)
+    if target.args.get("alias"):
+        raise refuse(
+            f"an alias on {target.name}, the table the statement writes to",
+            "is not allowed: refer to the table by its name",
+        )
+    name = target.name.casefold()
+    if any(cte.alias.casefold() == name for cte in tree.find_all(exp.CTE)):
+        raise refuse(f"writing through the CTE {target.name}", "is not allowed: write to a table")
+    if isinstance(tree, exp.Insert):
+        _check_insert(tree)
+    elif isinstance(tree, exp.Update):
+        _check_set(tree)
+    _check_returning(tree)
+    target.meta[META_TARGET] = True
+    return not isinstance(tree, exp.Insert) and tree.args.get("where") is None
+
+
+def _single_delete_target(tree: exp.Delete) -> None:
+    tables = tree.args.get("tables") or []
+    if not tables:
+        return
+    if tree.args.get("this") or len(tables) != 1:  # sqlglot leaves False for no FROM
+        raise refuse("DELETE with several tables or DELETE ... FROM ... FROM")
+    tree.set("tables", None)
+    tree.set("this", tables[0])
+
+
+def _target(tree: Write) -> exp.Table:
+    this = tree.args.get("this")
+    if isinstance(tree, exp.Insert):
+        if isinstance(this, exp.Table):
+            raise refuse(
+                "INSERT without a column list",
+                "is not allowed: name the columns, as in INSERT INTO t (a, b) VALUES (?, ?)",
+            )
+        if not isinstance(this, exp.Schema) or not isinstance(this.this, exp.Table):
+            raise refuse("this INSERT target")
+        if not all(isinstance(c, exp.Identifier) for c in this.expressions):
+            raise refuse("an INSERT column list with something other than column names")
+        return this.this
+    if not isinstance(this, exp.Table):
+        raise refuse(f"this {tree.key.upper()} target")
+    return this
+
+
+def _check_insert(tree: exp.Insert) -> None:
+    columns = tree.this.expressions
+    _no_duplicates([c.name for c in columns], "INSERT column list")
+    source = tree.args.get("expression")
+    if isinstance(source, exp.Values):
+        for row in source.expressions:
+            values = row.expressions if isinstance(row, exp.Tuple) else [row]
+            if len(values) != len(columns):
+                raise refuse(f"a VALUES row with {len(values)} values for {len(columns)} columns")
+            for node in row.walk():
+                if isinstance(node, exp.Column | exp.Query):
+                    raise refuse(
+                        "column references and subqueries in VALUES",
+                        "are not allowed: use INSERT ... SELECT",
+                    )
+    elif isinstance(source, exp.Select | exp.SetOperation):
+        for select in _branches(source):
+            for item in select.expressions:
+                if _is_star(item):
+                    raise refuse(
+                        "INSERT ... SELECT * (or t.*, CUSTOM_FIELDS())",
+                        "is not allowed: the columns differ between tenants, list them",
+                    )
+            if len(select.expressions) != len(columns):
+                raise refuse(
+                    f"an INSERT ... SELECT of {len(select.expressions)} values "
+                    f"into {len(columns)} columns"
+                )
+    else:
+        raise refuse("INSERT without VALUES or SELECT")
+
+
+def _branches(query: exp.Expr) -> Iterator[exp.Select]:
+    if isinstance(query, exp.SetOperation):
+        yield from _branches(query.this)
+        yield from _branches(query.expression)
+    elif isinstance(query, exp.Subquery):
+        yield from _branches(query.this)
+    elif isinstance(query, exp.Select):
+        yield query
+    else:  # pragma: no cover - the allow-list admits nothing else here
+        raise refuse(f"{type(query).__name__} as the source of an INSERT")
+
+
+def _is_star(item: exp.Expr) -> bool:
+    if isinstance(item, exp.Star):
+        return True
+    if isinstance(item, exp.Column) and isinstance(item.this, exp.Star):
+        return True
+    return isinstance(item, exp.Anonymous) and str(item.this).casefold() == CUSTOM_FIELDS
+
+
+def _check_set(tree: exp.Update) -> None:
+    names: list[str] = []
+    for item in tree.expressions:
+        if (
+            type(item) is not exp.EQ
+            or type(item.this) is not exp.Column
+            or not isinstance(item.this.this, exp.Identifier)
+        ):
+            raise refuse(f"the SET item {item.sql()}", "is not allowed: write column = value")
+        names.append(item.this.name)
+    _no_duplicates(names, "SET clause")
+
+
+def _no_duplicates(names: list[str], where: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name.casefold() in seen:
+            raise refuse(f"column {name} named twice in the {where}")
+        seen.add(name.casefold())
+
+
+def _check_returning(tree: Write) -> None:
+    returning = tree.args.get("returning")
+    if returning is None:
+        return
+    kind = tree.key.upper()
+    pseudo = "deleted" if isinstance(tree, exp.Delete) else "inserted"
+    for item in returning.expressions:
+        column = item.this if isinstance(item, exp.Alias) else item
+        if type(column) is not exp.Column or not isinstance(column.this, exp.Identifier):
+            raise refuse(
+                f"OUTPUT / RETURNING item {item.sql()}",
+                "is not allowed: name columns of the table written to",
+            )
+        qualifier = column.table.casefold()
+        if qualifier in ("inserted", "deleted"):
+            if qualifier != pseudo:
+                raise refuse(
+                    f"{column.table.upper()}.{column.name} in {kind}",
+                    "is not allowed: INSERT and UPDATE return new values (INSERTED), "
+                    "DELETE old ones (DELETED)",
+                )
+            column.set("table", None)
+
+
+# -- rewrite time ------------------------------------------------------------------
+
+
+def qualify_write(tree: exp.Expr, ctx: Context, backend: str) -> tuple[str, ...]:
+    """Resolve every column of a write in place; return its OUTPUT / RETURNING names."""
+    assert isinstance(tree, Write)
+    target = next(t for t in tree.find_all(exp.Table) if t.meta.get(META_TARGET))
+    shape = ctx.shapes[target.name]
+    # INSERT's SELECT cannot see the table it inserts into; UPDATE/DELETE subqueries can.
+    outer = None
+    if not isinstance(tree, exp.Insert):
+        outer = {target.name: Source(alias=TARGET_QUALIFIER, shape=shape)}
+    strict = dataclasses.replace(ctx, missing_null=False, outer=outer)
+    qualify_columns(tree, strict)
+    _correlated_references(tree, shape)
+
+    if isinstance(tree, exp.Insert):
+        for identifier in tree.this.expressions:
+            spelling = _lookup(identifier.name, shape, ctx)
+            identifier.set("this", spelling)
+            identifier.set("quoted", True)
+    for column in list(_own_columns(tree)):
+        _resolve_own(column, target.name, shape, ctx)
+    outputs = _returning(tree, target.name, shape, ctx, backend)
+    _qualify_target(tree, target, shape, backend)
+    if outputs and backend == "sqlite" and not tree.args.get("with_"):
+        # sqliteodbc (0.9998) treats a statement that starts with INSERT/UPDATE/DELETE
+        # as having no result set and drops RETURNING's rows; one that starts with
+        # WITH is read as a query. An unused CTE changes nothing else.
+        tree.set("with_", exp.With(expressions=[_unused_cte()]))
+    return outputs
+
+
+def _unused_cte() -> exp.CTE:
+    return exp.CTE(
+        this=exp.select(exp.Literal.number(1)),
+        alias=exp.TableAlias(this=exp.Identifier(this=RETURNING_CTE, quoted=True)),
+    )
+
+
+def _correlated_references(tree: exp.Expr, shape: TableShape) -> None:
+    """Columns of subqueries that name the target: qualify them with the target's
+    exposed name, unless a table of an enclosing subquery has that name too (SQL
+    Server and SQLite compare names without case, so it would capture them)."""
+    exposed = shape.name.casefold()
+    for column in list(tree.find_all(exp.Column)):
+        if column.table != TARGET_QUALIFIER:
+            continue
+        node = column.parent
+        while node is not None:
+            if isinstance(node, exp.Select) and exposed in _source_names(node):
+                raise refuse(
+                    f"a subquery that reads {shape.name} without an alias and also "
+                    f"refers to the {shape.name} being written",
+                    "is ambiguous: give the table in the subquery an alias",
+                )
+            node = node.parent
+        column.set("table", exp.Identifier(this=shape.name, quoted=True))
+
+
+def _source_names(select: exp.Select) -> set[str]:
+    sources: list[exp.Expr] = []
+    from_ = select.args.get("from_")
+    if isinstance(from_, exp.From):
+        sources.append(from_.this)
+    sources.extend(join.this for join in select.args.get("joins") or [])
+    return {s.alias_or_name.casefold() for s in sources}
+
+
+def _own_columns(node: exp.Expr) -> Iterator[exp.Column]:
+    """Columns of the write's own clauses: not in a query, CTE, OUTPUT or column list."""
+    for child in node.iter_expressions():
+        if isinstance(child, exp.Query | exp.With | exp.Returning | exp.Schema):
+            continue
+        if type(child) is exp.Column:
+            yield child
+        else:
+            yield from _own_columns(child)
+
+
+def _resolve_own(column: exp.Column, target: str, shape: TableShape, ctx: Context) -> None:
+    qualifier = column.table
+    if qualifier and qualifier != target:
+        raise UnknownTable(
+            f"{qualifier}.{column.name}: the only table in scope is {shape.name}",
+            table=qualifier,
+            tenant=ctx.tenant or None,
+        )
+    column.set("this", exp.Identifier(this=_lookup(column.name, shape, ctx), quoted=True))
+    column.set("table", None)
+
+
+def _lookup(name: str, shape: TableShape, ctx: Context) -> str:
+    spelling = shape.lookup(name)
+    if spelling is None:
+        tenant = f" for tenant {ctx.tenant}" if ctx.tenant else ""
+        raise UnknownColumn(
+            f"unknown column {name!r} in {shape.name}{tenant}",
+            column=name,
+            table=shape.name,
+            tenant=ctx.tenant or None,
+        )
+    return spelling
+
+
+def _returning(
+    tree: Write, target: str, shape: TableShape, ctx: Context, backend: str
+) -> tuple[str, ...]:
+    returning = tree.args.get("returning")
+    if returning is None:
+        return ()
+    pseudo = "DELETED" if isinstance(tree, exp.Delete) else "INSERTED"
+    names: list[str] = []
+    for item in returning.expressions:
+        column = item.this if isinstance(item, exp.Alias) else item
+        _resolve_own(column, target, shape, ctx)
+        if backend == "sqlserver":
+            # Unquoted on purpose: INSERTED / DELETED are keywords of OUTPUT, not names.
+            column.set("table", exp.Var(this=pseudo))
+        names.append(item.alias if isinstance(item, exp.Alias) else column.name)
+    return tuple(names)
+
+
+def _qualify_target(tree: Write, target: exp.Table, shape: TableShape, backend: str) -> None:
+    target.set("this", exp.Identifier(this=shape.name, quoted=True))
+    if backend in QUALIFIED_BACKENDS:
+        target.set("db", exp.Identifier(this=SCHEMA_MARKER, quoted=True))
+        target.set("catalog", exp.Identifier(this=CATALOG_MARKER, quoted=True))
+    if backend == "sqlserver" and isinstance(tree, exp.Delete) and tree.args.get("returning"):
+        # sqlglot writes T-SQL's OUTPUT before FROM ("DELETE OUTPUT ... FROM t", which
+        # SQL Server rejects); "DELETE t OUTPUT ... WHERE" is the same statement.
+        tree.set("this", None)
+        tree.set("tables", [target])
+
+
+def delete_output_tokens(tokens: list[Token]) -> list[Token]:
+    """T-SQL ``DELETE FROM t OUTPUT ... WHERE ...`` fails to parse in sqlglot 30.30 (it
+    reads OUTPUT only before FROM or after WHERE); ``DELETE t OUTPUT ... WHERE ...``
+    is the same statement and parses, so the FROM after DELETE is dropped."""
+    if not any(t.token_type == TokenType.RETURNING for t in tokens):
+        return tokens
+    return [
+        token
+        for index, token in enumerate(tokens)
+        if not (
+            token.token_type == TokenType.FROM
+            and index
+            and tokens[index - 1].token_type == TokenType.DELETE
+            and not token.comments
+        )
+    ]
+
+
+def require_filter(unfiltered: bool, *, allow_unfiltered: bool) -> None:
+    """Refuse an UPDATE or DELETE without WHERE unless the request allows it."""
+    if unfiltered and not allow_unfiltered:
+        raise UnfilteredWrite(
+            "an UPDATE or DELETE without WHERE changes every row of the table: add a WHERE "
+            'clause, or send "allow_unfiltered": true if that is what you mean'
+        )

@@ -1,0 +1,129 @@
+"""End to end: writes over HTTP on a SQLite tenant (beta.example, 2) and a PostgreSQL
+tenant (pg12.example, 12). The stack is shared by the whole session, so these tests
+only update and delete contacts they inserted themselves."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_service import direct_rows, query
+from tests.support.stack import BETA_READ_TOKEN, Stack
+
+pytestmark = pytest.mark.e2e
+
+TENANTS = pytest.mark.parametrize("tenant", [2, 12], ids=["sqlite", "postgresql"])
+INSERT = (
+    "INSERT INTO Contacts (FirstName, LastName, IsActive, CreatedAt) "
+    "OUTPUT INSERTED.ContactID, INSERTED.FirstName "
+    "VALUES (@first, @last, @active, CAST(@created AS DATETIME))"
+)
+
+
+def new_contact(stack: Stack, tenant: int, last: str) -> int:
+    first = f"e2e-{uuid.uuid4().hex[:8]}"
+    status, body = query(
+        stack,
+        {
+            "tenant": tenant,
+            "sql": INSERT,
+            "params": {"first": first, "last": last, "active": True, "created": "2024-05-01"},
+        },
+    )
+    assert status == 200, body
+    assert [c["name"] for c in body["columns"]] == ["ContactID", "FirstName"]
+    assert body["row_count"] == 1 and body["truncated"] is False
+    [[contact_id, returned_first]] = body["rows"]
+    assert returned_first == first
+    return int(contact_id)
+
+
+def stored(stack: Stack, tenant: int, contact_id: int) -> list[list[Any]]:
+    return direct_rows(
+        stack,
+        tenant,
+        'SELECT "ContactID", "LastName", "Title" FROM "Contacts" WHERE "ContactID" = ?',
+        contact_id,
+    )
+
+
+@TENANTS
+def test_insert_with_returning(stack: Stack, tenant: int) -> None:
+    contact_id = new_contact(stack, tenant, "Inserted")
+    assert stored(stack, tenant, contact_id) == [[contact_id, "Inserted", None]]
+
+
+@TENANTS
+def test_update_with_where(stack: Stack, tenant: int) -> None:
+    contact_id = new_contact(stack, tenant, "ToUpdate")
+    status, body = query(
+        stack,
+        {
+            "tenant": tenant,
+            "sql": "UPDATE Contacts SET Title = ?, LastName = UPPER(LastName) WHERE ContactID = ?",
+            "params": ["Engineer", contact_id],
+        },
+    )
+    assert status == 200, body
+    assert body["row_count"] == 1 and body["rows"] == []
+    assert stored(stack, tenant, contact_id) == [[contact_id, "TOUPDATE", "Engineer"]]
+
+
+@TENANTS
+def test_delete_with_where(stack: Stack, tenant: int) -> None:
+    contact_id = new_contact(stack, tenant, "ToDelete")
+    status, body = query(
+        stack,
+        {
+            "tenant": tenant,
+            "sql": "DELETE FROM Contacts WHERE ContactID = ?",
+            "params": [contact_id],
+        },
+    )
+    assert status == 200, body
+    assert body["row_count"] == 1
+    assert stored(stack, tenant, contact_id) == []
+
+
+@TENANTS
+def test_unfiltered_delete_is_refused(stack: Stack, tenant: int) -> None:
+    before = direct_rows(stack, tenant, 'SELECT COUNT(*) FROM "Contacts"')
+    status, body = query(stack, {"tenant": tenant, "sql": "DELETE FROM Contacts"})
+    assert (status, body["error"]["code"]) == (400, "unfiltered_write"), body
+    assert "allow_unfiltered" in body["error"]["message"]
+    assert direct_rows(stack, tenant, 'SELECT COUNT(*) FROM "Contacts"') == before
+
+
+def test_read_token_may_not_write(stack: Stack) -> None:
+    contact_id = new_contact(stack, 2, "Protected")
+    status, body = query(
+        stack,
+        {"tenant": "beta.example", "sql": "DELETE FROM Contacts WHERE ContactID = ?",
+         "params": [contact_id]},
+        token=BETA_READ_TOKEN,
+    )  # fmt: skip
+    assert (status, body["error"]["code"]) == (403, "forbidden"), body
+    assert body["error"]["statement_class"] == "write"
+    assert stored(stack, 2, contact_id) == [[contact_id, "Protected", None]]
+
+
+@TENANTS
+def test_constraint_violation_is_a_409(stack: Stack, tenant: int) -> None:
+    status, body = query(
+        stack,
+        {
+            "tenant": tenant,
+            "sql": INSERT,  # FirstName is NOT NULL
+            "params": {"first": None, "last": "x", "active": True, "created": "2024-05-01"},
+        },
+    )
+    assert (status, body["error"]["code"]) == (409, "constraint_violation"), body
+
+
+def test_allow_unfiltered_must_be_a_boolean(stack: Stack) -> None:
+    status, body = query(
+        stack, {"tenant": 2, "sql": "DELETE FROM Contacts", "allow_unfiltered": "yes"}
+    )
+    assert (status, body["error"]["code"]) == (400, "invalid_request"), body
