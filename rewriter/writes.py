@@ -224,6 +224,8 @@ def qualify_write(tree: exp.Expr, ctx: Context, backend: str) -> tuple[str, ...]
     for column in list(_own_columns(tree)):
         _resolve_own(column, target.name, shape, ctx)
     outputs = _returning(tree, target.name, shape, ctx, backend)
+    if backend == "sqlite":
+        _qualify_own_for_sqlite(tree, shape)
     _qualify_target(tree, target, shape, backend)
     if outputs and backend == "sqlite" and not tree.args.get("with_"):
         # sqliteodbc (0.9998) treats a statement that starts with INSERT/UPDATE/DELETE
@@ -290,6 +292,30 @@ def _resolve_own(column: exp.Column, target: str, shape: TableShape, ctx: Contex
         )
     column.set("this", exp.Identifier(this=_lookup(column.name, shape, ctx), quoted=True))
     column.set("table", None)
+
+
+def _qualify_own_for_sqlite(tree: Write, shape: TableShape) -> None:
+    """Qualify the write's own column references with the target's name.
+
+    SQLite reads a double-quoted name that matches no column as a string literal, so
+    with stale metadata ``DELETE ... WHERE "Dropped" <> 'x'`` would compare two strings
+    and match every row. A qualified ``"Contacts"."Dropped"`` is an error instead. SET
+    targets stay bare: SQLite does not accept a qualified name there.
+    """
+    returning = tree.args.get("returning")
+    columns = list(_own_columns(tree))
+    if returning is not None:
+        columns += [c for c in returning.find_all(exp.Column)]
+    for column in columns:
+        parent = column.parent
+        is_set_target = (
+            isinstance(parent, exp.EQ)
+            and column.arg_key == "this"
+            and isinstance(parent.parent, exp.Update)
+            and parent.arg_key == "expressions"
+        )
+        if not is_set_target:
+            column.set("table", exp.Identifier(this=shape.name, quoted=True))
 
 
 def _lookup(name: str, shape: TableShape, ctx: Context) -> str:

@@ -199,4 +199,6 @@ def test_string_plus_in_an_update_uses_the_target_table_types() -> None:
     parsed = parse_statement("UPDATE People SET Name = Name + N'!' WHERE Id = 1")
     for backend in ("postgresql", "sqlite"):
         plan = rewrite(parsed, tables=shapes(), backend=backend)
-        assert '"Name" = "Name" || ' in plan.sql
+        # SQLite qualifies the write's own columns (see writes._qualify_own_for_sqlite).
+        right = '"People"."Name"' if backend == "sqlite" else '"Name"'
+        assert f'"Name" = {right} || ' in plan.sql

@@ -53,7 +53,7 @@ UNFILTERED = [
             "sqlserver": "UPDATE [T2].[dbo].[Contacts] SET [Email] = ? OUTPUT INSERTED.[ContactID]",
             "postgresql": 'UPDATE "t2"."Contacts" SET "Email" = ? RETURNING "ContactID"',
             "sqlite": 'WITH "__tenantgate_returning__" AS (SELECT 1) '
-            'UPDATE "Contacts" SET "Email" = ? RETURNING "ContactID"',
+            'UPDATE "Contacts" SET "Email" = ? RETURNING "Contacts"."ContactID"',
         },
     ),
 ]
