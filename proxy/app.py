@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import decimal
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from proxy.admin import CustomFields
 from proxy.auth import Principal
 from proxy.errors import (
     InvalidRequest,
@@ -34,6 +36,7 @@ from proxy.errors import (
     status_for,
 )
 from proxy.openapi import openapi_document
+from proxy.records import Record, Records
 from proxy.service import Service, validate_request
 
 log = logging.getLogger("tenantgate.http")
@@ -171,6 +174,66 @@ def create_app(service: Service) -> Starlette:  # noqa: PLR0915 - routes close o
             authenticate(request)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    custom_fields = CustomFields(service)
+    records = Records(service)
+
+    def custom_flag(request: Request) -> bool:
+        value = request.query_params.get("custom", "false").casefold()
+        if value not in ("true", "false", "1", "0"):
+            raise InvalidRequest("'custom' must be true or false")
+        return value in ("true", "1")
+
+    def record_response(record: Record) -> Response:
+        return JSONResponse(record.values, headers={"ETag": record.etag})
+
+    async def list_custom_fields(request: Request) -> Any:
+        principal = authenticate(request)
+        p = request.path_params
+        return await run(custom_fields.list_fields, principal, p["tenant"], p["table"])
+
+    async def add_custom_field(request: Request) -> Response:
+        principal = authenticate(request)
+        body = await read_json(request)
+        p = request.path_params
+        created = await run(custom_fields.add, principal, p["tenant"], p["table"], body)
+        return JSONResponse(created, status_code=201)
+
+    async def drop_custom_field(request: Request) -> Any:
+        principal = authenticate(request)
+        p = request.path_params
+        return await run(custom_fields.drop, principal, p["tenant"], p["table"], p["name"])
+
+    async def get_record(request: Request) -> Response:
+        principal = authenticate(request)
+        p = request.path_params
+        custom = custom_flag(request)
+        record = await run(
+            functools.partial(records.get, custom=custom),
+            principal, p["tenant"], p["table"], p["key"],
+        )  # fmt: skip
+        return record_response(record)
+
+    async def patch_record(request: Request) -> Response:
+        principal = authenticate(request)
+        p = request.path_params
+        custom = custom_flag(request)
+        body = await read_json(request)
+        record = await run(
+            functools.partial(
+                records.patch, if_match=request.headers.get("if-match"), custom=custom
+            ),
+            principal, p["tenant"], p["table"], p["key"], body,
+        )  # fmt: skip
+        return record_response(record)
+
+    async def insert_record(request: Request) -> Response:
+        principal = authenticate(request)
+        p = request.path_params
+        body = await read_json(request)
+        created = await run(records.insert, principal, p["tenant"], p["table"], body)
+        location = f"{request.url.path}/{created['key']}"
+        return JSONResponse(created, status_code=201, headers={"Location": location})
+
     document = openapi_document()
 
     async def openapi(request: Request) -> Any:
@@ -184,6 +247,36 @@ def create_app(service: Service) -> Starlette:  # noqa: PLR0915 - routes close o
             "/v1/tenants/{tenant}/schema/refresh",
             endpoint("schema_refresh", refresh),
             methods=["POST"],
+        ),
+        Route(
+            "/v1/tenants/{tenant}/tables/{table}/custom-fields",
+            endpoint("custom_fields_list", list_custom_fields),
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/tenants/{tenant}/tables/{table}/custom-fields",
+            endpoint("custom_fields_add", add_custom_field),
+            methods=["POST"],
+        ),
+        Route(
+            "/v1/tenants/{tenant}/tables/{table}/custom-fields/{name}",
+            endpoint("custom_fields_drop", drop_custom_field),
+            methods=["DELETE"],
+        ),
+        Route(
+            "/v1/tenants/{tenant}/tables/{table}/records",
+            endpoint("record_insert", insert_record),
+            methods=["POST"],
+        ),
+        Route(
+            "/v1/tenants/{tenant}/tables/{table}/records/{key}",
+            endpoint("record_get", get_record),
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/tenants/{tenant}/tables/{table}/records/{key}",
+            endpoint("record_patch", patch_record),
+            methods=["PATCH"],
         ),
         Route("/healthz", endpoint("healthz", healthz), methods=["GET"]),
         Route("/readyz", endpoint("readyz", readyz), methods=["GET"]),

@@ -14,7 +14,17 @@
     ├── BackendUnavailable           backend_unavailable    503  Retry-After
     │   ├── PoolSaturated            pool_saturated         503  Retry-After
     │   └── ConnectionLost           backend_unavailable    503  Retry-After; the connection is dead
-    └── StatementTimeout             statement_timeout      504
+    ├── StatementTimeout             statement_timeout      504
+    └── (custom fields and records, ``proxy.admin`` / ``proxy.records``)
+        InvalidCustomField           invalid_custom_field   400  (InvalidRequest)
+        InvalidFieldValue            invalid_field_value    400  (InvalidRequest)
+        UnsupportedPrimaryKey        unsupported_primary_key 400 (InvalidRequest)
+        CustomFieldNotFound          custom_field_not_found 404  (NotFound)
+        RecordNotFound               record_not_found       404  (NotFound)
+        ColumnExists                 column_exists          409
+        ColumnLimitReached           column_limit_reached   409
+        BaseColumnProtected          base_column_protected  409
+        PreconditionFailed           precondition_failed    412  If-Match no longer matches
 
 The errors of ``rewriter`` (all 400) and ``tenancy`` are mapped by ``ERROR_TABLE``
 too; ``status_for`` walks an exception's MRO so that a subclass inherits its
@@ -120,6 +130,59 @@ class StatementTimeout(ProxyError):
     code = "statement_timeout"
 
 
+# -- custom fields and records --------------------------------------------------------
+
+
+class InvalidCustomField(InvalidRequest):
+    """A custom-field definition that fails validation (name, type, default...)."""
+
+    code = "invalid_custom_field"
+
+
+class InvalidFieldValue(InvalidRequest):
+    """A record value that does not fit its column's type."""
+
+    code = "invalid_field_value"
+
+
+class UnsupportedPrimaryKey(InvalidRequest):
+    """The records API needs a table with a single-column primary key."""
+
+    code = "unsupported_primary_key"
+
+
+class CustomFieldNotFound(NotFound):
+    code = "custom_field_not_found"
+
+
+class RecordNotFound(NotFound):
+    code = "record_not_found"
+
+
+class ColumnExists(ProxyError):
+    """A new field's name equals an existing column's, ignoring case."""
+
+    code = "column_exists"
+
+
+class ColumnLimitReached(ProxyError):
+    """The table already has as many columns as its backend allows."""
+
+    code = "column_limit_reached"
+
+
+class BaseColumnProtected(ProxyError):
+    """Only custom fields can be dropped; base-model columns belong to every tenant."""
+
+    code = "base_column_protected"
+
+
+class PreconditionFailed(ProxyError):
+    """``If-Match`` names a version of the record that is no longer current."""
+
+    code = "precondition_failed"
+
+
 ERROR_TABLE: dict[type[Exception], int] = {
     RewriteError: 400,
     UnfilteredWrite: 400,  # named for the reader: a refused write is the caller's to fix
@@ -132,6 +195,10 @@ ERROR_TABLE: dict[type[Exception], int] = {
     UnknownTenant: 404,
     MethodNotAllowed: 405,
     ConstraintViolation: 409,
+    ColumnExists: 409,
+    ColumnLimitReached: 409,
+    BaseColumnProtected: 409,
+    PreconditionFailed: 412,
     RateLimited: 429,
     BackendRejected: 400,
     TenantMisconfigured: 502,

@@ -19,10 +19,11 @@ Timeouts, per backend:
   plus the watchdog at the exact deadline.
 
 Rows: ``fetchmany(max_rows + 1)``, so at most one row more than asked for is turned
-into Python objects; ``truncated`` says whether that extra row existed. Note that
-with their default settings both psqlODBC and sqliteodbc read the whole result into
-the driver's memory at ``execute`` time anyway (psqlODBC: unless ``UseDeclareFetch=1``;
-sqliteodbc: unless ``StepAPI=1``): bounding that is a matter of the backend template.
+into Python objects; ``truncated`` says whether that extra row existed. With their
+default settings both psqlODBC and sqliteodbc read the whole result into the driver's
+memory at ``execute`` time, which ``fetchmany`` cannot bound: that is why reads carry
+the row cap in their SQL (``LIMIT ?`` bound to ``max_rows + 1``, see
+``rewriter.row_cap`` and ``proxy.service.bind_params``).
 """
 
 from __future__ import annotations

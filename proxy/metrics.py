@@ -63,6 +63,15 @@ class Metrics:
             ["backend"],
             registry=registry,
         )
+        self.heals = Counter(
+            "tenantgate_metadata_heals",
+            "Metadata found stale and refreshed on a request's path, by outcome: "
+            "rerun_ok, rerun_refused, rerun_failed, write_not_rerun (the backend "
+            "reported a missing object); revalidated, still_unknown (a query named a "
+            "column the cache lacked).",
+            ["outcome"],
+            registry=registry,
+        )
 
     def observe_request(self, endpoint: str, code: str | None, seconds: float) -> None:
         outcome = "ok" if code is None else "error"

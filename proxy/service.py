@@ -29,8 +29,9 @@ from proxy.metrics import Metrics
 from proxy.pool import PooledConnection
 from proxy.pools import PoolManager
 from proxy.watchdog import Watchdog
-from rewriter.errors import InvalidParameters
+from rewriter.errors import InvalidParameters, UnknownColumn
 from rewriter.plan_cache import PlanCache
+from rewriter.row_cap import RowCap
 from tenancy import connstr
 from tenancy.backends import BackendKind
 from tenancy.controller import ControllerDirectory
@@ -171,46 +172,112 @@ class Service:
         t2 = time.perf_counter()
         phases["metadata"] = t2 - t1
 
-        plan, cached = self.plans.plan(
+        plan_for = functools.partial(
+            self.plans.plan,
             parsed,
-            tables=shapes,
             backend=location.kind.value,
             missing_columns=req.missing_columns,
             tenant_label=tenant.domain,
             allow_unfiltered=req.allow_unfiltered,
+            # The drivers buffer a whole result at execute time: bound it in the SQL.
+            row_cap=True,
         )
+        try:
+            plan, cached = plan_for(tables=shapes)
+        except UnknownColumn:
+            # Staleness: the column may have been added outside tenantgate since the
+            # table was cached. Read the catalog again and validate once more.
+            fresh = self._revalidate(location, shapes)
+            if fresh is None:
+                raise
+            plan, cached = plan_for(tables=fresh)
         sql = plan.bind(catalog=location.catalog, schema=location.schema)
-        params = bind_params(plan.param_order, req.params, parsed.positional_params)
+        params = bind_params(
+            plan.param_order, req.params, parsed.positional_params, max_rows=req.max_rows
+        )
         phases["rewrite"] = time.perf_counter() - t2
         return Prepared(tenant, plan, sql, params, cached, phases)
 
+    def _revalidate(
+        self, location: TenantLocation, shapes: Mapping[str, TableMetadata | None]
+    ) -> dict[str, TableMetadata | None] | None:
+        """The statement's tables read afresh, or ``None`` if none was due for it.
+
+        A table refreshed within the last second is not read again: a flood of
+        requests naming a column that really is absent costs at most one catalog
+        read per table per second.
+        """
+        present = [name for name, shape in shapes.items() if shape is not None]
+        if not self.metadata.refresh_if_quiet(location, present):
+            return None
+        fresh = {name: self.metadata.get(location, name) for name in shapes}
+        outcome = "still_unknown" if fresh == shapes else "revalidated"
+        self.metrics.heals.labels(outcome).inc()
+        return fresh
+
     def query(self, principal: Principal, req: QueryRequest) -> QueryOutcome:
         prepared = self.prepare(principal, req)
+        try:
+            return self._execute(prepared, req)
+        except BackendObjectMissing as error:
+            # The table changed outside tenantgate: forget what we knew, so that this
+            # request (if a read) and the next ones validate against the catalog as
+            # it is now. A write is not run again: it may have had effects before
+            # failing (a trigger, an earlier statement of a batch), and its caller
+            # decides. A read is re-prepared and run once more.
+            self.metadata.refresh(prepared.tenant.location)
+            if prepared.plan.statement_class != "read":
+                self.metrics.heals.labels("write_not_rerun").inc()
+                raise
+            stale_error = error
+        return self._rerun(principal, req, prepared, stale_error)
+
+    def _rerun(
+        self,
+        principal: Principal,
+        req: QueryRequest,
+        stale: Prepared,
+        error: BackendObjectMissing,
+    ) -> QueryOutcome:
+        """A read that failed on stale metadata, prepared and run once more."""
+        try:
+            prepared = self.prepare(principal, req)
+        except Exception:
+            # Fresh metadata refuses it (a dropped column is now ``unknown_column``).
+            self.metrics.heals.labels("rerun_refused").inc()
+            raise
+        if prepared.sql == stale.sql:
+            # Same shapes, same SQL: running it again would fail the same way.
+            self.metrics.heals.labels("rerun_failed").inc()
+            raise error
+        try:
+            outcome = self._execute(prepared, req)
+        except BackendObjectMissing:
+            self.metadata.refresh(prepared.tenant.location)
+            self.metrics.heals.labels("rerun_failed").inc()
+            raise
+        self.metrics.heals.labels("rerun_ok").inc()
+        return outcome
+
+    def _execute(self, prepared: Prepared, req: QueryRequest) -> QueryOutcome:
         phases = prepared.phases
         location = prepared.tenant.location
         pool = self.pools.pool_for(location)
         t0 = time.perf_counter()
-        t1 = t0
-        try:
-            with pool.connection() as conn:
-                t1 = time.perf_counter()
-                phases["pool_wait"] = t1 - t0
-                result = execute(
-                    conn,
-                    backend=location.kind.value,
-                    sql=prepared.sql,
-                    params=prepared.params,
-                    timeout_s=req.timeout_ms / 1000,
-                    max_rows=req.max_rows,
-                    watchdog=self.watchdog,
-                    # A write's OUTPUT/RETURNING rows are its affected rows: count them all.
-                    count_all_rows=prepared.plan.statement_class == "write",
-                )
-        except BackendObjectMissing:
-            # The table changed outside tenantgate: forget what we knew so the next
-            # request validates against the catalog as it is now.
-            self.metadata.refresh(location)
-            raise
+        with pool.connection() as conn:
+            t1 = time.perf_counter()
+            phases["pool_wait"] = t1 - t0
+            result = execute(
+                conn,
+                backend=location.kind.value,
+                sql=prepared.sql,
+                params=prepared.params,
+                timeout_s=req.timeout_ms / 1000,
+                max_rows=req.max_rows,
+                watchdog=self.watchdog,
+                # A write's OUTPUT/RETURNING rows are its affected rows: count them all.
+                count_all_rows=prepared.plan.statement_class == "write",
+            )
         phases["execute"] = time.perf_counter() - t1
         return QueryOutcome(result, location.kind.value, prepared.plan.statement_class, phases)
 
@@ -277,14 +344,21 @@ class Service:
 
 
 def bind_params(
-    order: Sequence[int | str],
+    order: Sequence[int | str | RowCap],
     given: Sequence[Any] | Mapping[str, Any],
     positional_expected: int,
+    *,
+    max_rows: int | None = None,
 ) -> list[Any]:
-    """The driver's bind values, in the order the generated SQL wants them."""
+    """The driver's bind values, in the order the generated SQL wants them.
+
+    A ``RowCap`` entry binds ``max_rows + 1`` (one more row than returned, so the
+    executor can tell ``truncated``), or the statement's own row count if smaller.
+    """
+    refs = [_reference(n) for n in order]
     if isinstance(given, Mapping):
         by_name = {str(k).lstrip("@").casefold(): v for k, v in given.items()}
-        needed = {str(n).casefold() for n in order if isinstance(n, str)}
+        needed = {n.casefold() for n in refs if isinstance(n, str)}
         missing = sorted(needed - by_name.keys())
         if missing:
             raise InvalidParameters(
@@ -292,22 +366,41 @@ def bind_params(
             )
         if positional_expected:
             raise InvalidParameters("the statement uses '?' parameters: send params as a list")
-        values = [by_name[str(n).casefold()] for n in order]
+        values = [None if n is None else by_name[str(n).casefold()] for n in refs]
     else:
         if len(given) != positional_expected:
             raise InvalidParameters(
                 f"the statement has {positional_expected} '?' parameters "
                 f"but {len(given)} values were sent"
             )
-        if any(isinstance(n, str) for n in order):
+        if any(isinstance(n, str) for n in refs):
             raise InvalidParameters("the statement uses @name parameters: send params as an object")
-        values = [given[n] for n in order if isinstance(n, int)]
+        values = [None if n is None else given[n] for n in refs if not isinstance(n, str)]
+    for i, entry in enumerate(order):
+        if isinstance(entry, RowCap):
+            values[i] = _row_cap(entry, values[i], max_rows)
     for v in values:
         if not isinstance(v, _BINDABLE):
             raise InvalidParameters("parameter values must be strings, numbers, booleans or null")
         if isinstance(v, int) and not isinstance(v, bool) and not -_INT64 <= v < _INT64:
             raise InvalidParameters("integer parameters must fit in 64 bits")
     return values
+
+
+def _reference(entry: int | str | RowCap) -> int | str | None:
+    """The request parameter an entry of ``param_order`` reads, if any."""
+    return entry.param if isinstance(entry, RowCap) else entry
+
+
+def _row_cap(cap: RowCap, given: Any, max_rows: int | None) -> int:
+    if max_rows is None:
+        raise ValueError("a plan with a row cap needs max_rows")
+    own = given if cap.param is not None else cap.count
+    if own is None and cap.param is None:
+        return max_rows + 1
+    if isinstance(own, bool) or not isinstance(own, int) or own < 0:
+        raise InvalidParameters("a row count (TOP, FETCH, LIMIT) must be a non-negative integer")
+    return min(own, max_rows + 1)
 
 
 def validate_request(body: Any, settings: Settings) -> QueryRequest:

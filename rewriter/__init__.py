@@ -25,6 +25,7 @@ from rewriter.errors import (
 )
 from rewriter.parse import ParsedStatement, parse_statement
 from rewriter.plan import Plan, rewrite
+from rewriter.row_cap import RowCap
 from rewriter.shapes import TableShape
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "ParsedStatement",
     "Plan",
     "RewriteError",
+    "RowCap",
     "SqlParseError",
     "StatementNotAllowed",
     "TableShape",

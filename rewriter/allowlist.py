@@ -229,18 +229,22 @@ def refuse(construct: str, why: str | None = None) -> ConstructNotAllowed:
     return ConstructNotAllowed(message, construct=construct)
 
 
-def check(tree: exp.Expr) -> None:
-    """Raise ``ConstructNotAllowed`` for the first node (top-down) that is not allowed."""
-    for node in tree.walk():
+def check(tree: exp.Expr, nodes: list[exp.Expr] | None = None) -> None:
+    """Raise ``ConstructNotAllowed`` for the first node (top-down) that is not allowed.
+
+    ``nodes``: all of the tree's nodes in ``walk()`` order, when the caller has them.
+    """
+    allowed, allowed_args_of, checks = ALLOWED, ALLOWED_ARGS, CHECKS
+    for node in tree.walk() if nodes is None else nodes:
         kind = type(node)
-        if kind not in ALLOWED:
+        if kind not in allowed:
             raise refuse(_name_of(node))
-        allowed_args = ALLOWED_ARGS.get(kind)
+        allowed_args = allowed_args_of.get(kind)
         if allowed_args is not None:
             for arg, value in node.args.items():
                 if arg not in allowed_args and _is_set(value):
                     raise refuse(ARG_NAMES.get(arg, f"{kind.__name__} {arg}"))
-        extra = CHECKS.get(kind)
+        extra = checks.get(kind)
         if extra is not None:
             extra(node)
 

@@ -148,9 +148,14 @@ def is_allowed_anonymous(name: str) -> bool:
     return name.casefold() in ANONYMOUS_BACKENDS
 
 
-def check_backend(tree: exp.Expr, backend: str) -> None:
-    """Refuse a function the backend cannot run (before our transforms rewrite it)."""
-    for node in tree.find_all(exp.Func):
+def check_backend(tree: exp.Expr, backend: str, nodes: list[exp.Expr] | None = None) -> None:
+    """Refuse a function the backend cannot run (before our transforms rewrite it).
+
+    ``nodes``: the tree's nodes in ``walk()`` order, when the caller has them.
+    """
+    for node in tree.walk() if nodes is None else nodes:
+        if not isinstance(node, exp.Func):
+            continue
         if isinstance(node, exp.Anonymous):
             backends = ANONYMOUS_BACKENDS.get(str(node.this).casefold())
             name = str(node.this).upper()

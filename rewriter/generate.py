@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, UnsupportedError
 
 from rewriter import transforms
 from rewriter.errors import ConstructNotSupportedOnBackend
 from rewriter.functions import check_backend
 from rewriter.markers import BACKEND_DIALECTS, CATALOG_MARKER, SCHEMA_MARKER
+from rewriter.nodes import bfs
 from rewriter.shapes import TableShape
 
 
@@ -27,20 +29,27 @@ def generate(
     transforms give each construct its T-SQL meaning there (``transforms``); ``tree``
     is changed in place. ``shapes`` give column types to the transforms that need them.
     """
-    check_backend(tree, backend)
-    transforms.apply(tree, backend, shapes or {}, source_dialect)
+    nodes = bfs(tree)
+    check_backend(tree, backend, nodes)
+    transforms.apply(tree, backend, shapes or {}, source_dialect, nodes)
+    # A fresh generator per statement (sqlglot's generators keep state between runs,
+    # such as a counter for generated aliases), from a dialect built once: looking a
+    # dialect up by name and building it costs about as much as the generation.
+    generator = _DIALECTS[backend].generator(
+        identify=True, comments=False, unsupported_level=ErrorLevel.RAISE
+    )
     try:
-        return tree.sql(
-            dialect=BACKEND_DIALECTS[backend],
-            copy=False,  # the tree is the rewrite's own copy: a second one costs a deep copy
-            identify=True,
-            comments=False,
-            unsupported_level=ErrorLevel.RAISE,
-        )
+        # The tree is the rewrite's own copy: a second one would cost a deep copy.
+        return generator.generate(tree, copy=False)
     except UnsupportedError as error:
         raise ConstructNotSupportedOnBackend(
             f"the statement cannot be written for {backend}: {error}", backend=backend
         ) from None
+
+
+_DIALECTS = {
+    backend: Dialect.get_or_raise(dialect) for backend, dialect in BACKEND_DIALECTS.items()
+}
 
 
 def quote(name: str, backend: str) -> str:

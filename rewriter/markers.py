@@ -25,6 +25,7 @@ SCHEMA_MARKER: Final = MARKER_PREFIX + "schema__"
 META_POSITION: Final = "tenantgate_position"  # text order of a ``?`` placeholder
 META_PHYSICAL: Final = "tenantgate_physical"  # exp.Table naming a physical table
 META_TARGET: Final = "tenantgate_target"  # exp.Table an INSERT/UPDATE/DELETE writes to
+META_ROW_CAP: Final = "tenantgate_row_cap"  # the RowCap of the placeholder ``row_cap`` adds
 
 # Logical-SQL input dialects and the default schema that may qualify a table.
 DEFAULT_SCHEMAS: Final[dict[str, str]] = {"tsql": "dbo", "postgres": "public", "sqlite": "main"}

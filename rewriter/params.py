@@ -5,28 +5,36 @@ swaps every parameter for a unique marker variable; after the backend's SQL is
 generated, ``unmark`` finds the markers in text order, turns each into ``?`` and
 records which request parameter it binds. Binds stay binds whatever the generator
 does to clause order (sqlite writes ``OFFSET ? ROWS FETCH NEXT ? ROWS`` as
-``LIMIT ? OFFSET ?``).
+``LIMIT ? OFFSET ?``). The row cap's placeholder (``row_cap``) is bound the same way;
+its binding is its ``RowCap``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from sqlglot import exp
 
 from rewriter.errors import InvalidParameters
-from rewriter.markers import META_POSITION, PARAM_MARKER, PARAM_MARKER_RE
+from rewriter.markers import META_POSITION, META_ROW_CAP, PARAM_MARKER, PARAM_MARKER_RE
+from rewriter.row_cap import RowCap
 
-Binding = int | str
+Binding = int | str | RowCap
 
 
-def collect(tree: exp.Expr) -> tuple[int, tuple[str, ...]]:
-    """(number of ``?``, distinct ``@name``s in order of first appearance)."""
-    positional = sum(1 for p in tree.find_all(exp.Placeholder) if META_POSITION in p.meta)
+def collect(nodes: Iterable[exp.Expr]) -> tuple[int, tuple[str, ...]]:
+    """(number of ``?``, distinct ``@name``s in order of first appearance) over the
+    statement's nodes; a mix of both is refused."""
+    positional = 0
     named: dict[str, None] = {}
-    for parameter in tree.find_all(exp.Parameter):
-        if isinstance(parameter.this, exp.Var):
-            named.setdefault(parameter.this.name, None)
+    for node in nodes:
+        if isinstance(node, exp.Placeholder):
+            meta = node._meta  # not ``.meta``: reading that would attach an empty dict
+            if meta and META_POSITION in meta:
+                positional += 1
+        elif isinstance(node, exp.Parameter) and isinstance(node.this, exp.Var):
+            named.setdefault(node.this.name, None)
     if positional and named:
         raise InvalidParameters(
             "a statement uses either ? parameters or @name parameters, not both",
@@ -41,7 +49,8 @@ def mark(tree: exp.Expr) -> list[Binding]:
     bindings: list[Binding] = []
     for node in list(tree.find_all(exp.Placeholder, exp.Parameter)):
         if isinstance(node, exp.Placeholder):
-            binding: Binding = int(node.meta[META_POSITION])
+            cap = node.meta.get(META_ROW_CAP)
+            binding: Binding = cap if isinstance(cap, RowCap) else int(node.meta[META_POSITION])
         else:
             binding = node.this.name
         node.replace(exp.Var(this=PARAM_MARKER.format(len(bindings))))

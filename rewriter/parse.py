@@ -9,12 +9,15 @@ and after parsing the tag moves from the node's comments into its ``meta``.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, SqlglotError, TokenError
+from sqlglot.parser import Parser
 from sqlglot.tokenizer_core import Token, TokenType
+from sqlglot.tokens import Tokenizer
 
 from rewriter import allowlist, params, statement, writes
 from rewriter.errors import (
@@ -23,6 +26,7 @@ from rewriter.errors import (
     SqlParseError,
 )
 from rewriter.markers import DEFAULT_SCHEMAS, MARKER_PREFIX, META_POSITION, POSITION_TAG
+from rewriter.nodes import bfs, levels
 from rewriter.tables import check_references, normalize_and_classify
 
 
@@ -42,20 +46,31 @@ class ParsedStatement:
 
 
 def parse_statement(sql: str, *, dialect: str = "tsql") -> ParsedStatement:
-    """Parse and check one logical statement (passes 1-6 run in this order)."""
-    tree = parse_one(sql, dialect)  # 1. one statement, ? numbered in text order
-    tree = statement.unwrap(tree)
+    """Parse and check one logical statement (passes 1-6 run in this order).
+
+    The checks share one list of the tree's nodes (``nodes.bfs``); it is taken again
+    after a pass that changed which nodes the tree holds.
+    """
+    tree, nodes = _parse(sql, dialect)  # 1. one statement, ? numbered in text order
+    unwrapped = statement.unwrap(tree)
+    if unwrapped is not tree:
+        tree, nodes = unwrapped, bfs(unwrapped)
     statement_class = statement.classify(tree)  # 2. read or write
-    check_references(tree, dialect)  # 3. no other database, schema or system object
-    allowlist.check(tree)  # 4. deny by default
-    unfiltered = statement_class == statement.WRITE and writes.check(tree)  # 4b. writes
-    tables = normalize_and_classify(tree)  # 5. casefold names, find the physical tables
-    positional, named = params.collect(tree)  # 6. parameters
+    tables = [node for node in nodes if isinstance(node, exp.Table)]
+    if check_references(tree, dialect, tables):  # 3. no other database, schema or system object
+        nodes = bfs(tree)  # a default schema qualifier was dropped
+    allowlist.check(tree, nodes)  # 4. deny by default
+    unfiltered = False
+    if statement_class == statement.WRITE:
+        unfiltered = writes.check(tree)  # 4b. writes
+        nodes = bfs(tree)
+    physical = normalize_and_classify(tree, nodes)  # 5. casefold names, find the physical tables
+    positional, named = params.collect(nodes)  # 6. parameters
     return ParsedStatement(
         sql=sql,
         dialect=dialect,
         expression=tree,
-        tables=tables,
+        tables=physical,
         statement_class=statement_class,
         positional_params=positional,
         named_params=named,
@@ -69,6 +84,11 @@ MAX_DEPTH = 150
 
 def parse_one(sql: str, dialect: str) -> exp.Expr:
     """Parse exactly one statement; tag positional placeholders; check nesting depth."""
+    return _parse(sql, dialect)[0]
+
+
+def _parse(sql: str, dialect: str) -> tuple[exp.Expr, list[exp.Expr]]:
+    """``parse_one``, and the tree's nodes in ``walk()`` order."""
     if dialect not in DEFAULT_SCHEMAS:
         known = ", ".join(sorted(DEFAULT_SCHEMAS))
         raise SqlParseError(f"unknown SQL dialect {dialect!r} (use one of {known})")
@@ -81,18 +101,14 @@ def parse_one(sql: str, dialect: str) -> exp.Expr:
         raise SqlParseError("the statement is empty")
     _check_characters(sql)
 
-    parser_dialect = Dialect.get_or_raise(dialect)
+    tokenizer, parser = _reader(dialect)
     try:
-        tokens = parser_dialect.tokenize(sql)
-        _check_tokens(tokens)  # before the ? tags replace the comments of ? tokens
-        if dialect == "tsql":
+        tokens = tokenizer.tokenize(sql)
+        # Checks first: the ? tags replace the comments of ? tokens.
+        placeholders, returning = _check_and_tag_tokens(tokens)
+        if returning and dialect == "tsql":
             tokens = writes.delete_output_tokens(tokens)
-        placeholders = 0
-        for token in tokens:
-            if token.token_type == TokenType.PLACEHOLDER:
-                token.comments = [f"{POSITION_TAG}{placeholders}"]
-                placeholders += 1
-        parsed = parser_dialect.parser().parse(tokens, sql)
+        parsed = parser.parse(tokens, sql)
     except ParseError as error:
         raise SqlParseError(_parse_error_message(error)) from None
     except TokenError as error:
@@ -118,9 +134,29 @@ def parse_one(sql: str, dialect: str) -> exp.Expr:
             f"one statement per request, got {len(statements)}", count=len(statements)
         )
     tree = statements[0]
-    _check_depth(tree)
-    _move_position_tags(tree, placeholders)
-    return tree
+    nodes = _check_depth(tree)
+    _move_position_tags(nodes, placeholders)
+    return tree, nodes
+
+
+_READERS = threading.local()
+
+
+def _reader(dialect: str) -> tuple[Tokenizer, Parser]:
+    """This thread's tokenizer and parser for ``dialect``.
+
+    Building them costs about a sixth of a parse (sqlglot's ``parse_one`` does it per
+    call); both reset their state at the start of each run, and one per thread keeps
+    concurrent requests apart.
+    """
+    readers: dict[str, tuple[Tokenizer, Parser]] | None = getattr(_READERS, "by_dialect", None)
+    if readers is None:
+        readers = _READERS.by_dialect = {}
+    reader = readers.get(dialect)
+    if reader is None:
+        parser_dialect = Dialect.get_or_raise(dialect)
+        reader = readers[dialect] = (parser_dialect.tokenizer(), parser_dialect.parser())
+    return reader
 
 
 # C0 controls other than tab, line feed, vertical tab, form feed and carriage return.
@@ -152,33 +188,51 @@ _NAME_STARTS = frozenset(
         TokenType.TABLE,
     }
 )
+_VAR_OR_COMMAND = frozenset({TokenType.VAR, TokenType.COMMAND})
 
 
-def _check_tokens(tokens: list[Token]) -> None:
-    """Refuse text that dialects, tools or sqlglot read in more than one way."""
+def _check_and_tag_tokens(tokens: list[Token]) -> tuple[int, bool]:
+    """Refuse text that dialects, tools or sqlglot read in more than one way; in the
+    same pass, tag each ``?`` with its ordinal in a comment. Returns (number of ``?``,
+    whether an OUTPUT/RETURNING token is there)."""
+    placeholders = 0
+    returning = False
     for index, token in enumerate(tokens):
-        if any("/*" in comment for comment in token.comments):
-            # T-SQL and PostgreSQL nest block comments, SQLite and MySQL do not: the
-            # same text hides different code in each.
+        kind = _check_token(tokens, index, token)
+        if kind == TokenType.PLACEHOLDER:
+            token.comments = [f"{POSITION_TAG}{placeholders}"]
+            placeholders += 1
+        elif kind == TokenType.RETURNING:
+            returning = True
+    return placeholders, returning
+
+
+def _check_token(tokens: list[Token], index: int, token: Token) -> TokenType:
+    comments = token.comments
+    if comments and any("/*" in comment for comment in comments):
+        # T-SQL and PostgreSQL nest block comments, SQLite and MySQL do not: the
+        # same text hides different code in each.
+        raise ConstructNotAllowed(
+            "a comment that contains '/*' (nested comments are read differently "
+            "by different databases) is not allowed",
+            construct="nested comments",
+        )
+    kind: TokenType = token.token_type
+    if kind in _VAR_OR_COMMAND and token.text.upper() == "GO":
+        # sqlcmd and SSMS split batches at GO; sqlglot reads it as an alias.
+        raise MultipleStatements(
+            'GO separates batches: one statement per request (write [GO] or "GO" for a name)'
+        )
+    if kind == TokenType.DOT:
+        previous = tokens[index - 1] if index else None
+        following = tokens[index + 1] if index + 1 < len(tokens) else None
+        starts = previous is None or previous.token_type in _NAME_STARTS
+        if starts and (following is None or following.token_type != TokenType.NUMBER):
             raise ConstructNotAllowed(
-                "a comment that contains '/*' (nested comments are read differently "
-                "by different databases) is not allowed",
-                construct="nested comments",
+                "a name that starts with '.' is not allowed: write the table's name",
+                construct="leading dot",
             )
-        if token.token_type in (TokenType.VAR, TokenType.COMMAND) and token.text.upper() == "GO":
-            # sqlcmd and SSMS split batches at GO; sqlglot reads it as an alias.
-            raise MultipleStatements(
-                'GO separates batches: one statement per request (write [GO] or "GO" for a name)'
-            )
-        if token.token_type == TokenType.DOT:
-            previous = tokens[index - 1] if index else None
-            following = tokens[index + 1] if index + 1 < len(tokens) else None
-            starts = previous is None or previous.token_type in _NAME_STARTS
-            if starts and (following is None or following.token_type != TokenType.NUMBER):
-                raise ConstructNotAllowed(
-                    "a name that starts with '.' is not allowed: write the table's name",
-                    construct="leading dot",
-                )
+    return kind
 
 
 def _parse_error_message(error: ParseError) -> str:
@@ -204,45 +258,44 @@ def _describe_token(match: re.Match[str]) -> str:
 _TOKEN_POSITIONS = ("line", "col", "start", "end")
 
 
-def _check_depth(tree: exp.Expr) -> None:
-    """Refuse deep trees; drop the token positions sqlglot keeps in ``meta``.
+def _check_depth(tree: exp.Expr) -> list[exp.Expr]:
+    """Refuse deep trees; drop the token positions sqlglot keeps in ``meta``; return
+    the tree's nodes (``nodes.bfs``).
 
     Level by level, so the walk costs little per node. The positions serve no later
     pass, and every ``copy()`` of the tree (one per plan-cache miss, and sqlglot's
     generator) would deep-copy a dict per identifier: dropping them makes copies
     about three times cheaper.
     """
-    level = [tree]
-    depth = 0
-    while level:
-        depth += 1
-        if depth > MAX_DEPTH:
-            raise ConstructNotAllowed(
-                f"the statement is nested too deeply (more than {MAX_DEPTH} levels deep)",
-                construct="nesting",
-            )
-        for node in level:
-            meta = node._meta
-            if meta:
-                for key in _TOKEN_POSITIONS:
-                    meta.pop(key, None)
-                if not meta:
-                    node._meta = None
-        level = [child for node in level for child in node.iter_expressions()]
+    nodes = levels(tree, MAX_DEPTH)
+    if nodes is None:
+        raise ConstructNotAllowed(
+            f"the statement is nested too deeply (more than {MAX_DEPTH} levels deep)",
+            construct="nesting",
+        )
+    for node in nodes:
+        meta = node._meta
+        if meta:
+            for key in _TOKEN_POSITIONS:
+                meta.pop(key, None)
+            if not meta:
+                node._meta = None
+    return nodes
 
 
-def _move_position_tags(tree: exp.Expr, expected: int) -> None:
+def _move_position_tags(nodes: list[exp.Expr], expected: int) -> None:
     """Move each ``?`` tag from the comments into the placeholder's ``meta``.
 
     sqlglot sometimes hands a node's comments to its parent (``? AS x`` moves them
     to the Alias), so a tag found on another node goes to the one untagged
-    placeholder below it; anything less certain is refused.
+    placeholder below it; anything less certain is refused. ``nodes`` is breadth
+    first: read backwards, every node comes after all of its descendants.
     """
     refused = ConstructNotAllowed(
         "a ? parameter is not allowed in this position", construct="parameter"
     )
     seen: set[int] = set()
-    for node in list(tree.walk(bfs=False))[::-1]:  # children before parents
+    for node in reversed(nodes):  # children before parents
         comments = node.comments
         if not comments:
             continue
@@ -268,7 +321,11 @@ def _move_position_tags(tree: exp.Expr, expected: int) -> None:
             raise refused
         target.meta[META_POSITION] = position
         seen.add(position)
-    placeholders = [p for p in tree.find_all(exp.Placeholder) if p.this is None]
-    if len(seen) != expected or any(META_POSITION not in p.meta for p in placeholders):
-        # sqlglot dropped, duplicated or moved a placeholder: refuse rather than guess.
+    if len(seen) != expected:
         raise refused
+    for node in nodes:
+        if isinstance(node, exp.Placeholder) and node.this is None:
+            meta = node._meta
+            if not meta or META_POSITION not in meta:
+                # sqlglot dropped, duplicated or moved a placeholder: refuse rather than guess.
+                raise refused

@@ -6,6 +6,7 @@ Passes, in order, on a copy of the parsed tree:
 5.  ``columns``               per scope: expand stars and CUSTOM_FIELDS, check and
                               qualify columns, name outputs (``expand``, ``sources``)
 6b. ``qualify.qualify_tables`` physical spelling, marker catalog/schema
+6c. ``row_cap.apply``         (``row_cap=True``, reads) LIMIT <bind> on the outermost query
 7.  ``params.mark``           parameters -> unique markers
 8.  ``generate``              backend SQL, then markers -> ``?`` in text order
 
@@ -27,6 +28,8 @@ from rewriter.columns import qualify_columns
 from rewriter.errors import ConstructNotAllowed, UnknownTable
 from rewriter.markers import BACKEND_DIALECTS
 from rewriter.parse import ParsedStatement
+from rewriter.row_cap import RowCap
+from rewriter.row_cap import apply as apply_row_cap
 from rewriter.shapes import TableShape
 from rewriter.sources import Context
 from rewriter.statement import WRITE
@@ -40,7 +43,7 @@ class Plan:
 
     sql: str  # with qualifier markers; use ``bind``
     columns: tuple[str, ...]
-    param_order: tuple[int | str, ...]
+    param_order: tuple[int | str | RowCap, ...]  # a RowCap entry is the row cap's bind
     statement_class: str
     backend: str
 
@@ -73,9 +76,13 @@ def rewrite(
     missing_columns: str = "error",
     tenant_label: str = "",
     allow_unfiltered: bool = False,
+    row_cap: bool = False,
 ) -> Plan:
     """``allow_unfiltered`` lets an UPDATE or DELETE without WHERE through; it gates
-    the plan but does not change it (a plan cache checks it before its lookup)."""
+    the plan but does not change it (a plan cache checks it before its lookup).
+    ``row_cap`` bounds a read's rows on PostgreSQL and SQLite with a bind parameter
+    (see ``rewriter.row_cap``): the caller binds it, for the ``RowCap`` entry of
+    ``param_order``."""
     writes.require_filter(parsed.unfiltered, allow_unfiltered=allow_unfiltered)
     if backend not in BACKEND_DIALECTS:
         raise ValueError(f"unknown backend {backend!r}")
@@ -91,6 +98,8 @@ def rewrite(
         else:
             columns = qualify_columns(tree, ctx)
         qualify.qualify_tables(tree, shapes, backend)
+        if row_cap and parsed.statement_class != WRITE:
+            apply_row_cap(tree, backend)
         bindings = params.mark(tree)
         generated = gen.generate(tree, backend, shapes, parsed.dialect)
         sql, order = params.unmark(generated, bindings)

@@ -23,8 +23,8 @@ from rewriter.plan import Plan, rewrite
 from rewriter.shapes import TableShape
 from rewriter.writes import require_filter
 
-# (statement text, input dialect, backend, missing-columns policy, then one
-# fingerprint per table of the statement in sorted name order).
+# (statement text, input dialect, backend, missing-columns policy, row cap or not,
+# then one fingerprint per table of the statement in sorted name order).
 PlanKey = tuple[str, ...]
 
 
@@ -65,11 +65,12 @@ class PlanCache:
         missing_columns: str = "error",
         tenant_label: str = "",
         allow_unfiltered: bool = False,
+        row_cap: bool = False,
     ) -> tuple[Plan, bool]:
         """The plan for ``parsed`` on tables of these shapes, and whether it was cached."""
         # A gate, not part of the plan: checked before the lookup, kept out of the key.
         require_filter(parsed.unfiltered, allow_unfiltered=allow_unfiltered)
-        key = _plan_key(parsed, tables, backend, missing_columns)
+        key = _plan_key(parsed, tables, backend, missing_columns, row_cap)
         if key is not None:
             with self._lock:
                 plan = self._plans.get(key)
@@ -85,6 +86,7 @@ class PlanCache:
             missing_columns=missing_columns,
             tenant_label=tenant_label,
             allow_unfiltered=allow_unfiltered,
+            row_cap=row_cap,
         )
         if key is not None:
             with self._lock:
@@ -111,13 +113,15 @@ def _plan_key(
     tables: Mapping[str, TableShape | None],
     backend: str,
     missing_columns: str,
+    row_cap: bool = False,
 ) -> PlanKey | None:
     """The key of the plan, or None when a table of the statement has no shape.
 
     Only the statement's own tables count (``tables`` may hold more), looked up as
     ``rewrite`` does: by casefolded name, which ``parsed.tables`` already are.
     """
-    key = [parsed.sql, parsed.dialect, backend, missing_columns]
+    # The cap is a bind parameter, so capped plans do not depend on max_rows.
+    key = [parsed.sql, parsed.dialect, backend, missing_columns, "row_cap" if row_cap else ""]
     for name in sorted(parsed.tables):
         shape = tables.get(name)
         if shape is None:

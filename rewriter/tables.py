@@ -16,6 +16,7 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 from rewriter.allowlist import refuse
 from rewriter.errors import ConstructNotAllowed, CrossDatabaseReference
 from rewriter.markers import DEFAULT_SCHEMAS, META_PHYSICAL, META_TARGET
+from rewriter.nodes import bfs
 
 SYSTEM_SCHEMAS = frozenset({"sys", "information_schema", "pg_catalog", "pg_toast", "guest"})
 SYSTEM_DATABASES = frozenset({"master", "msdb", "tempdb", "model", "mssqlsystemresource"})
@@ -61,25 +62,53 @@ SQLSERVER_COMPAT_VIEWS = frozenset(
 )
 
 
-def check_references(tree: exp.Expr, dialect: str) -> None:
+def check_references(tree: exp.Expr, dialect: str, tables: list[exp.Table] | None = None) -> bool:
     """Refuse table references that leave the tenant's database (runs before the
-    allow-list, so that ``a.b.c.d`` is a cross-database reference, not a bad name)."""
+    allow-list, so that ``a.b.c.d`` is a cross-database reference, not a bad name).
+
+    ``tables``: the tree's tables in ``walk()`` order, when the caller has them.
+    Returns whether a (default) schema qualifier was dropped from the tree.
+    """
     default_schema = DEFAULT_SCHEMAS[dialect]
-    for table in list(tree.find_all(exp.Table)):
-        _check_reference(table, default_schema)
+    if tables is None:
+        tables = list(tree.find_all(exp.Table))
+    dropped = False
+    for table in tables:
+        dropped = _check_reference(table, default_schema) or dropped
+    return dropped
 
 
-def normalize_and_classify(tree: exp.Expr) -> frozenset[str]:
-    """Casefold names; mark physical tables; return their names (CTEs excluded)."""
-    for subquery in tree.find_all(exp.Subquery):
-        if isinstance(subquery.parent, exp.From | exp.Join) and not subquery.alias:
+def normalize_and_classify(tree: exp.Expr, nodes: list[exp.Expr] | None = None) -> frozenset[str]:
+    """Casefold names; mark physical tables; return their names (CTEs excluded).
+
+    ``nodes``: the tree's current nodes in ``walk()`` order, when the caller has them.
+    """
+    if nodes is None:
+        nodes = bfs(tree)
+    tables: list[exp.Table] = []
+    names: list[exp.Expr] = []  # the nodes whose names are casefolded
+    ctes: list[exp.CTE] = []
+    for node in nodes:
+        if isinstance(node, exp.Table):
+            tables.append(node)
+            names.append(node)
+        elif isinstance(node, exp.TableAlias | exp.Column):
+            names.append(node)
+        elif isinstance(node, exp.CTE):
+            ctes.append(node)
+        elif (
+            isinstance(node, exp.Subquery)
+            and isinstance(node.parent, exp.From | exp.Join)
+            and not node.alias
+        ):
             raise refuse("a derived table without an alias")
-    _check_ctes(tree)
-    _normalize(tree)
-    return _classify(tree)
+    _check_ctes(ctes)
+    for node in names:
+        _casefold(node.args.get("table") if isinstance(node, exp.Column) else node.this)
+    return _classify(tree, tables)
 
 
-def _check_reference(table: exp.Table, default_schema: str) -> None:
+def _check_reference(table: exp.Table, default_schema: str) -> bool:
     this = table.this
     # Rendered only for a refusal: the generator run costs more than all the checks.
     written = table.sql
@@ -109,6 +138,8 @@ def _check_reference(table: exp.Table, default_schema: str) -> None:
         raise refuse(f"column aliases on table {written()}")
     if table.args.get("db"):
         table.set("db", None)
+        return True
+    return False
 
 
 def _cross(written: str, what: str) -> CrossDatabaseReference:
@@ -118,20 +149,12 @@ def _cross(written: str, what: str) -> CrossDatabaseReference:
     )
 
 
-def _check_ctes(tree: exp.Expr) -> None:
-    for cte in tree.find_all(exp.CTE):
+def _check_ctes(ctes: list[exp.CTE]) -> None:
+    for cte in ctes:
         name = cte.alias.casefold()
         for table in cte.this.find_all(exp.Table):
             if not table.args.get("db") and table.name.casefold() == name:
                 raise refuse(f"recursive CTEs (CTE {cte.alias} names itself)")
-
-
-def _normalize(tree: exp.Expr) -> None:
-    for node in tree.walk():
-        if isinstance(node, exp.Table | exp.TableAlias):
-            _casefold(node.this)
-        elif isinstance(node, exp.Column):
-            _casefold(node.args.get("table"))
 
 
 def _casefold(identifier: object) -> None:
@@ -139,7 +162,7 @@ def _casefold(identifier: object) -> None:
         identifier.set("this", identifier.name.casefold())
 
 
-def _classify(tree: exp.Expr) -> frozenset[str]:
+def _classify(tree: exp.Expr, tables: list[exp.Table]) -> frozenset[str]:
     try:
         scopes = traverse_scope(tree)
     except SqlglotError as error:  # pragma: no cover - defensive
@@ -158,8 +181,9 @@ def _classify(tree: exp.Expr) -> frozenset[str]:
                 classified.add(id(table))
             elif isinstance(source, Scope):
                 classified.add(id(table))
-    for table in tree.find_all(exp.Table):
-        if table.meta.get(META_TARGET):  # the table a write writes to (no scope has it)
+    for table in tables:
+        meta = table._meta  # not ``.meta``: reading that would attach an empty dict
+        if meta and meta.get(META_TARGET):  # the table a write writes to (no scope has it)
             _check_system_name(table.name)
             physical.add(table.name)
         elif id(table) not in classified:

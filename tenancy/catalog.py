@@ -50,6 +50,12 @@ class Column:
     nullable: bool
 
 
+def _type(name: str) -> str:
+    # A driver returns a new string per row: interned, 800 columns of a few distinct
+    # types hold a few strings, not 800 (about 50 bytes a column of a distinct shape).
+    return sys.intern(name)
+
+
 # -- SQLite -------------------------------------------------------------------------
 
 _SQLITE_USER = "m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
@@ -71,7 +77,7 @@ def sqlite_tables_query() -> Query:
 
 def _sqlite_column(row: Sequence[Any]) -> Column:
     _, name, type_name, notnull = row
-    return Column(str(name), str(type_name or ""), not notnull)
+    return Column(str(name), _type(str(type_name or "")), not notnull)
 
 
 # -- PostgreSQL ---------------------------------------------------------------------
@@ -106,7 +112,7 @@ def postgresql_tables_query(location: TenantLocation) -> Query:
 
 def _postgresql_column(row: Sequence[Any]) -> Column:
     _, name, type_name, nullable = row
-    return Column(str(name), str(type_name), int(nullable) == 1)
+    return Column(str(name), _type(str(type_name)), int(nullable) == 1)
 
 
 # -- SQL Server ---------------------------------------------------------------------
@@ -156,7 +162,7 @@ def _sqlserver_column(row: Sequence[Any]) -> Column:
         type_name = f"{data_type}({int(precision)},{int(scale or 0)})"
     else:
         type_name = data_type
-    return Column(str(name), type_name, str(is_nullable).upper() == "YES")
+    return Column(str(name), _type(type_name), str(is_nullable).upper() == "YES")
 
 
 # -- shared -------------------------------------------------------------------------
@@ -220,3 +226,40 @@ def _fetch(conn: Any, query: Query) -> list[Sequence[Any]]:
     if getattr(module, "paramstyle", "qmark") in ("format", "pyformat"):
         sql = sql.replace("?", "%s")
     return sources.fetch(conn, sql, params)
+
+
+# -- primary keys (the records API) -------------------------------------------------
+
+
+def primary_key_query(location: TenantLocation, table: str) -> Query:
+    """The primary-key columns of ``table`` (its exact physical name), in key order."""
+    kind = BackendKind(location.kind)
+    if kind is BackendKind.SQLITE:
+        sql = "SELECT p.name FROM pragma_table_info(?, 'main') AS p WHERE p.pk > 0 ORDER BY p.pk"
+        return sql, (table,)
+    if kind is BackendKind.POSTGRESQL:
+        sql = (
+            "SELECT a.attname FROM pg_catalog.pg_index i "
+            "JOIN pg_catalog.pg_class c ON c.oid = i.indrelid "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey) "
+            "WHERE i.indisprimary AND n.nspname = ? AND c.relname = ? "
+            "ORDER BY array_position(i.indkey::int2[], a.attnum)"
+        )
+        return sql, (location.schema or "public", table)
+    prefix = _sqlserver_prefix(location)
+    sql = (
+        "SELECT k.COLUMN_NAME "
+        f"FROM {prefix}INFORMATION_SCHEMA.TABLE_CONSTRAINTS AS t "
+        f"JOIN {prefix}INFORMATION_SCHEMA.KEY_COLUMN_USAGE AS k "
+        "ON k.CONSTRAINT_SCHEMA = t.CONSTRAINT_SCHEMA AND k.CONSTRAINT_NAME = t.CONSTRAINT_NAME "
+        "AND k.TABLE_NAME = t.TABLE_NAME "
+        "WHERE t.CONSTRAINT_TYPE = 'PRIMARY KEY' AND t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ? "
+        "ORDER BY k.ORDINAL_POSITION"
+    )
+    return sql, (location.schema or "dbo", table)
+
+
+def read_primary_key(conn: Any, location: TenantLocation, table: str) -> tuple[str, ...]:
+    """The primary-key column names of ``table``; empty when it has none (or is a view)."""
+    return tuple(str(row[0]) for row in _fetch(conn, primary_key_query(location, table)))

@@ -3,7 +3,8 @@
 ``TableMetadata`` satisfies ``rewriter.shapes.TableShape`` structurally. Identical
 shapes (same physical table name, same columns with the same types and nullability
 in the same order, same base-model declaration) are *interned*: they are one object,
-found through a weak-value dictionary keyed by the canonical form, so 10,000 tenants
+found through a weak-value dictionary keyed by the fingerprint (SHA-256 of the
+canonical form), so 10,000 tenants
 with the default schema hold one ``TableMetadata`` and one fingerprint, and the
 rewriter's plans keyed by fingerprint are shared between them.
 
@@ -11,9 +12,12 @@ rewriter's plans keyed by fingerprint are shared between them.
 the table through the tenant's ``ConnectionSource``; concurrent misses for one key
 wait for the same load and get its result or its error. Found tables live for ``ttl``
 seconds, absent ones (``None``) for ``negative_ttl``. ``refresh`` drops one entry, or
-all of a tenant's through a per-location index. Database errors become
-``MetadataUnavailable`` in one place (``_translate_errors``); other exceptions (a
-saturated pool, say) propagate unchanged.
+all of a tenant's through a per-location index; ``refresh_if_quiet`` does so only for
+tables not refreshed in the last ``quiet`` seconds (a caller that suspects staleness
+cannot cause a storm of catalog reads). Key strings are interned so that entries
+share them (``benchmarks/metadata_memory.py`` measures what an entry costs).
+Database errors become ``MetadataUnavailable`` in one place (``_translate_errors``);
+other exceptions (a saturated pool, say) propagate unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sys
 import threading
 import time
 import weakref
@@ -83,8 +88,10 @@ class TableMetadata:
     custom_columns: tuple[str, ...]
     fingerprint: str
     declared_base: tuple[str, ...] | None = field(repr=False)
-    _exact: frozenset[str] = field(repr=False)
     _folded: Mapping[str, str | None] = field(repr=False)
+    """Case-folded name → the one column with that fold, or ``None`` if several."""
+    _ambiguous: frozenset[str] = field(repr=False)
+    """The columns whose fold is shared: only they need an exact-name check."""
 
     @classmethod
     def build(
@@ -102,13 +109,16 @@ class TableMetadata:
             ensure_ascii=False,
             separators=(",", ":"),
         )
+        # Keyed by the digest, not the canonical text: on an 800-column table the text
+        # is about 40 KB that every distinct shape would otherwise keep alive.
+        fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
         with _INTERN_LOCK:
-            found = _INTERNED.get(canonical)
+            found = _INTERNED.get(fingerprint)
             if found is not None:
                 return found
-        made = cls._make(name, cols, declared, hashlib.sha256(canonical.encode()).hexdigest())
+        made = cls._make(name, cols, declared, fingerprint)
         with _INTERN_LOCK:
-            return _INTERNED.setdefault(canonical, made)
+            return _INTERNED.setdefault(fingerprint, made)
 
     @classmethod
     def _make(
@@ -119,16 +129,25 @@ class TableMetadata:
         fingerprint: str,
     ) -> TableMetadata:
         names = tuple(c.name for c in cols)
-        exact = frozenset(names)
+        if len(set(names)) != len(names):
+            raise ValueError(f"table {name!r} lists a column twice")
         folded: dict[str, str | None] = {}
+        shared: set[str] = set()
         for column in names:
             key = column.casefold()
-            folded[key] = None if key in folded else column
-        if len(exact) != len(names):
-            raise ValueError(f"table {name!r} lists a column twice")
+            if key == column:
+                key = column  # one string, not two equal ones (most custom names are lower case)
+            if key in folded:
+                shared.add(key)
+                folded[key] = None
+            else:
+                folded[key] = column
+        ambiguous = frozenset(c for c in names if c.casefold() in shared)
 
         def lookup(wanted: str) -> str | None:
-            return wanted if wanted in exact else folded.get(wanted.casefold())
+            # A physical name's fold maps to itself, or to None when shared.
+            found = folded.get(wanted.casefold())
+            return wanted if found is None and wanted in ambiguous else found
 
         if declared is None:
             base = names
@@ -137,13 +156,18 @@ class TableMetadata:
             base = tuple(dict.fromkeys(c for c in present if c is not None))
         in_base = frozenset(base)
         custom = tuple(c for c in names if c not in in_base)
-        return cls(name, cols, names, base, custom, fingerprint, declared, exact, folded)
+        return cls(name, cols, names, base, custom, fingerprint, declared, folded, ambiguous)
 
     def lookup(self, name: str) -> str | None:
         """The physical spelling of ``name``: exact match, else unique case-insensitive."""
-        if name in self._exact:
+        folded = self._folded
+        found = folded.get(name)
+        if found is not None and found == name:
+            return found  # exact, and already in folded form: no casefold() needed
+        found = folded.get(name.casefold())
+        if found is None and name in self._ambiguous:
             return name
-        return self._folded.get(name.casefold())
+        return found
 
     def column(self, name: str) -> Column | None:
         """The ``Column`` that ``lookup(name)`` finds."""
@@ -173,6 +197,7 @@ class TableMetadata:
 
 
 _INTERNED: weakref.WeakValueDictionary[str, TableMetadata] = weakref.WeakValueDictionary()
+"""Fingerprint → the live ``TableMetadata`` with that shape."""
 _INTERN_LOCK = threading.Lock()
 
 
@@ -186,6 +211,13 @@ def interned_count() -> int:
 
 _Key = tuple[str, str]
 """``(location.key, table.casefold())``."""
+
+
+def _key(location: TenantLocation, table: str) -> _Key:
+    # Interned: ``location.key`` is built afresh on every call and ``casefold()``
+    # returns a new string, so without this every entry would hold its own copies
+    # (about 120 bytes a table of a tenant).
+    return sys.intern(location.key), sys.intern(table.casefold())
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,12 +235,16 @@ class _IndexedCache(TLRUCache[_Key, "TableMetadata | _Absent"]):
         self, maxsize: int, ttu: Callable[[_Key, Any, float], float], timer: Callable[[], float]
     ) -> None:
         super().__init__(maxsize=maxsize, ttu=ttu, timer=timer)
-        self.by_location: dict[str, set[str]] = {}
+        # A tuple, not a set: a tenant has a handful of tables, and a 3-element set
+        # costs about 150 bytes more per tenant than a 3-element tuple.
+        self.by_location: dict[str, tuple[str, ...]] = {}
 
     def __setitem__(self, key: _Key, value: TableMetadata | _Absent) -> None:
         super().__setitem__(key, value)
         if key in self:
-            self.by_location.setdefault(key[0], set()).add(key[1])
+            tables = self.by_location.get(key[0], ())
+            if key[1] not in tables:
+                self.by_location[key[0]] = (*tables, key[1])
 
     def __delitem__(self, key: _Key) -> None:
         try:
@@ -228,9 +264,11 @@ class _IndexedCache(TLRUCache[_Key, "TableMetadata | _Absent"]):
 
     def _forget(self, key: _Key) -> None:
         tables = self.by_location.get(key[0])
-        if tables is not None:
-            tables.discard(key[1])
-            if not tables:
+        if tables is not None and key[1] in tables:
+            rest = tuple(t for t in tables if t != key[1])
+            if rest:
+                self.by_location[key[0]] = rest
+            else:
                 del self.by_location[key[0]]
 
 
@@ -244,6 +282,7 @@ class MetadataCache:
         negative_ttl: float,
         maxsize: int = 200_000,
         clock: Callable[[], float] = time.monotonic,
+        quiet: float = 1.0,
         db_errors: tuple[type[BaseException], ...] = DB_ERRORS,
     ) -> None:
         if ttl <= 0 or negative_ttl < 0 or maxsize <= 0:
@@ -253,11 +292,16 @@ class MetadataCache:
         self._ttl = ttl
         self._negative_ttl = negative_ttl
         self._db_errors = db_errors
+        self._clock = clock
         self._cache = _IndexedCache(maxsize, self._time_to_use, clock)
+        self._quiet = quiet
+        # When each entry was last refreshed, kept for ``quiet`` seconds (pruned in
+        # bulk once large): the guard of ``refresh_if_quiet``.
+        self._refreshed_at: dict[_Key, float] = {}
         self._flights: SingleFlight[_Key, TableMetadata | _Absent] = SingleFlight()
         self._lock = self._flights.lock
         self._stats = dict.fromkeys(
-            ("hits", "misses", "negative_hits", "loads", "errors", "refreshes"), 0
+            ("hits", "misses", "negative_hits", "loads", "errors", "refreshes", "forced"), 0
         )
 
     @property
@@ -269,7 +313,7 @@ class MetadataCache:
 
     def get(self, location: TenantLocation, table: str) -> TableMetadata | None:
         """The tenant's table, or ``None`` when it has no such table."""
-        key = (location.key, table.casefold())
+        key = _key(location, table)
         found = self._flights.run(
             key,
             lambda: self._load(location, table),
@@ -280,17 +324,48 @@ class MetadataCache:
 
     def refresh(self, location: TenantLocation, table: str | None = None) -> None:
         """Forget one table of a tenant, or all of them; the next ``get`` reloads."""
+        now = self._clock()
         with self._lock:
             self._stats["refreshes"] += 1
             if table is not None:
-                keys = [(location.key, table.casefold())]
+                keys = [_key(location, table)]
             else:
-                keys = [(location.key, t) for t in self._cache.by_location.get(location.key, ())]
-                self._flights.invalidate_where(lambda k: k[0] == location.key)
+                where = location.key
+                keys = [(where, t) for t in self._cache.by_location.get(where, ())]
+                self._flights.invalidate_where(lambda k: k[0] == where)
+            self._prune_refreshed(now)
             for key in keys:
+                self._refreshed_at[key] = now
                 self._flights.invalidate(key)
                 with contextlib.suppress(KeyError):
                     del self._cache[key]
+
+    def refresh_if_quiet(self, location: TenantLocation, tables: Iterable[str]) -> bool:
+        """``refresh`` those of ``tables`` not refreshed in the last ``quiet`` seconds.
+
+        For a caller that suspects the cache is behind the catalog (a query names a
+        column the cached table lacks): true if at least one table was refreshed, so
+        that validating again may change the answer. The quiet interval bounds the
+        catalog reads that a flood of requests naming a column that really is absent
+        can cause: one per table per interval.
+        """
+        now = self._clock()
+        refreshed = False
+        with self._lock:
+            for table in tables:
+                last = self._refreshed_at.get(_key(location, table))
+                if last is None or now - last >= self._quiet:
+                    self._stats["forced"] += 1
+                    self.refresh(location, table)
+                    refreshed = True
+        return refreshed
+
+    def _prune_refreshed(self, now: float) -> None:
+        """Drop refresh times older than the quiet interval (with the lock held)."""
+        stamps = self._refreshed_at
+        if len(stamps) > 1024:
+            for key in [k for k, at in stamps.items() if now - at >= self._quiet]:
+                del stamps[key]
 
     def list_tables(self, location: TenantLocation) -> list[str]:
         """The tenant's tables and views, read from its catalog now (not cached)."""

@@ -256,7 +256,8 @@ def test_explain_shows_the_backend_sql_without_secrets(stack: Stack) -> None:
     plan = r.json()
     assert plan["backend"] == "postgresql"
     assert '"public"."Contacts"' in plan["sql"]
-    assert plan["params"] == [3]
+    # The row cap is bound too: the default max_rows (1000) + 1.
+    assert plan["sql"].endswith(" LIMIT ?") and plan["params"] == [3, 1001]
     assert plan["server"].startswith("postgresql://127.0.0.1:")
     assert PG_PASSWORD not in r.text
 

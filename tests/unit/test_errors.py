@@ -28,7 +28,7 @@ def test_every_error_class_has_a_status_below_500_or_a_documented_5xx(cls) -> No
     status, code = status_for(cls("message"))
     assert code != "internal_error", f"{cls.__name__} is not in ERROR_TABLE"
     assert code in ERROR_CODES, f"{code} missing from the OpenAPI error codes"
-    assert status in {400, 401, 403, 404, 405, 409, 413, 429, 502, 503, 504}
+    assert status in {400, 401, 403, 404, 405, 409, 412, 413, 429, 502, 503, 504}
 
 
 def test_foreign_exceptions_are_internal_errors() -> None:
@@ -41,6 +41,10 @@ def test_openapi_documents_every_route() -> None:
     expected = {
         "/v1/query", "/v1/explain", "/v1/tenants/{tenant}/schema",
         "/v1/tenants/{tenant}/schema/refresh", "/healthz", "/readyz", "/metrics", "/openapi.json",
+        "/v1/tenants/{tenant}/tables/{table}/custom-fields",
+        "/v1/tenants/{tenant}/tables/{table}/custom-fields/{name}",
+        "/v1/tenants/{tenant}/tables/{table}/records",
+        "/v1/tenants/{tenant}/tables/{table}/records/{key}",
     }  # fmt: skip
     assert set(doc["paths"]) == expected
     assert doc["openapi"].startswith("3.")

@@ -388,3 +388,92 @@ def test_maxsize_evicts_and_keeps_the_index_in_step(tmp_path: Path) -> None:
     cache.refresh(location)
     assert cache.get_stats()["size"] == 0
     assert sources.opens == 6
+
+
+# -- staleness: forced refreshes, bounded ----------------------------------------------
+
+
+def test_refresh_if_quiet_reads_each_table_at_most_once_per_interval(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    location = make_tenant(path, CONTACTS_DDL, 'CREATE TABLE "Notes" ("NoteID" INTEGER)')
+    clock = FakeClock()
+    cache, sources = make_cache(clock=clock, quiet=1.0)
+    before = cache.get(location, "Contacts")
+    cache.get(location, "Notes")
+    make_tenant(path, 'ALTER TABLE "Contacts" ADD "Custom1" TEXT')
+
+    assert cache.refresh_if_quiet(location, ["Contacts"]) is True
+    after = cache.get(location, "contacts")
+    assert after is not None and after is not before and after.custom_columns == ("Custom1",)
+    assert sources.opens == 3
+    # A flood within the interval reads nothing more; "Notes" was not refreshed yet.
+    for _ in range(50):
+        assert cache.refresh_if_quiet(location, ["CONTACTS"]) is False
+        cache.get(location, "Contacts")
+    assert sources.opens == 3
+    assert cache.refresh_if_quiet(location, ["Contacts", "Notes"]) is True
+    cache.get(location, "Notes")
+    assert sources.opens == 4
+    clock.now += 1.0
+    assert cache.refresh_if_quiet(location, ["Contacts"]) is True
+    assert cache.get_stats()["forced"] == 3
+
+
+def test_any_refresh_counts_for_the_quiet_interval(tmp_path: Path) -> None:
+    location = make_tenant(tmp_path / "t.db", CONTACTS_DDL)
+    clock = FakeClock()
+    cache, _ = make_cache(clock=clock)
+    cache.get(location, "Contacts")
+    cache.refresh(location)  # e.g. after the backend reported a missing column
+    assert cache.refresh_if_quiet(location, ["Contacts"]) is False
+    clock.now += 1.5
+    assert cache.refresh_if_quiet(location, ["Contacts"]) is True
+
+
+def test_refresh_times_are_pruned(tmp_path: Path) -> None:
+    location = make_tenant(tmp_path / "t.db", CONTACTS_DDL)
+    clock = FakeClock()
+    cache, _ = make_cache(clock=clock)
+    for i in range(2000):
+        cache.refresh(location, f"T{i}")
+    clock.now += 2
+    cache.refresh(location, "Contacts")
+    assert len(cache._refreshed_at) == 1
+
+
+# -- memory: what an entry holds ------------------------------------------------------
+
+
+def test_entries_share_key_strings_and_the_index_is_a_tuple(tmp_path: Path) -> None:
+    statements = [f'CREATE TABLE "T{i}" ("id" INTEGER)' for i in range(3)]
+    location = make_tenant(tmp_path / "t.db", *statements)
+    other = location_for(tmp_path / "t.db")  # an equal location, built separately
+    cache, _ = make_cache()
+    for i in range(3):
+        assert cache.get(location if i % 2 else other, f"T{i}") is not None
+    keys = list(cache._cache.keys())
+    assert len({id(k[0]) for k in keys}) == 1
+    assert cache._cache.by_location == {location.key: ("t0", "t1", "t2")}
+    cache.refresh(location, "t1")
+    assert cache._cache.by_location == {location.key: ("t0", "t2")}
+
+
+def test_interning_does_not_keep_the_canonical_text(tmp_path: Path) -> None:
+    wide = [Column(f"cf_{i:04d}_some_long_custom_field_name", "TEXT", True) for i in range(800)]
+    meta = TableMetadata.build("Contacts", wide)
+    again = TableMetadata.build("Contacts", list(wide))
+    assert again is meta
+    # Lower-case names are their own fold: one string, not two equal ones.
+    assert all(meta._folded[name] is name for name in meta.column_names)
+    assert meta.lookup("CF_0001_SOME_LONG_CUSTOM_FIELD_NAME") == wide[1].name
+
+
+def test_lookup_of_names_equal_but_for_case_and_of_non_idempotent_folds() -> None:
+    cols = [Column("abc", "T", True), Column("ABC", "T", True), Column("Straße", "T", True)]
+    meta = TableMetadata.build("T", cols)
+    assert meta.lookup("abc") == "abc"
+    assert meta.lookup("ABC") == "ABC"
+    assert meta.lookup("Abc") is None
+    assert meta.lookup("STRASSE") == "Straße"
+    assert meta.lookup("strasse") == "Straße"
+    assert meta.lookup("Straße") == "Straße"

@@ -5,6 +5,7 @@ import pytest
 from proxy.config import ControllerSettings, Settings, TokenSettings
 from proxy.errors import InvalidRequest
 from proxy.service import bind_params, validate_request
+from rewriter import RowCap
 from rewriter.errors import InvalidParameters
 
 SETTINGS = Settings(
@@ -76,3 +77,58 @@ def test_named_params_repeat_and_ignore_case_and_at_sign() -> None:
 def test_bad_params_are_invalid_parameters(order, given, expected) -> None:
     with pytest.raises(InvalidParameters):
         bind_params(order, given, expected)
+
+
+# -- the row cap (rewriter.row_cap): max_rows + 1, or the statement's own count ---------
+
+MAX_ROWS = 10
+
+
+@pytest.mark.parametrize(
+    ("order", "given", "expected", "values"),
+    [
+        # No count of its own: one row more than max_rows, so `truncated` is visible.
+        ((RowCap(),), [], 0, [11]),
+        ((0, RowCap()), ["x"], 1, ["x", 11]),
+        (("acct", RowCap()), {"acct": 3}, 0, [3, 11]),
+        # A literal TOP/FETCH/LIMIT recorded in the plan: the smaller one wins.
+        ((RowCap(count=5),), [], 0, [5]),
+        ((RowCap(count=0),), [], 0, [0]),
+        ((RowCap(count=10),), [], 0, [10]),
+        ((RowCap(count=100_000),), [], 0, [11]),
+        # TOP (?) / FETCH NEXT @n: the caller's value, read where the plan says.
+        ((1, RowCap(param=0)), [3, "x"], 2, ["x", 3]),
+        ((1, RowCap(param=0)), [500, "x"], 2, ["x", 11]),
+        ((0, RowCap(param=2), 1), ["a", "offset", 4], 3, ["a", 4, "offset"]),
+        (("n", RowCap(param="n")), {"@N": 2}, 0, [2, 2]),
+        # Only the cap reads it, so a count beyond 64 bits is just "more than max_rows".
+        ((RowCap(param="n"),), {"n": 2**70}, 0, [11]),
+    ],
+)
+def test_row_cap_binds_max_rows_plus_one_or_the_smaller_own_count(
+    order: tuple[int | str | RowCap, ...], given: object, expected: int, values: list[object]
+) -> None:
+    assert bind_params(order, given, expected, max_rows=MAX_ROWS) == values
+
+
+@pytest.mark.parametrize(
+    ("order", "given", "expected"),
+    [
+        ((RowCap(param=0),), [-1], 1),
+        ((RowCap(param=0),), ["5"], 1),
+        ((RowCap(param=0),), [None], 1),
+        ((RowCap(param=0),), [True], 1),
+        ((RowCap(param=0),), [2.5], 1),
+        ((RowCap(param="n"),), {}, 0),  # a name only the cap reads is still required
+        ((RowCap(param="n"),), [5], 0),
+        ((RowCap(param=0),), {"n": 5}, 1),
+    ],
+)
+def test_row_cap_refuses_bad_counts(order, given, expected) -> None:
+    with pytest.raises(InvalidParameters):
+        bind_params(order, given, expected, max_rows=MAX_ROWS)
+
+
+def test_row_cap_needs_max_rows() -> None:
+    with pytest.raises(ValueError, match="max_rows"):
+        bind_params((RowCap(),), [], 0)

@@ -4,6 +4,8 @@ A case is ``{name, sql, [dialect], [missing_columns], [tenant]}`` plus either
 ``expect = {sqlite, postgresql, sqlserver, columns, params}`` (each key optional;
 ``params`` is a list, or a table keyed by backend when the backends differ) or
 ``error = "<code>"`` (with an optional ``message`` substring).
+``row_cap = true`` rewrites with the row cap; a ``RowCap`` in ``params`` is written
+``{ row_cap = {} }``, ``{ row_cap = { count = 5 } }`` or ``{ row_cap = { param = 0 } }``.
 SQL is compared after ``bind`` with the location below.
 """
 
@@ -13,6 +15,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rewriter import RowCap
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "rewriter"
 BACKENDS = ("sqlserver", "postgresql", "sqlite")
@@ -35,6 +39,7 @@ class Case:
     expect: dict[str, Any] | None
     error: str | None
     message: str | None
+    row_cap: bool = False
 
     @property
     def id(self) -> str:
@@ -58,6 +63,15 @@ def load_cases() -> list[Case]:
                     expect=raw.get("expect"),
                     error=raw.get("error"),
                     message=raw.get("message"),
+                    row_cap=raw.get("row_cap", False),
                 )
             )
     return cases
+
+
+def param_entry(entry: int | str | RowCap) -> object:
+    """A ``Plan.param_order`` entry as the fixtures write it."""
+    if isinstance(entry, RowCap):
+        fields = {"count": entry.count, "param": entry.param}
+        return {"row_cap": {k: v for k, v in fields.items() if v is not None}}
+    return entry

@@ -9,13 +9,13 @@ from sqlglot.tokenizer_core import TokenType
 
 from rewriter import RewriteError, parse_statement, rewrite
 from rewriter.markers import BACKEND_DIALECTS
-from tests.unit.rewriter.golden import BACKENDS, LOCATIONS, Case, load_cases
+from tests.unit.rewriter.golden import BACKENDS, LOCATIONS, Case, load_cases, param_entry
 from tests.unit.rewriter.shapes import SCHEMA
 
 CASES = load_cases()
 
 
-def run(case: Case, backend: str) -> tuple[str, tuple[str, ...], tuple[int | str, ...]]:
+def run(case: Case, backend: str) -> tuple[str, tuple[str, ...], list[object]]:
     parsed = parse_statement(case.sql, dialect=case.dialect)
     plan = rewrite(
         parsed,
@@ -23,9 +23,11 @@ def run(case: Case, backend: str) -> tuple[str, tuple[str, ...], tuple[int | str
         backend=backend,
         missing_columns=case.missing_columns,
         tenant_label=case.tenant,
+        row_cap=case.row_cap,
     )
     catalog, schema = LOCATIONS[backend]
-    return plan.bind(catalog=catalog, schema=schema), plan.columns, plan.param_order
+    params = [param_entry(entry) for entry in plan.param_order]
+    return plan.bind(catalog=catalog, schema=schema), plan.columns, params
 
 
 def test_enough_cases() -> None:

@@ -240,6 +240,7 @@ def _golden(splicing: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, object
                     backend=backend,
                     missing_columns=case.missing_columns,
                     tenant_label=case.tenant,
+                    row_cap=case.row_cap,
                 )
             except RewriteError as error:
                 results[key] = (error.code, error.message)
