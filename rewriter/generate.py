@@ -32,6 +32,12 @@ def generate(
     nodes = bfs(tree)
     check_backend(tree, backend, nodes)
     transforms.apply(tree, backend, shapes or {}, source_dialect, nodes)
+    if backend == "sqlserver":
+        # sqlglot writes FETCH FIRST ROW ONLY without its implied count, which is not
+        # T-SQL ("FETCH FIRST ROWS ONLY"): make the count explicit.
+        for node in nodes:
+            if isinstance(node, exp.Fetch) and node.args.get("count") is None:
+                node.set("count", exp.Literal.number(1))
     # A fresh generator per statement (sqlglot's generators keep state between runs,
     # such as a counter for generated aliases), from a dialect built once: looking a
     # dialect up by name and building it costs about as much as the generation.
