@@ -7,64 +7,49 @@ a read of a large table must carry its bound in the SQL, not only in ``fetchmany
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyodbc
 import pytest
-from prometheus_client import CollectorRegistry
 
-from proxy.auth import Principal, hash_token
-from proxy.config import ControllerSettings, PoolSettings, Settings, TokenSettings
-from proxy.schema_seed import BASE_MODEL, seed_tenant
+from proxy.auth import Principal
 from proxy.service import QueryRequest, Service
 from tests.support.pg import PgServer
+from tests.support.tenants import seeded_service, token
 
 TOKEN = "row-cap-token"
 ROWS = 20_000
 EVENTS = 'CREATE TABLE "Events" ("EventID" INTEGER PRIMARY KEY, "Note" TEXT NOT NULL)'
 
 
-@pytest.fixture
-def service(tmp_path: Path, pg: PgServer, pg_database: str) -> Iterator[Service]:
-    with contextlib.closing(pg.connect(pg_database)) as conn:
-        seed_tenant(conn, "postgresql", contacts=20, seed=1)
-        conn.execute(EVENTS)
+def seed_events(conn: Any, backend: str) -> None:
+    """``Events``: ``ROWS`` rows, far more than any ``max_rows`` below."""
+    conn.execute(EVENTS)
+    if backend == "postgresql":
         conn.execute(f"INSERT INTO \"Events\" SELECT i, 'e' || i FROM generate_series(1, {ROWS}) i")
-    sqlite_file = tmp_path / "tenant.db"
-    with contextlib.closing(sqlite3.connect(sqlite_file)) as db:
-        seed_tenant(db, "sqlite", contacts=20, seed=1)
-        db.execute(EVENTS)
-        db.execute(
+    else:
+        conn.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
             " INSERT INTO Events SELECT i, 'e' || i FROM n",
             (ROWS,),
         )
-        db.commit()
-    controller = tmp_path / "controller.db"
-    with contextlib.closing(sqlite3.connect(controller)) as db:
-        db.execute(
-            "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT,"
-            " sqlconnectstring TEXT)"
-        )
-        db.execute(
-            "INSERT INTO Customer VALUES (1, 'lite.example', ?)",
-            (f"Driver=SQLite3;Database={sqlite_file}",),
-        )
-        db.execute("INSERT INTO Customer VALUES (2, 'pg.example', ?)", (pg.odbc(pg_database),))
-        db.commit()
-    settings = Settings(
-        controller=ControllerSettings(connection_string=f"Driver=SQLite3;Database={controller}"),
-        pool=PoolSettings(max_size=1),
-        base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
-        tokens=(TokenSettings(name="t", sha256=hash_token(TOKEN), classes=("read", "write")),),
-    )
-    svc = Service(settings, registry=CollectorRegistry())
-    try:
-        yield svc
-    finally:
-        svc.close()
+
+
+@pytest.fixture
+def service(tmp_path: Path, pg: PgServer, pg_database: str) -> Iterator[Service]:
+    with seeded_service(
+        tmp_path,
+        pg,
+        pg_database,
+        contacts=20,
+        pool_max_size=1,
+        backend_templates={},
+        tokens=(token("t", TOKEN, "read", "write"),),
+        seed_more=seed_events,
+    ) as t:
+        yield t.service
 
 
 @pytest.fixture

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from proxy.auth import hash_token
-from proxy.config import (
-    ControllerSettings,
-    PoolSettings,
-    Settings,
-    TokenSettings,
-)
 from proxy.errors import StatementTimeout
-from proxy.schema_seed import BASE_MODEL, custom_columns, seed_tenant
+from proxy.schema_seed import BASE_MODEL, custom_columns
 from proxy.service import QueryRequest, Service
 from rewriter.errors import UnknownColumn
 from tests.support.pg import PgServer
+from tests.support.tenants import seeded_service, token
 
 CUSTOM = custom_columns(5)
 TOKEN = "integration-token"
@@ -29,39 +20,18 @@ TOKEN = "integration-token"
 
 @pytest.fixture
 def service(tmp_path: Path, pg: PgServer, pg_database: str) -> Iterator[Service]:
-    with contextlib.closing(pg.connect(pg_database)) as conn:
-        seed_tenant(conn, "postgresql", contacts=50, custom_columns=CUSTOM, seed=1)
-    sqlite_file = tmp_path / "tenant.db"
-    with contextlib.closing(sqlite3.connect(sqlite_file)) as conn:
-        seed_tenant(conn, "sqlite", contacts=50, custom_columns=CUSTOM, seed=1)
-    controller = tmp_path / "controller.db"
-    with contextlib.closing(sqlite3.connect(controller)) as db:
-        db.execute(
-            "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT,"
-            " sqlconnectstring TEXT)"
-        )
-        db.execute(
-            "INSERT INTO Customer VALUES (1, 'lite.example', ?)",
-            (f"Driver=SQLite3;Database={sqlite_file}",),
-        )
-        db.execute(
-            "INSERT INTO Customer VALUES (2, 'pg.example', ?)",
-            (pg.odbc(pg_database),),
-        )
-        db.commit()
-    settings = Settings(
-        controller=ControllerSettings(connection_string=f"Driver=SQLite3;Database={controller}"),
+    with seeded_service(
+        tmp_path,
+        pg,
+        pg_database,
+        CUSTOM,
+        contacts=50,
         # One connection per pool: every request of a tenant shares one session.
-        pool=PoolSettings(max_size=1),
+        pool_max_size=1,
         backend_templates={"postgresql": "BoolsAsChar=0"},
-        base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
-        tokens=(TokenSettings(name="t", sha256=hash_token(TOKEN), classes=("read", "admin")),),
-    )
-    svc = Service(settings, registry=CollectorRegistry())
-    try:
-        yield svc
-    finally:
-        svc.close()
+        tokens=(token("t", TOKEN, "read", "admin"),),
+    ) as t:
+        yield t.service
 
 
 BACKENDS = pytest.mark.parametrize("tenant", ["lite.example", "pg.example"])

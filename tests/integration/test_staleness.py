@@ -7,23 +7,20 @@ the old shape when the next request arrives.
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from proxy.auth import Principal, hash_token
-from proxy.config import ControllerSettings, PoolSettings, Settings, TokenSettings
+from proxy.auth import Principal
 from proxy.errors import BackendObjectMissing
-from proxy.schema_seed import BASE_MODEL, custom_columns, quote_identifier, seed_tenant
+from proxy.schema_seed import BASE_MODEL, custom_columns, quote_identifier
 from proxy.service import QueryRequest, Service
 from rewriter.errors import UnknownColumn
 from tests.support.pg import PgServer
+from tests.support.tenants import Tenants, seeded_service, token
 
 CUSTOM = custom_columns(5)
 DROPPED = CUSTOM[1].name
@@ -32,18 +29,13 @@ TOKEN = "staleness-token"
 
 
 @dataclass
-class Tenant:
-    name: str
-    backend: str
-    run_ddl: Callable[[str], None]
-    read: Callable[[str], list[tuple[Any, ...]]]
-
-
-@dataclass
 class World:
-    service: Service
+    tenants: Tenants
     principal: Principal
-    tenants: dict[str, Tenant]
+
+    @property
+    def service(self) -> Service:
+        return self.tenants.service
 
     def query(self, tenant: str, sql: str, *params: Any, **kw: Any) -> Any:
         return self.service.query(
@@ -59,63 +51,18 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path, pg: PgServer, pg_database: str) -> Iterator[World]:
-    with contextlib.closing(pg.connect(pg_database)) as conn:
-        seed_tenant(conn, "postgresql", contacts=20, custom_columns=CUSTOM, seed=1)
-    sqlite_file = tmp_path / "tenant.db"
-    with contextlib.closing(sqlite3.connect(sqlite_file)) as conn:
-        seed_tenant(conn, "sqlite", contacts=20, custom_columns=CUSTOM, seed=1)
-    controller = tmp_path / "controller.db"
-    with contextlib.closing(sqlite3.connect(controller)) as db:
-        db.execute(
-            "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT,"
-            " sqlconnectstring TEXT)"
-        )
-        db.execute(
-            "INSERT INTO Customer VALUES (1, 'lite.example', ?)",
-            (f"Driver=SQLite3;Database={sqlite_file}",),
-        )
-        db.execute("INSERT INTO Customer VALUES (2, 'pg.example', ?)", (pg.odbc(pg_database),))
-        db.commit()
-    settings = Settings(
-        controller=ControllerSettings(connection_string=f"Driver=SQLite3;Database={controller}"),
+    with seeded_service(
+        tmp_path,
+        pg,
+        pg_database,
+        CUSTOM,
+        contacts=20,
         # One connection per pool: the session that ran the stale plan runs the re-run.
-        pool=PoolSettings(max_size=1),
+        pool_max_size=1,
         backend_templates={"postgresql": "BoolsAsChar=0"},
-        base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
-        tokens=(
-            TokenSettings(name="t", sha256=hash_token(TOKEN), classes=("read", "write", "admin")),
-        ),
-    )
-
-    def sqlite_ddl(sql: str) -> None:
-        with contextlib.closing(sqlite3.connect(sqlite_file)) as db:
-            db.execute(sql)
-            db.commit()
-
-    def sqlite_read(sql: str) -> list[tuple[Any, ...]]:
-        with contextlib.closing(sqlite3.connect(sqlite_file)) as db:
-            return [tuple(r) for r in db.execute(sql).fetchall()]
-
-    def pg_ddl(sql: str) -> None:
-        with contextlib.closing(pg.connect(pg_database)) as db:
-            db.execute(sql)
-
-    def pg_read(sql: str) -> list[tuple[Any, ...]]:
-        with contextlib.closing(pg.connect(pg_database)) as db:
-            return [tuple(r) for r in db.execute(sql).fetchall()]
-
-    svc = Service(settings, registry=CollectorRegistry())
-    try:
-        yield World(
-            svc,
-            svc.auth.authenticate(f"Bearer {TOKEN}"),
-            {
-                "lite.example": Tenant("lite.example", "sqlite", sqlite_ddl, sqlite_read),
-                "pg.example": Tenant("pg.example", "postgresql", pg_ddl, pg_read),
-            },
-        )
-    finally:
-        svc.close()
+        tokens=(token("t", TOKEN, "read", "write", "admin"),),
+    ) as t:
+        yield World(t, t.principal(TOKEN))
 
 
 BACKENDS = pytest.mark.parametrize("tenant", ["lite.example", "pg.example"])
@@ -126,11 +73,11 @@ def q(name: str) -> str:
 
 
 def drop_outside(world: World, tenant: str, column: str) -> None:
-    world.tenants[tenant].run_ddl(f"ALTER TABLE {q('Contacts')} DROP COLUMN {q(column)}")
+    world.tenants.alter(tenant, f"ALTER TABLE {q('Contacts')} DROP COLUMN {q(column)}")
 
 
 def add_outside(world: World, tenant: str, column: str) -> None:
-    world.tenants[tenant].run_ddl(f"ALTER TABLE {q('Contacts')} ADD COLUMN {q(column)} TEXT")
+    world.tenants.alter(tenant, f"ALTER TABLE {q('Contacts')} ADD COLUMN {q(column)} TEXT")
 
 
 @BACKENDS
@@ -180,8 +127,9 @@ def test_star_and_custom_fields_after_a_drop_run_with_what_is_left(
 def test_column_added_outside_works_when_named_at_once(world: World, tenant: str) -> None:
     world.query(tenant, "SELECT ContactID FROM Contacts WHERE ContactID = 1")  # cached
     add_outside(world, tenant, "Custom_Added")
-    world.tenants[tenant].run_ddl(
-        f"UPDATE {q('Contacts')} SET {q('Custom_Added')} = 'fresh' WHERE {q('ContactID')} = 4"
+    world.tenants.alter(
+        tenant,
+        f"UPDATE {q('Contacts')} SET {q('Custom_Added')} = 'fresh' WHERE {q('ContactID')} = 4",
     )
 
     result = world.query(tenant, "SELECT ContactID, custom_added FROM Contacts WHERE ContactID = 4")
@@ -223,8 +171,8 @@ def test_a_name_that_is_really_absent_reads_the_catalog_at_most_once_a_second(
 
 
 def first_name(world: World, tenant: str, contact: int) -> list[tuple[Any, ...]]:
-    return world.tenants[tenant].read(
-        f"SELECT {q('FirstName')} FROM {q('Contacts')} WHERE {q('ContactID')} = {contact}"
+    return world.tenants.read(
+        tenant, f"SELECT {q('FirstName')} FROM {q('Contacts')} WHERE {q('ContactID')} = {contact}"
     )
 
 

@@ -3,86 +3,39 @@
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from proxy.auth import Principal, hash_token
-from proxy.config import ControllerSettings, PoolSettings, Settings, TokenSettings
+from proxy.auth import Principal
 from proxy.errors import ConstraintViolation, Forbidden
-from proxy.schema_seed import BASE_MODEL, custom_columns, seed_tenant
-from proxy.service import QueryOutcome, QueryRequest, Service
+from proxy.schema_seed import custom_columns
+from proxy.service import QueryOutcome, QueryRequest
 from rewriter.errors import UnfilteredWrite, UnknownColumn
 from tests.support.pg import PgServer
+from tests.support.tenants import READER, WRITER, Tenants, seeded_service, token
 
 CUSTOM = custom_columns(5)
-WRITER = "integration-writer"
-READER = "integration-reader"
 # Every row these tests insert has a FirstName of this prefix and an id above the seed's.
 MARK = "WriteTest"
 NEW = "CAST(? AS DATETIME)"  # CreatedAt: typed, so psqlODBC's text bind is not a type error
 
 
-@dataclass
-class Tenants:
-    service: Service
-    sqlite_file: Path
-    pg: PgServer
-    pg_database: str
-
-    def read(self, tenant: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Rows read straight from the tenant's database (``?`` binds, quoted names)."""
-        if tenant == "lite.example":
-            with contextlib.closing(sqlite3.connect(self.sqlite_file)) as conn:
-                return [tuple(r) for r in conn.execute(sql, params).fetchall()]
-        with contextlib.closing(self.pg.connect(self.pg_database)) as conn:
-            return [tuple(r) for r in conn.execute(sql, params).fetchall()]
-
-    def count(self, tenant: str, where: str, *params: Any) -> int:
-        rows = self.read(tenant, f'SELECT COUNT(*) FROM "Contacts" WHERE {where}', params)
-        return int(rows[0][0])
-
-
 @pytest.fixture
 def tenants(tmp_path: Path, pg: PgServer, pg_database: str) -> Iterator[Tenants]:
-    with contextlib.closing(pg.connect(pg_database)) as conn:
-        seed_tenant(conn, "postgresql", contacts=20, custom_columns=CUSTOM, seed=1)
-    sqlite_file = tmp_path / "tenant.db"
-    with contextlib.closing(sqlite3.connect(sqlite_file)) as conn:
-        seed_tenant(conn, "sqlite", contacts=20, custom_columns=CUSTOM, seed=1)
-    controller = tmp_path / "controller.db"
-    with contextlib.closing(sqlite3.connect(controller)) as db:
-        db.execute(
-            "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT,"
-            " sqlconnectstring TEXT)"
-        )
-        db.execute(
-            "INSERT INTO Customer VALUES (1, 'lite.example', ?)",
-            (f"Driver=SQLite3;Database={sqlite_file}",),
-        )
-        db.execute("INSERT INTO Customer VALUES (2, 'pg.example', ?)", (pg.odbc(pg_database),))
-        db.commit()
-    settings = Settings(
-        controller=ControllerSettings(connection_string=f"Driver=SQLite3;Database={controller}"),
-        pool=PoolSettings(max_size=1),
+    with seeded_service(
+        tmp_path,
+        pg,
+        pg_database,
+        CUSTOM,
+        contacts=20,
+        pool_max_size=1,
         backend_templates={"postgresql": "BoolsAsChar=0"},
-        base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
-        tokens=(
-            TokenSettings(name="writer", sha256=hash_token(WRITER), classes=("read", "write")),
-            TokenSettings(name="reader", sha256=hash_token(READER), classes=("read",)),
-        ),
-    )
-    svc = Service(settings, registry=CollectorRegistry())
-    try:
-        yield Tenants(svc, sqlite_file, pg, pg_database)
-    finally:
-        svc.close()
+        tokens=(token("writer", WRITER, "read", "write"), token("reader", READER, "read")),
+    ) as t:
+        yield t
 
 
 BACKENDS = pytest.mark.parametrize("tenant", ["lite.example", "pg.example"])

@@ -1,12 +1,12 @@
 """A ``Service`` over two freshly seeded tenants: ``lite.example`` (a SQLite file) and
-``pg.example`` (a PostgreSQL database), for integration tests of the admin and records
-APIs. Each tenant's ``Contacts`` carries ``custom`` custom columns."""
+``pg.example`` (a PostgreSQL database), for integration tests of the service, the admin
+and the records APIs. Each tenant's ``Contacts`` carries ``custom`` custom columns."""
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,19 @@ ADMIN = "integration-admin"
 WRITER = "integration-writer"
 READER = "integration-reader"
 TENANTS = ("lite.example", "pg.example")
+
+
+def token(name: str, secret: str, *classes: str) -> TokenSettings:
+    """A bearer token ``secret``, allowed the statement ``classes``."""
+    return TokenSettings(name=name, sha256=hash_token(secret), classes=classes)
+
+
+TOKENS = (
+    token("admin", ADMIN, "read", "write", "admin"),
+    token("writer", WRITER, "read", "write"),
+    token("reader", READER, "read"),
+)
+TEMPLATES = {"postgresql": "BoolsAsChar=0", "sqlite": "Timeout=5000"}
 
 
 @dataclass
@@ -54,6 +67,11 @@ class Tenants:
             conn.execute(sql)
             conn.commit()
 
+    def count(self, tenant: str, where: str, *params: Any) -> int:
+        """How many ``Contacts`` rows match ``where`` (``?`` binds, quoted names)."""
+        rows = self.read(tenant, f'SELECT COUNT(*) FROM "Contacts" WHERE {where}', params)
+        return int(rows[0][0])
+
     def columns(self, tenant: str) -> list[str]:
         if tenant == "lite.example":
             return [r[1] for r in self.read(tenant, "PRAGMA table_info('Contacts')")]
@@ -69,13 +87,31 @@ class Tenants:
 
 @contextlib.contextmanager
 def seeded_service(
-    tmp_path: Path, pg: PgServer, pg_database: str, custom: Sequence[Column] = ()
+    tmp_path: Path,
+    pg: PgServer,
+    pg_database: str,
+    custom: Sequence[Column] = (),
+    *,
+    contacts: int = 10,
+    pool_max_size: int = 2,
+    backend_templates: Mapping[str, str] = TEMPLATES,
+    tokens: Sequence[TokenSettings] = TOKENS,
+    seed_more: Callable[[Any, str], None] | None = None,
 ) -> Iterator[Tenants]:
+    """Seed both tenants with ``contacts`` contacts, then start the service on them.
+
+    ``seed_more(conn, backend)``, if given, runs on each tenant's seeding connection
+    (``backend`` is ``"postgresql"`` or ``"sqlite"``) before the service starts."""
     with contextlib.closing(pg.connect(pg_database)) as conn:
-        seed_tenant(conn, "postgresql", contacts=10, custom_columns=custom, seed=1)
+        seed_tenant(conn, "postgresql", contacts=contacts, custom_columns=custom, seed=1)
+        if seed_more is not None:
+            seed_more(conn, "postgresql")
     sqlite_file = tmp_path / "tenant.db"
     with contextlib.closing(sqlite3.connect(sqlite_file)) as conn:
-        seed_tenant(conn, "sqlite", contacts=10, custom_columns=custom, seed=1)
+        seed_tenant(conn, "sqlite", contacts=contacts, custom_columns=custom, seed=1)
+        if seed_more is not None:
+            seed_more(conn, "sqlite")
+            conn.commit()
     controller = tmp_path / "controller.db"
     with contextlib.closing(sqlite3.connect(controller)) as db:
         db.execute(
@@ -90,16 +126,10 @@ def seeded_service(
         db.commit()
     settings = Settings(
         controller=ControllerSettings(connection_string=f"Driver=SQLite3;Database={controller}"),
-        pool=PoolSettings(max_size=2),
-        backend_templates={"postgresql": "BoolsAsChar=0", "sqlite": "Timeout=5000"},
+        pool=PoolSettings(max_size=pool_max_size),
+        backend_templates=dict(backend_templates),
         base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
-        tokens=(
-            TokenSettings(
-                name="admin", sha256=hash_token(ADMIN), classes=("read", "write", "admin")
-            ),
-            TokenSettings(name="writer", sha256=hash_token(WRITER), classes=("read", "write")),
-            TokenSettings(name="reader", sha256=hash_token(READER), classes=("read",)),
-        ),
+        tokens=tuple(tokens),
     )
     svc = Service(settings, registry=CollectorRegistry())
     try:
