@@ -52,6 +52,7 @@ bench: setup
 	$(BIN)/python benchmarks/point_select.py
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/rewrite.py
+	$(BIN)/python benchmarks/churn.py
 
 clean:
 	rm -rf $(VENV) $(PURE) var .pytest_cache .mypy_cache .ruff_cache

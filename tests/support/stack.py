@@ -142,8 +142,19 @@ def running_stack(root: Path, pg: PgServer) -> Iterator[Stack]:
 
     config = root / "tenantgate.toml"
     config.write_text(_config(controller), encoding="utf-8")
-    port = _free_port()
     log_path = root / "service.log"
+    try:
+        with serve(config, log_path) as url:
+            yield Stack(url, demo, pg, pg_databases, log_path)
+    finally:
+        for name in pg_databases.values():
+            pg.drop_database(name)
+
+
+@contextlib.contextmanager
+def serve(config: Path, log_path: Path) -> Iterator[str]:
+    """The service process on ``config``, on a free loopback port: its base URL."""
+    port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -164,12 +175,10 @@ def running_stack(root: Path, pg: PgServer) -> Iterator[Stack]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"tenantgate did not start:\n{log_path.read_text()}")
             time.sleep(0.1)
-        yield Stack(url, demo, pg, pg_databases, log_path)
+        yield url
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-        for name in pg_databases.values():
-            pg.drop_database(name)

@@ -1,0 +1,63 @@
+"""Schema churn under load, the long version of ``tests/integration/test_churn.py``.
+
+Starts the real service over ``--tenants`` PostgreSQL tenants (a private cluster, or
+``TENANTGATE_TEST_PG_DSN``), runs concurrent readers and writers over HTTP while on
+every tenant a custom column of ``Contacts`` is added or dropped every
+``--ddl-interval`` seconds (outside tenantgate and through the custom-field API), then
+prints: requests by kind, status and code; p50/p99 latency; DDL done; heals performed
+(``tenantgate_metadata_heals_total``); acknowledged writes found afterwards; and the
+observed staleness (how long after a column was added outside responses still lacked
+it, and whether any response begun after a drop still returned the column).
+
+    .venv/bin/python benchmarks/churn.py [--seconds 300] [--tenants 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.churn import churn_stack, run_churn  # noqa: E402
+from tests.support.pg import pg_server  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=300.0)
+    parser.add_argument("--tenants", type=int, default=6)
+    parser.add_argument("--readers", type=int, default=6)
+    parser.add_argument("--writers", type=int, default=3)
+    parser.add_argument("--ddl-interval", type=float, default=1.0)
+    parser.add_argument(
+        "--reuse", type=int, default=0, help="reuse this many names per tenant, types alternating"
+    )
+    parser.add_argument(
+        "--ttl", type=float, default=300.0, help="metadata.ttl_s of the service (default 300)"
+    )
+    args = parser.parse_args()
+    with (
+        pg_server() as pg,
+        tempfile.TemporaryDirectory(prefix="tg-churn-") as tmp,
+        churn_stack(Path(tmp), pg, tenants=args.tenants, ttl_s=args.ttl) as stack,
+    ):
+        report = run_churn(
+            stack,
+            seconds=args.seconds,
+            readers=args.readers,
+            writers=args.writers,
+            ddl_interval=args.ddl_interval,
+            reuse=args.reuse,
+        )
+        tracebacks = stack.log_path.read_text(errors="replace").count("Traceback")
+    print(report.summary())
+    print(f"tracebacks in the service log: {tracebacks}")
+    return 1 if report.violations or tracebacks else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
