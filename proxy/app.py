@@ -8,9 +8,7 @@ Every error, ours or a bug, leaves as the JSON error shape; the status comes fro
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import decimal
 import functools
 import logging
 import time
@@ -35,6 +33,7 @@ from proxy.errors import (
     RequestTooLarge,
     status_for,
 )
+from proxy.jsonenc import dumps
 from proxy.openapi import openapi_document
 from proxy.records import Record, Records
 from proxy.service import Service, validate_request
@@ -42,19 +41,6 @@ from proxy.service import Service, validate_request
 log = logging.getLogger("tenantgate.http")
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-def _default(value: Any) -> Any:
-    # Decimals as strings: a JSON number would round them through a float.
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
-def dumps(payload: Any) -> bytes:
-    return orjson.dumps(payload, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 class JSONResponse(Response):

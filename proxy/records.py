@@ -40,9 +40,7 @@ which PostgreSQL does not assign to a ``date`` or ``timestamp`` column.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import decimal
 import hashlib
 import re
 import threading
@@ -50,7 +48,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import pyodbc
 from cachetools import TTLCache
 
@@ -64,6 +61,7 @@ from proxy.errors import (
     UnsupportedPrimaryKey,
 )
 from proxy.executor import ResultSet, apply_timeout, execute
+from proxy.jsonenc import dumps
 from proxy.pool import PooledConnection
 from proxy.service import QueryRequest
 from proxy.sqlstate import translate
@@ -100,17 +98,8 @@ class _Target:
     key: Any
 
 
-def _default(value: Any) -> Any:
-    # The same representation the HTTP layer gives these values.
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
 def etag_for(scope: str, values: Mapping[str, Any]) -> str:
-    canonical = orjson.dumps(dict(values), default=_default, option=orjson.OPT_SORT_KEYS)
+    canonical = dumps(dict(values), sort_keys=True)
     return f'"{scope}{hashlib.sha256(canonical).hexdigest()}"'
 
 

@@ -9,7 +9,7 @@ import orjson
 import pyodbc
 import pytest
 
-from proxy.app import dumps
+from proxy.jsonenc import dumps
 from proxy.schema_seed import BASE_MODEL
 from tests.support.stack import BETA_READ_TOKEN, PG_PASSWORD, Stack
 
