@@ -2,7 +2,10 @@
 same backend SQL through pyodbc in a worker thread, with no auth, tenancy, rewriting,
 pooling, watchdog or metrics. Started by ``benchmarks/throughput.py``.
 
-    python benchmarks/baseline_app.py PORT ODBC_CONNECTION_STRING SQL
+    python benchmarks/baseline_app.py PORT ODBC_CONNECTION_STRING SQL [EXTRA_PARAMS_JSON]
+
+EXTRA_PARAMS_JSON: binds appended to each request's params, so that the floor runs
+exactly what tenantgate runs (its generated reads end in a row cap, ``LIMIT ?``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from starlette.routing import Route
 
 pyodbc.pooling = False
 PORT, DSN, SQL = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+EXTRA: list[Any] = orjson.loads(sys.argv[4]) if len(sys.argv) > 4 else []
 _local = threading.local()
 
 
@@ -39,7 +43,7 @@ def run(params: list[Any]) -> list[list[Any]]:
 
 async def query(request: Request) -> Response:
     body = orjson.loads(await request.body())
-    rows = await anyio.to_thread.run_sync(run, body["params"])
+    rows = await anyio.to_thread.run_sync(run, body["params"] + EXTRA)
     return Response(orjson.dumps({"rows": rows}), media_type="application/json")
 
 

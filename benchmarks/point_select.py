@@ -45,6 +45,8 @@ def measure(stack: Stack, tenant: Any, connection: pyodbc.Connection, n: int) ->
     ) as http:
         plan = http.post("/v1/explain", json={"tenant": tenant, "sql": SQL, "params": [1]}).json()
         backend_sql = plan["sql"]
+        # Bind exactly what tenantgate binds: the key, then the row cap it appends.
+        extra = plan["params"][1:]
         cursor = connection.cursor()
         service: list[float] = []
         direct: list[float] = []
@@ -64,7 +66,7 @@ def measure(stack: Stack, tenant: Any, connection: pyodbc.Connection, n: int) ->
             for j in range(block):
                 key = 1 + (i + j) % 150
                 t0 = time.perf_counter()
-                cursor.execute(backend_sql, key)
+                cursor.execute(backend_sql, key, *extra)
                 cursor.fetchall()
                 direct.append(time.perf_counter() - t0)
     return {

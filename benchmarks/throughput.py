@@ -65,11 +65,12 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int) -> tuple[flo
     return rps, latency_ms
 
 
-def start_baseline(dsn: str, backend_sql: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_baseline(
+    dsn: str, backend_sql: str, extra: list[object]
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "benchmarks" / "baseline_app.py"), str(port), dsn, backend_sql]
-    )
+    app = str(ROOT / "benchmarks" / "baseline_app.py")
+    proc = subprocess.Popen([sys.executable, app, str(port), dsn, backend_sql, json.dumps(extra)])
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -84,7 +85,9 @@ def start_baseline(dsn: str, backend_sql: str) -> tuple[subprocess.Popen[bytes],
 def compare(stack: Stack, tenant: object, dsn: str, args: argparse.Namespace, tmp: Path) -> None:
     with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {FULL_TOKEN}"}) as c:
         plan = c.post("/v1/explain", json={"tenant": tenant, "sql": SQL, "params": [5]}).json()
-    baseline, baseline_url = start_baseline(dsn, plan["sql"])
+    # The floor binds exactly what tenantgate binds: the request's value, then the
+    # row cap the service appends (explain shows both).
+    baseline, baseline_url = start_baseline(dsn, plan["sql"], plan["params"][1:])
     script = wrk_script(tmp, tenant, FULL_TOKEN)
     results: dict[str, list[tuple[float, float]]] = {"tenantgate": [], "baseline": []}
     try:

@@ -130,9 +130,7 @@ def create_app(service: Service) -> Starlette:  # noqa: PLR0915 - routes close o
         )
         outcome.phases["serialize"] = time.perf_counter() - t0
         metrics.observe_phases(outcome.backend, outcome.statement_class, outcome.phases)
-        metrics.rows.labels(outcome.backend).inc(len(result.rows))
-        if result.truncated:
-            metrics.truncated.labels(outcome.backend).inc()
+        metrics.observe_rows(outcome.backend, len(result.rows), truncated=result.truncated)
         return Response(body, media_type="application/json")
 
     async def explain(request: Request) -> Any:

@@ -10,6 +10,7 @@ count would explode. Pools are labelled by ``server``, a secret-free server key.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -73,16 +74,48 @@ class Metrics:
             registry=registry,
         )
 
+        # Children resolved once per label tuple: ``labels()`` takes a lock and builds
+        # a tuple on every call, several times per request. Every label set here is
+        # small and bounded (endpoints, error codes, backends, classes, phases). Two
+        # threads racing on a new key both get the same child from ``labels()``.
+        self._request_children: dict[tuple[str, str | None], tuple[Any, Any]] = {}
+        self._phase_children: dict[tuple[str, str, str], Any] = {}
+        self._rows_children: dict[str, Any] = {}
+        self._truncated_children: dict[str, Any] = {}
+
     def observe_request(self, endpoint: str, code: str | None, seconds: float) -> None:
-        outcome = "ok" if code is None else "error"
-        self.requests.labels(endpoint, outcome, code or "").inc()
-        self.request_seconds.labels(endpoint).observe(seconds)
+        children = self._request_children.get((endpoint, code))
+        if children is None:
+            outcome = "ok" if code is None else "error"
+            children = (
+                self.requests.labels(endpoint, outcome, code or ""),
+                self.request_seconds.labels(endpoint),
+            )
+            self._request_children[(endpoint, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_phases(
         self, backend: str, statement_class: str, phases: Mapping[str, float]
     ) -> None:
+        cache = self._phase_children
         for phase, seconds in phases.items():
-            self.query_seconds.labels(backend, statement_class, phase).observe(seconds)
+            key = (backend, statement_class, phase)
+            child = cache.get(key)
+            if child is None:
+                child = cache[key] = self.query_seconds.labels(*key)
+            child.observe(seconds)
+
+    def observe_rows(self, backend: str, rows: int, *, truncated: bool) -> None:
+        child = self._rows_children.get(backend)
+        if child is None:
+            child = self._rows_children[backend] = self.rows.labels(backend)
+        child.inc(rows)
+        if truncated:
+            child = self._truncated_children.get(backend)
+            if child is None:
+                child = self._truncated_children[backend] = self.truncated.labels(backend)
+            child.inc()
 
     def watch(self, *, caches: Mapping[str, StatsSource], pools: PoolStatsSource) -> None:
         self.registry.register(_StatsCollector(caches, pools))
