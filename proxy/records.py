@@ -267,12 +267,8 @@ class Records:
         return physical[0]
 
     def _read_primary_key(self, location: TenantLocation, table: str) -> tuple[str, ...]:
-        service = self._service
         try:
-            with service.pools.pool_for(location).connection() as conn:
-                apply_timeout(
-                    conn, location.kind.value, service.settings.metadata.timeout_ms / 1000
-                )
+            with self._service.catalog_connection(location) as conn:
                 return catalog.read_primary_key(conn, location, table)
         except DB_ERRORS as error:
             state = sqlstate_of(error)

@@ -118,7 +118,7 @@ class Service:
             negative_ttl=c.negative_ttl_s,
         )
         self.metadata = MetadataCache(
-            source_for=lambda location: functools.partial(self._catalog_connection, location),
+            source_for=lambda location: functools.partial(self.catalog_connection, location),
             base_model=BaseModel(settings.base_model),
             ttl=settings.metadata.ttl_s,
             negative_ttl=settings.metadata.negative_ttl_s,
@@ -134,7 +134,7 @@ class Service:
         )
 
     @contextlib.contextmanager
-    def _catalog_connection(self, location: TenantLocation) -> Iterator[PooledConnection]:
+    def catalog_connection(self, location: TenantLocation) -> Iterator[PooledConnection]:
         with self.pools.pool_for(location).connection() as conn:
             # Not the timeout the previous request left on this session.
             apply_timeout(conn, location.kind.value, self.settings.metadata.timeout_ms / 1000)

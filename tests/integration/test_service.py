@@ -84,7 +84,7 @@ def test_catalog_reads_do_not_inherit_a_short_statement_timeout(service: Service
         service.query(principal, QueryRequest(tenant="pg.example", sql=slow, timeout_ms=20))
     location = service.resolver.resolve("pg.example").location
     # The pool has one connection: the session that just ran with a 20 ms timeout.
-    with service._catalog_connection(location) as conn:
+    with service.catalog_connection(location) as conn:
         assert conn.raw.execute("SHOW statement_timeout").fetchval() == "10s"
     service.metadata.refresh(location)
     assert service.metadata.get(location, "Contacts") is not None
