@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages tenantgate needs, only where they are missing:
 # unixODBC, the PostgreSQL and SQLite ODBC drivers, and (for tests) the PostgreSQL
-# server binaries, and (for benchmarks) wrk. Debian 12 package names.
+# server binaries and the T-SQL engine's runtime, and (for benchmarks) wrk. Debian 12 package names.
 set -euo pipefail
 
 need=()
@@ -10,9 +10,20 @@ command -v odbcinst >/dev/null 2>&1 || need+=(unixodbc)
 [[ -e /usr/include/sql.h ]] || need+=(unixodbc-dev)
 have_driver "PostgreSQL Unicode" || need+=(odbc-postgresql)
 have_driver "SQLite3" || need+=(libsqliteodbc)
+# FreeTDS: one of the two SQL Server drivers (the other, Microsoft ODBC Driver 18, comes
+# from PyPI's mssql-python-odbc; see tests/support/tds.py).
+have_driver "FreeTDS" || need+=(tdsodbc)
 for flag in "$@"; do
   case "$flag" in
-    --with-server) compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql) ;;
+    --with-server)
+      compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+      # The tests' T-SQL engine (Babelfish, shipped as a .tar.zst) and its runtime.
+      command -v zstd >/dev/null 2>&1 || need+=(zstd)
+      command -v openssl >/dev/null 2>&1 || need+=(openssl)
+      for lib in libicu72 libxml2 libssl3; do
+        dpkg -s "$lib" >/dev/null 2>&1 || need+=("$lib")
+      done
+      ;;
     --with-bench) command -v wrk >/dev/null 2>&1 || need+=(wrk) ;;
   esac
 done

@@ -261,9 +261,12 @@ class ConnectionString(Mapping[str, str]):
 
         Values are braced only where the grammar needs it (empty, ``;``, a leading
         ``{``, surrounding whitespace), plus Driver and the keywords psqlODBC would
-        percent-decode; ``}`` inside braces is doubled.
+        percent-decode; ``}`` inside braces is doubled. A braced last value is followed
+        by ``;``: FreeTDS 1.3 keeps the closing brace of an unterminated last value
+        (``...;PWD={x}`` logs in with the password ``x}``).
         """
-        return ";".join(f"{k}={_quote(k, v)}" for k, v in self._pairs)
+        text = ";".join(f"{k}={_quote(k, v)}" for k, v in self._pairs)
+        return text + ";" if text.endswith("}") else text
 
     def redacted(self) -> str:
         """``to_odbc()`` with every secret value replaced by ``***``: safe to show."""

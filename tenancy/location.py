@@ -64,6 +64,7 @@ _ALIASES: dict[BackendKind, tuple[tuple[str, ...], ...]] = {
     ),
     BackendKind.SQLSERVER: (
         ("Server", "Address", "Addr"),
+        ("Port",),
         ("Database", "Initial Catalog"),
         ("Uid", "User", "User ID"),
         ("Pwd", "Password"),
@@ -220,7 +221,8 @@ def _locate_sqlserver(merged: ConnectionString, schema: str | None) -> TenantLoc
 def _sqlserver_server_key(server: str, merged: ConnectionString) -> str:
     """``sqlserver://host:port`` or ``sqlserver://host/instance`` from a Server value.
 
-    Accepts ``host``, ``host,port``, ``tcp:host,port`` and ``host\\instance``; other
+    Accepts ``host``, ``host,port``, ``tcp:host,port`` and ``host\\instance``, with the
+    port also taken from ``Port=`` (FreeTDS's spelling); other
     protocols (named pipes, shared memory, the admin connection) are refused because a
     proxy reaching tenants over the network has no business using them.
     """
@@ -236,6 +238,9 @@ def _sqlserver_server_key(server: str, merged: ConnectionString) -> str:
     if "," in text:
         text, _, port_text = text.rpartition(",")
         port = _port(port_text, 1433, merged)
+    elif "Port" in merged:
+        # FreeTDS reads the port from Port= only (its "host,port" form fails to connect).
+        port = _port(merged["Port"], 1433, merged)
     host, _, instance = text.partition("\\")
     host, instance = host.strip(), instance.strip()
     if not host:

@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import os
+from collections import Counter
 from collections.abc import Iterator
 
 import pyodbc
 import pytest
 
+from tests.support import tds
 from tests.support.pg import PgServer, pg_server
 
 pyodbc.pooling = False
+# Before the first connection of this process: unixODBC reads ODBCSYSINI once.
+_MSODBC18_MISSING = tds.register_msodbc18()
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +30,75 @@ def pg_database(pg: PgServer) -> Iterator[str]:
         yield name
     finally:
         pg.drop_database(name)
+
+
+def _tds_required() -> bool:
+    # In CI the engine ships beside the checkout: not reaching it is a failure, not a skip.
+    return os.environ.get("CI", "").casefold() in ("1", "true", "yes") and (
+        tds.babelfish_dir() / "start.sh"
+    ).exists()
+
+
+@pytest.fixture(scope="session")
+def tds_server() -> Iterator[tds.TdsServer]:
+    """A real T-SQL engine over TDS shared by the whole run (see tests/support/tds.py)."""
+    try:
+        with tds.tds_server() as server:
+            yield server
+    except tds.TdsUnavailable as exc:
+        if _tds_required():
+            pytest.fail(f"SQL Server tests must run in CI: {exc}")
+        pytest.skip(f"no T-SQL engine over TDS: {exc}")
+
+
+@pytest.fixture(params=tds.DRIVERS)
+def tds_driver(request: pytest.FixtureRequest, tds_server: tds.TdsServer) -> str:
+    """Each SQL Server test runs once per ODBC driver: ``msodbc18`` and ``freetds``."""
+    driver: str = request.param
+    if driver not in tds_server.drivers:
+        reason = _MSODBC18_MISSING if driver == tds.MSODBC18 else None
+        reason = reason or f"the {tds.DRIVER_NAMES[driver]} ODBC driver is not installed"
+        if _tds_required():
+            pytest.fail(f"SQL Server tests must run with both drivers in CI: {reason}")
+        pytest.skip(reason)
+    return driver
+
+
+@pytest.fixture
+def tds_database(tds_server: tds.TdsServer) -> Iterator[str]:
+    """A fresh, empty database on the T-SQL engine, dropped afterwards."""
+    name = tds_server.create_database()
+    try:
+        yield name
+    finally:
+        tds_server.drop_database(name)
+
+
+_TDS_OUTCOMES: Counter[tuple[str, str]] = Counter()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tds_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.sqlserver)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "sqlserver" not in report.keywords:
+        return
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        ids = report.nodeid.rpartition("[")[2].rstrip("]").split("-")
+        driver = next((d for d in tds.DRIVERS if d in ids), "any")
+        _TDS_OUTCOMES[(driver, report.outcome)] += 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _TDS_OUTCOMES:
+        return
+    parts = []
+    for driver in (*tds.DRIVERS, "any"):
+        counts = {o: n for (d, o), n in _TDS_OUTCOMES.items() if d == driver}
+        if counts:
+            shown = ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
+            parts.append(f"{driver}: {shown}")
+    terminalreporter.write_line("SQL Server over TDS: " + "; ".join(parts))

@@ -187,7 +187,7 @@ def test_duplicate_keys_with_different_case_first_wins() -> None:
 
 def test_value_beginning_with_brace_is_written_braced() -> None:
     cs = ConnectionString({"Database": "{x};Driver=evil"})
-    assert cs.to_odbc() == "Database={{x}};Driver=evil}"
+    assert cs.to_odbc() == "Database={{x}};Driver=evil};"
     assert parse(cs.to_odbc()) == cs
 
 
@@ -217,13 +217,15 @@ def test_huge_input_within_limit_is_linear() -> None:
     ],
 )
 def test_values_braced_only_when_needed(value: str, written: str) -> None:
-    assert ConnectionString({"Database": value}).to_odbc() == f"Database={written}"
+    # A braced last value is terminated: FreeTDS misreads "...;PWD={x}" as "x}".
+    end = ";" if written.startswith("{") else ""
+    assert ConnectionString({"Database": value}).to_odbc() == f"Database={written}{end}"
 
 
 def test_driver_and_passwords_always_braced() -> None:
     # psqlODBC percent-decodes unbraced passwords ('+' would become a space).
     cs = ConnectionString({"Driver": "SQLite3", "PWD": "a+b%41", "Password": "p"})
-    assert cs.to_odbc() == "Driver={SQLite3};PWD={a+b%41};Password={p}"
+    assert cs.to_odbc() == "Driver={SQLite3};PWD={a+b%41};Password={p};"
 
 
 def test_to_odbc_keeps_order_and_spelling() -> None:
