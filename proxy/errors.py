@@ -49,6 +49,10 @@ from tenancy.errors import (
 
 class ProxyError(Exception):
     code: ClassVar[str] = "proxy_error"
+    connection_unusable: bool = False
+    """Set on an error after which the connection that raised it must not be reused
+    although its class does not say so (a SQL Server timeout whose cancel the server
+    did not acknowledge); ``proxy.sqlstate.is_broken`` reads it."""
 
     def __init__(
         self, message: str, *, retry_after: float | None = None, **details: str | int | None

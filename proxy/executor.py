@@ -14,9 +14,23 @@ Timeouts, per backend:
 * SQLite: the watchdog calls ``cursor.cancel()`` at the deadline; sqliteodbc turns it
   into ``sqlite3_interrupt`` and the statement fails with "interrupted" (SQLite code
   9). The connection stays usable.
-* SQL Server: ODBC's query timeout (``connection.timeout``, whole seconds, applied to
-  the statements of that connection; the driver raises HYT00) set when it changes,
-  plus the watchdog at the exact deadline.
+* SQL Server: the watchdog calls ``cursor.cancel()`` (ODBC ``SQLCancel``: a TDS
+  attention) at the exact deadline. SQL Server stops the statement and acknowledges;
+  the driver raises HY008 and the session stays usable. A server that does not
+  acknowledge in time (Babelfish acts on an attention only when the statement ends;
+  a busy or partitioned server cannot) gets a second action ``backstop_delay`` later:
+  ``KILL`` of the session from a side connection, guarded by the session's login time
+  so that a reused session id is never hit. The session dies, the blocked call returns
+  (08S01 / FreeTDS 20017) and the connection is retired; without the permission to
+  KILL (``ALTER ANY CONNECTION``) the statement runs on server-side until it ends, and
+  the connection is retired all the same. ``SQLCancel`` may itself block until the
+  server acknowledges, so it runs on a thread of its own, never on a shared watchdog
+  worker that the KILL needs. ODBC's own query timeout (whole seconds) is set well
+  past both as a last resort for a server that answers nothing at all (it then gives
+  up on the attention and reports HYT00). A timeout that the server did not
+  acknowledge (anything but HY008 after our cancel) retires the connection: after an
+  unacknowledged attention Microsoft's driver refuses the next statement (08S01),
+  FreeTDS reads the previous statement's leftovers.
 
 Rows: ``fetchmany(max_rows + 1)``, so at most one row more than asked for is turned
 into Python objects; ``truncated`` says whether that extra row existed. With their
@@ -31,25 +45,41 @@ from __future__ import annotations
 import contextlib
 import datetime
 import decimal
+import functools
+import logging
 import math
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyodbc
 
-from proxy.errors import BackendRejected, StatementTimeout
-from proxy.pool import PooledConnection
-from proxy.sqlstate import translate
+from proxy.errors import BackendRejected, ProxyError, StatementTimeout
+from proxy.pool import ConnectionPool, PooledConnection
+from proxy.sqlstate import message_of, sqlstate_of, translate
 from proxy.watchdog import Handle, Watchdog
 
 __all__ = ["ResultColumn", "ResultSet", "column_type", "execute"]
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("postgresql", "sqlite", "sqlserver")
 
 # Session keys in PooledConnection.session.
 _PG_TIMEOUT_KEY = "statement_timeout_ms"
 _MSSQL_TIMEOUT_KEY = "query_timeout_s"
+_MSSQL_SESSION_KEY = "session"  # (session id, login time as text) or None: cannot KILL
+
+# The session's id and login time, read once per connection: together they name this
+# session and no later one that reuses the id. Every session may read its own row.
+_MSSQL_SESSION_SQL = (
+    "SELECT @@SPID, CONVERT(varchar(30), login_time, 121) "
+    "FROM sys.dm_exec_sessions WHERE session_id = @@SPID"
+)
+_LOGIN_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:.]{8,12}")
+_MSSQL_LAST_RESORT_S = 5
+"""Seconds past the KILL backstop before ODBC's own query timeout gives up."""
 
 _TYPE_NAMES: dict[type, str] = {
     int: "integer",
@@ -100,10 +130,12 @@ def column_type(python_type: object) -> str:
 
 
 def backstop_delay(timeout_s: float) -> float:
-    """How long after the server-side timeout the watchdog cancels (PostgreSQL).
+    """How long after the first stop the watchdog acts again.
 
-    Long enough that the server's own 57014 normally wins (a clean error and no
-    cancel request on the wire), short enough to matter.
+    PostgreSQL: from the server-side timeout to ``cursor.cancel()``, long enough that
+    the server's own 57014 normally wins (a clean error and no cancel request on the
+    wire). SQL Server: from the cancel to ``KILL``, long enough for a server that
+    honours attentions to acknowledge one. Short enough to matter in both.
     """
     return min(2.0, 0.25 + timeout_s * 0.1)
 
@@ -132,13 +164,21 @@ def execute(
         raise ValueError(f"max_rows must be >= 0, got {max_rows!r}")
     raw = conn.raw
     cancel_after = apply_timeout(conn, backend, timeout_s)
+    sqlserver = backend == "sqlserver"
+    session = _mssql_session(conn) if sqlserver else None
     try:
         cursor = raw.cursor()
     except pyodbc.Error as exc:
         raise translate(exc) from exc
     handle: Handle | None = None
+    kill: Handle | None = None
     try:
-        handle = watchdog.watch(cancel_after, cursor.cancel)
+        handle = watchdog.watch(cancel_after, cursor.cancel, own_thread=sqlserver)
+        if session is not None and conn.pool is not None:
+            kill = watchdog.watch(
+                cancel_after + backstop_delay(timeout_s),
+                functools.partial(_kill_session, conn.pool, *session),
+            )
         if params:
             cursor.execute(sql, list(params))
         else:
@@ -150,16 +190,24 @@ def execute(
             # done() waits for a cancel in flight, so `fired` is final here.
             handle.done()
             fired = handle.fired
+        if kill is not None:
+            kill.done()
         error = translate(exc, timed_out=fired)
         if isinstance(error, StatementTimeout):
             error.details["timeout_ms"] = round(timeout_s * 1000)
+            if sqlserver and (sqlstate_of(exc) != "HY008" or (kill is not None and kill.fired)):
+                # Only HY008 after our cancel says the server acknowledged the attention.
+                error.connection_unusable = True
         raise error from exc
     except OverflowError as exc:
         # pyodbc cannot bind an integer beyond 64 bits: the caller's value, a 400.
         raise BackendRejected(f"a parameter does not fit the backend's types: {exc}") from exc
     finally:
+        # Before close(): never cancel a freed statement handle.
         if handle is not None:
-            handle.done()  # before close(): never cancel a freed statement handle
+            handle.done()
+        if kill is not None:
+            kill.done()
         # On a dead connection close() may fail too; the pool learns it from the error.
         with contextlib.suppress(pyodbc.Error):
             cursor.close()
@@ -209,8 +257,43 @@ def _set_pg_statement_timeout(conn: PooledConnection, timeout_s: float) -> None:
     conn.session[_PG_TIMEOUT_KEY] = milliseconds
 
 
+def _mssql_session(conn: PooledConnection) -> tuple[int, str] | None:
+    """This connection's (session id, login time), read on first use; ``None`` if unknown."""
+    if _MSSQL_SESSION_KEY in conn.session:
+        return conn.session[_MSSQL_SESSION_KEY]  # type: ignore[return-value]
+    session: tuple[int, str] | None = None
+    try:
+        row = conn.raw.execute(_MSSQL_SESSION_SQL).fetchone()
+    except pyodbc.Error as exc:
+        raise translate(exc) from exc
+    if row is not None and isinstance(row[0], int) and _LOGIN_TIME_RE.fullmatch(str(row[1])):
+        session = (int(row[0]), str(row[1]))
+    conn.session[_MSSQL_SESSION_KEY] = session
+    return session
+
+
+def _kill_session(pool: ConnectionPool, session_id: int, login_time: str) -> None:
+    """Stop a session whose statement ignored its cancel (the watchdog's second action)."""
+    # Both values were read from the server and checked: an int and a timestamp's digits.
+    sql = (
+        "IF EXISTS (SELECT 1 FROM sys.dm_exec_sessions WHERE session_id = "
+        f"{session_id} AND CONVERT(varchar(30), login_time, 121) = '{login_time}') "
+        f"KILL {session_id}"
+    )
+    try:
+        with pool.side_connection() as side:
+            side.timeout = _MSSQL_LAST_RESORT_S
+            side.execute(sql).close()
+    except (pyodbc.Error, ProxyError) as exc:
+        detail = exc.message if isinstance(exc, ProxyError) else message_of(exc)
+        log.warning("pool %s: could not KILL a session past its deadline: %s", pool.name, detail)
+    else:
+        log.warning("pool %s: killed a session whose statement ignored its cancel", pool.name)
+
+
 def _set_query_timeout(conn: PooledConnection, timeout_s: float) -> None:
-    seconds = max(1, math.ceil(timeout_s))  # ODBC's query timeout is whole seconds; 0 = none
+    # A last resort only (see the module): the watchdog's cancel and KILL come first.
+    seconds = math.ceil(timeout_s + backstop_delay(timeout_s)) + _MSSQL_LAST_RESORT_S
     if conn.session.get(_MSSQL_TIMEOUT_KEY) == seconds:
         return
     try:

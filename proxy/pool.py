@@ -73,10 +73,12 @@ class PooledConnection:
     timeout) so that it sets them again only when they change.
     """
 
-    __slots__ = ("created_at", "last_used", "raw", "session", "uses")
+    __slots__ = ("created_at", "last_used", "pool", "raw", "session", "uses")
 
-    def __init__(self, raw: pyodbc.Connection) -> None:
+    def __init__(self, raw: pyodbc.Connection, pool: ConnectionPool | None = None) -> None:
         self.raw = raw
+        self.pool = pool
+        """The pool it came from: reaches the same server for a side connection."""
         now = time.monotonic()
         self.created_at = now
         self.last_used = now
@@ -317,6 +319,26 @@ class ConnectionPool:
     def closed(self) -> bool:
         return self._closed
 
+    @contextmanager
+    def side_connection(self) -> Iterator[pyodbc.Connection]:
+        """A connection to the same server outside the pool's count, closed afterwards.
+
+        For the rare statement that must not wait for a pooled connection, such as a
+        SQL Server ``KILL`` of a session whose statement ignores its cancel: the pool
+        may be full of exactly such sessions. Bounded by the login timeout.
+        """
+        with self._cond:
+            connect = self._connect
+        try:
+            raw = connect()
+        except pyodbc.Error as exc:
+            raise _connect_error(self.name, exc) from exc
+        try:
+            yield raw
+        finally:
+            with contextlib.suppress(pyodbc.Error):
+                raw.close()
+
     def set_connect(self, connect: Callable[[], pyodbc.Connection]) -> None:
         """Use ``connect`` for new connections (a tenant's password was rotated)."""
         with self._cond:
@@ -393,7 +415,7 @@ class ConnectionPool:
             raise
         with self._cond:
             self._stats["connections_num"] += 1
-        conn = PooledConnection(raw)
+        conn = PooledConnection(raw, self)
         conn.uses = 1
         return conn
 

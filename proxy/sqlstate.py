@@ -198,6 +198,14 @@ _BROKEN_MESSAGES = (
     "lost synchronization with server",
     "attempt to use a closed connection",
     "communication link failure",
+    # FreeTDS reports a session ended by the server (KILL, restart) as 01000 "Unexpected
+    # EOF from the server (20017)", then 24000 on the next call; Microsoft ODBC 18 says
+    # the second one after a cancel the server never acknowledged.
+    "unexpected eof from the server",
+    "read from the server failed",
+    "write to the server failed",
+    "the connection is no longer usable",
+    "session is in the kill state",
 )
 _SQLITE_MESSAGES: tuple[tuple[str, Kind], ...] = (
     ("no such column", Kind.MISSING),
@@ -214,6 +222,38 @@ _SQLITE_MESSAGES: tuple[tuple[str, Kind], ...] = (
     ("database or disk is full", Kind.UNAVAILABLE),
     ("out of memory", Kind.UNAVAILABLE),
 )
+
+# SQL Server's native error numbers, for states too coarse to act on (42000, 01000,
+# HY000). Both Microsoft ODBC 18 and FreeTDS print the number in parentheses after a
+# message they mark ``[SQL Server]`` (the server's), FreeTDS its own library errors
+# (2000x) likewise. https://learn.microsoft.com/sql/relational-databases/errors-events
+_BY_MSSQL_NUMBER: dict[int, Kind] = {
+    207: Kind.MISSING,  # Invalid column name
+    208: Kind.MISSING,  # Invalid object name
+    4104: Kind.MISSING,  # The multi-part identifier could not be bound
+    1205: Kind.TRANSIENT,  # chosen as deadlock victim
+    1222: Kind.TRANSIENT,  # lock request time out
+    515: Kind.CONSTRAINT,  # cannot insert NULL
+    547: Kind.CONSTRAINT,  # FOREIGN KEY / CHECK conflict
+    2601: Kind.CONSTRAINT,  # duplicate key row (unique index)
+    2627: Kind.CONSTRAINT,  # PRIMARY KEY / UNIQUE violation
+    596: Kind.BROKEN,  # the session is in the kill state
+    6005: Kind.BROKEN,  # SHUTDOWN is in progress
+    4060: Kind.UNAVAILABLE,  # cannot open database requested by the login
+    911: Kind.UNAVAILABLE,  # database does not exist (08004: the session itself is fine)
+    18456: Kind.UNAVAILABLE,  # login failed
+    20017: Kind.BROKEN,  # FreeTDS: unexpected EOF from the server
+    20004: Kind.BROKEN,  # FreeTDS: read from the server failed
+    20006: Kind.BROKEN,  # FreeTDS: write to the server failed
+    20009: Kind.UNAVAILABLE,  # FreeTDS: unable to connect
+}
+# FreeTDS's first answer on a session the server has ended while it sat idle (08S01
+# "Communication link failure" follows); nothing else it reports reads like this.
+_FREETDS_LOST_RE = re.compile(r"\[FreeTDS\]\[SQL Server\]Unknown error \(0\)")
+_MSSQL_RE = re.compile(r"\[SQL Server\](?P<text>.*?)\s*\((?P<number>-?\d+)\)", re.DOTALL)
+# Babelfish answers stale names with PostgreSQL's texts under 42000 (native 33557097)
+# where SQL Server says 207/208.
+_PG_TEXT_MISSING_RE = re.compile(r'^(?:column|relation) "[^"]+" does not exist')
 
 _STATE_RE = re.compile(r"^[0-9A-Z]{5}$")
 _SQLITE_RE = re.compile(r"\[SQLite\]\s*(?P<text>.*?)\s*\((?P<code>\d+)\)", re.DOTALL)
@@ -283,8 +323,15 @@ def classify(exc: BaseException) -> Kind:
     state = sqlstate_of(exc)
     raw = _raw_message(exc)
     lowered = raw.lower()
-    if any(m in lowered for m in _BROKEN_MESSAGES):
+    if any(m in lowered for m in _BROKEN_MESSAGES) or _FREETDS_LOST_RE.search(raw):
         return Kind.BROKEN
+    mssql = _MSSQL_RE.search(raw)
+    if mssql is not None:
+        by_number = _BY_MSSQL_NUMBER.get(int(mssql.group("number")))
+        if by_number is not None:
+            return by_number
+        if _PG_TEXT_MISSING_RE.match(mssql.group("text").strip()):
+            return Kind.MISSING
     if state is not None:
         kind = _by_prefix(state)
         if kind is not None:
@@ -360,8 +407,10 @@ def translate(exc: pyodbc.Error, *, timed_out: bool = False) -> ProxyError:
 
 def _object_missing(message: str, state: str | None, shown_state: str | None) -> ProxyError:
     lowered = message.lower()
-    table = state in ("42P01", "42S02") or "table" in lowered or "relation" in lowered
-    if state in ("42703", "42S22"):
+    table = state in ("42P01", "42S02") or any(
+        word in lowered for word in ("table", "relation", "object name")
+    )
+    if state in ("42703", "42S22") or lowered.startswith(("column", "invalid column")):
         table = False
     match = _MISSING_NAME_RE.search(message)
     name = None
@@ -385,7 +434,9 @@ def is_broken(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ConnectionLost):
+        if isinstance(current, ConnectionLost) or (
+            isinstance(current, ProxyError) and current.connection_unusable
+        ):
             return True
         if isinstance(current, pyodbc.Error):
             return classify(current) is Kind.BROKEN

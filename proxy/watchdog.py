@@ -36,11 +36,18 @@ _ARMED, _FIRING, _FIRED, _DISARMED = range(4)
 class Handle:
     """One armed deadline. ``done()`` disarms it; ``fired`` says whether it went off."""
 
-    __slots__ = ("_action", "_state", "_watchdog", "deadline")
+    __slots__ = ("_action", "_own_thread", "_state", "_watchdog", "deadline")
 
-    def __init__(self, watchdog: Watchdog, deadline: float, action: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        watchdog: Watchdog,
+        deadline: float,
+        action: Callable[[], None],
+        own_thread: bool = False,
+    ) -> None:
         self._watchdog = watchdog
         self._action: Callable[[], None] | None = action
+        self._own_thread = own_thread
         self._state = _ARMED
         self.deadline = deadline
 
@@ -87,15 +94,22 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def watch(self, timeout_s: float, action: Callable[[], None]) -> Handle:
-        """Run ``action`` once, ``timeout_s`` seconds from now, unless disarmed first."""
+    def watch(
+        self, timeout_s: float, action: Callable[[], None], *, own_thread: bool = False
+    ) -> Handle:
+        """Run ``action`` once, ``timeout_s`` seconds from now, unless disarmed first.
+
+        ``own_thread``: run it on a thread of its own rather than a shared worker, for an
+        action that may block until something else (a later action) unblocks it: an
+        ODBC ``SQLCancel`` that a TDS server acknowledges only when the statement ends.
+        """
         if not timeout_s >= 0:  # also rejects NaN
             raise ValueError(f"timeout_s must be >= 0, got {timeout_s!r}")
         deadline = time.monotonic() + timeout_s
         with self._lock:
             if self._closed:
                 raise RuntimeError("watchdog is closed")
-            handle = Handle(self, deadline, action)
+            handle = Handle(self, deadline, action, own_thread)
             heapq.heappush(self._heap, (deadline, next(self._seq), handle))
             if self._thread is None:
                 self._start_threads()
@@ -169,24 +183,32 @@ class Watchdog:
                 # FIRING from here on: ``fired`` is true and ``done()`` waits for the
                 # worker to finish, even while the action still sits in the queue.
                 handle._state = _FIRING
-            self._actions.put(handle)
+            if handle._own_thread:
+                threading.Thread(
+                    target=self._fire, args=(handle,), name=f"{self._name}-own", daemon=True
+                ).start()
+            else:
+                self._actions.put(handle)
 
     def _work(self) -> None:
         while True:
             handle = self._actions.get()
             if handle is None:
                 return
-            action = handle._action
-            handle._action = None
-            try:
-                if action is not None:
-                    action()
-            except Exception:
-                log.exception("watchdog action failed")
-            finally:
-                with self._lock:
-                    handle._state = _FIRED
-                    self._finished.notify_all()
+            self._fire(handle)
+
+    def _fire(self, handle: Handle) -> None:
+        action = handle._action
+        handle._action = None
+        try:
+            if action is not None:
+                action()
+        except Exception:
+            log.exception("watchdog action failed")
+        finally:
+            with self._lock:
+                handle._state = _FIRED
+                self._finished.notify_all()
 
     def _next_due(self) -> Handle | None:
         """Under the lock: wait for the next due armed handle; None when closed."""

@@ -34,9 +34,10 @@ def pg_database(pg: PgServer) -> Iterator[str]:
 
 def _tds_required() -> bool:
     # In CI the engine ships beside the checkout: not reaching it is a failure, not a skip.
-    return os.environ.get("CI", "").casefold() in ("1", "true", "yes") and (
-        tds.babelfish_dir() / "start.sh"
-    ).exists()
+    return (
+        os.environ.get("CI", "").casefold() in ("1", "true", "yes")
+        and (tds.babelfish_dir() / "start.sh").exists()
+    )
 
 
 @pytest.fixture(scope="session")

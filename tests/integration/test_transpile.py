@@ -1,10 +1,15 @@
-"""Every transpile case with ``rows`` runs on real PostgreSQL and real SQLite (through
-the "SQLite3" ODBC driver, as in production) and returns the same rows on both.
+"""Every transpile case with ``rows`` runs on real PostgreSQL, real SQLite (through
+the "SQLite3" ODBC driver, as in production) and a real T-SQL engine over TDS (once
+per SQL Server ODBC driver), and returns the same rows on each.
 
 The tables of ``tests/fixtures/rewriter/transpile_*.toml`` are created with each
 backend's types for the declared T-SQL ones; values are compared after a small
 normalisation (dates as ISO text, decimals as floats), since the drivers return
-SQLite's dates as text and PostgreSQL's as ``date``/``datetime``.
+SQLite's dates as text and PostgreSQL's and SQL Server's as ``date``/``datetime``.
+
+SQL Server runs the generated SQL as the service does: bound to the tenant's database
+and ``dbo`` (``[db].[dbo].[People]``) on a connection whose current database is
+``master``, so a name the qualifier missed would not find the table.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import pytest
 from rewriter import parse_statement, rewrite
 from tenancy.metadata import Column, TableMetadata
 from tests.support.pg import PgServer
+from tests.support.tds import TdsServer
 from tests.unit.rewriter.test_transpile import CASES, TABLES, TranspileCase, shapes
 
 NULL = "__NULL__"
@@ -70,6 +76,40 @@ def sqlite_conn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pyodbc.Con
         yield conn
 
 
+def _create_sqlserver(conn: pyodbc.Connection) -> None:
+    """The tables with their declared T-SQL types, on a connection inside the database
+    (this engine refuses DDL by three-part name from another database)."""
+    for table in TABLES.values():
+        columns = ", ".join(f"[{name}] {ty}" for name, ty in table.columns)
+        conn.execute(f"CREATE TABLE [dbo].[{table.name}] ({columns})")
+        marks = ", ".join("?" for _ in table.columns)
+        for row in table.rows:
+            values = [None if v == NULL else v for v in row]
+            conn.execute(f"INSERT INTO [dbo].[{table.name}] VALUES ({marks})", values)
+
+
+@pytest.fixture(scope="module")
+def tds_transpile_database(tds_server: TdsServer) -> Iterator[str]:
+    name = tds_server.create_database("transpile")
+    try:
+        with contextlib.closing(tds_server.connect(database=name)) as conn:
+            _create_sqlserver(conn)
+        yield name
+    finally:
+        tds_server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def tds_connections(tds_server: TdsServer) -> Iterator[dict[str, pyodbc.Connection]]:
+    """One connection per driver for the module, opened on first use, on ``master``."""
+    opened: dict[str, pyodbc.Connection] = {}
+    try:
+        yield opened
+    finally:
+        for conn in opened.values():
+            conn.close()
+
+
 def _normal(value: Any) -> Any:
     if isinstance(value, datetime.datetime):
         return value.isoformat(sep=" ")
@@ -86,10 +126,17 @@ def _expected(case: TranspileCase) -> list[list[Any]]:
     return [[None if v == NULL else _normal(v) for v in row] for row in case.rows]
 
 
-def run(conn: pyodbc.Connection, case: TranspileCase, backend: str) -> list[list[Any]]:
+def run(
+    conn: pyodbc.Connection,
+    case: TranspileCase,
+    backend: str,
+    *,
+    catalog: str | None = None,
+    schema: str | None = None,
+) -> list[list[Any]]:
     plan = rewrite(parse_statement(case.sql), tables=shapes(), backend=backend)
     values = [case.params[key] for key in plan.param_order]  # type: ignore[index]
-    cursor = conn.execute(plan.bind(catalog=None, schema=None), values)
+    cursor = conn.execute(plan.bind(catalog=catalog, schema=schema), values)
     assert tuple(d[0] for d in cursor.description) == plan.columns
     return [[_normal(v) for v in row] for row in cursor.fetchall()]
 
@@ -105,6 +152,22 @@ def test_same_rows_on_postgresql_and_sqlite(
         assert run(conn, case, backend) == _expected(case), backend
         ran += 1
     assert ran >= 1
+
+
+@pytest.mark.parametrize("case", BACKEND_ROWS, ids=lambda c: c.name)
+def test_same_rows_on_sqlserver(
+    case: TranspileCase,
+    tds_server: TdsServer,
+    tds_driver: str,
+    tds_transpile_database: str,
+    tds_connections: dict[str, pyodbc.Connection],
+) -> None:
+    assert "sqlserver" not in case.refusals, "T-SQL with rows must run on SQL Server"
+    conn = tds_connections.get(tds_driver)
+    if conn is None:
+        conn = tds_connections[tds_driver] = tds_server.connect(tds_driver)
+    rows = run(conn, case, "sqlserver", catalog=tds_transpile_database, schema="dbo")
+    assert rows == _expected(case)
 
 
 def test_sqlite_behind_the_odbc_driver_has_right_and_full_joins(

@@ -30,8 +30,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyodbc
@@ -61,8 +61,12 @@ class TdsServer:
     """``Encrypt=`` for Microsoft ODBC 18: ``yes`` (with TrustServerCertificate) or ``no``."""
     drivers: tuple[str, ...]
     """The driver labels (``msodbc18``, ``freetds``) that can reach it here."""
+    control: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+    """``control("stop")`` / ``control("start")`` for an engine this run started itself."""
 
-    def odbc(self, driver: str, database: str | None = "master", *, password: str | None = None) -> str:
+    def odbc(
+        self, driver: str, database: str | None = "master", *, password: str | None = None
+    ) -> str:
         """An ODBC connection string for ``driver`` (a label of ``DRIVERS``)."""
         # Unbraced: FreeTDS 1.3 keeps the braces of PWD={...} as part of the password.
         pwd_value = self.password if password is None else password
@@ -203,7 +207,8 @@ def private_babelfish() -> Iterator[TdsServer]:
     source = babelfish_dir()
     if not (source / "start.sh").exists():
         raise TdsUnavailable(
-            f"no Babelfish engine at {source} (set TENANTGATE_BABELFISH_DIR or TENANTGATE_TEST_TDS_DSN)"
+            f"no Babelfish engine at {source} "
+            "(set TENANTGATE_BABELFISH_DIR or TENANTGATE_TEST_TDS_DSN)"
         )
     if shutil.which("zstd") is None:
         raise TdsUnavailable("zstd is missing (needed to unpack Babelfish): run `make test`")
@@ -222,7 +227,7 @@ def private_babelfish() -> Iterator[TdsServer]:
         for path in (base, kit, cache, *kit.iterdir()):
             os.chown(path, info.pw_uid, info.pw_gid)
     port = _free_port_pair()
-    env = {
+    env: dict[str, str] = {
         **os.environ,
         "BBF_LOGIN": LOGIN,
         "BBF_PASSWORD": PASSWORD,
@@ -230,18 +235,32 @@ def private_babelfish() -> Iterator[TdsServer]:
         "BBF_PG_PORT": str(port + 1),
         "HOME": str(base),
     }
-    started = subprocess.run(
-        _as_user([str(kit / "start.sh"), str(data), str(port)], user),
-        env=env, capture_output=True, text=True, check=False, timeout=300,
-    )  # fmt: skip
-    try:
-        if started.returncode != 0:
+
+    def run_script(action: str) -> subprocess.CompletedProcess[str]:
+        script = {"start": [str(kit / "start.sh"), str(data), str(port)]}.get(
+            action, [str(kit / "stop.sh"), str(data)]
+        )
+        done = subprocess.run(
+            _as_user(script, user), env=env, capture_output=True, text=True, check=False,
+            timeout=300,
+        )  # fmt: skip
+        if done.returncode != 0:
             raise TdsUnavailable(
-                f"Babelfish did not start (exit {started.returncode}): "
-                f"{(started.stderr or started.stdout).strip()[-500:]}"
+                f"Babelfish {action} failed (exit {done.returncode}): "
+                f"{(done.stderr or done.stdout).strip()[-500:]}"
             )
+        return done
+
+    def control(action: str) -> None:
+        run_script(action)
+
+    try:
+        started = run_script("start")
         encrypt = "yes" if "Encrypt=yes" in started.stdout else "no"
-        yield TdsServer("127.0.0.1", port, LOGIN, PASSWORD, encrypt, usable_drivers())
+        yield TdsServer(
+            "127.0.0.1", port, LOGIN, PASSWORD, encrypt, usable_drivers(),
+            control=control,
+        )  # fmt: skip
     finally:
         subprocess.run(
             _as_user([str(kit / "stop.sh"), str(data)], user),

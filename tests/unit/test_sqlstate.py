@@ -348,6 +348,131 @@ CASES: list[tuple[str, type[pyodbc.Error], tuple[str, ...], type[ProxyError], bo
         False,
         "the statement was cancelled: it ran past its timeout",
     ),
+    # Babelfish 4.4 (T-SQL on PostgreSQL 16) through Microsoft ODBC 18.6 and FreeTDS 1.3,
+    # seen on this machine: PostgreSQL's texts under 42000 with Babelfish's own number.
+    (
+        "babelfish unknown column (ms odbc 18)",
+        pyodbc.ProgrammingError,
+        (
+            "42000",
+            '[42000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]column "nope" does '
+            "not exist (33557097) (SQLExecDirectW)",
+        ),
+        BackendObjectMissing,
+        False,
+        'column "nope" does not exist',
+    ),
+    (
+        "babelfish unknown table (freetds)",
+        pyodbc.ProgrammingError,
+        (
+            "42000",
+            '[42000] [FreeTDS][SQL Server]relation "t1_dbo.nope" does not exist (33557097) '
+            "(SQLExecDirectW)",
+        ),
+        BackendObjectMissing,
+        False,
+        'relation "t1_dbo.nope" does not exist',
+    ),
+    (
+        "babelfish unknown function is not stale metadata",
+        pyodbc.ProgrammingError,
+        (
+            "42000",
+            "[42000] [FreeTDS][SQL Server]procedure selec(integer) does not exist (33557097) "
+            "(SQLExecDirectW)",
+        ),
+        BackendRejected,
+        False,
+        "procedure selec(integer) does not exist",
+    ),
+    (
+        "sql server invalid object (spec)",
+        pyodbc.ProgrammingError,
+        (
+            "42S02",
+            "[42S02] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Invalid object "
+            "name 'db.dbo.Nope'. (208) (SQLExecDirectW)",
+        ),
+        BackendObjectMissing,
+        False,
+        "Invalid object name 'db.dbo.Nope'.",
+    ),
+    (
+        "sql server duplicate key",
+        pyodbc.IntegrityError,
+        (
+            "23000",
+            "[23000] [FreeTDS][SQL Server]duplicate key value violates unique constraint "
+            '"t_pkey" (2627) (SQLExecDirectW)',
+        ),
+        ConstraintViolation,
+        False,
+        'duplicate key value violates unique constraint "t_pkey"',
+    ),
+    (
+        "sql server deadlock victim (spec)",
+        pyodbc.Error,
+        (
+            "40001",
+            "[40001] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Transaction "
+            "(Process ID 57) was deadlocked on lock resources with another process and has "
+            "been chosen as the deadlock victim. Rerun the transaction. (1205) "
+            "(SQLExecDirectW)",
+        ),
+        BackendUnavailable,
+        False,
+        "the backend asks to retry: Transaction (Process ID 57) was deadlocked on lock "
+        "resources with another process and has been chosen as the deadlock victim. Rerun "
+        "the transaction.",
+    ),
+    (
+        "freetds session killed",
+        pyodbc.Error,
+        (
+            "01000",
+            "[01000] [FreeTDS][SQL Server]Unexpected EOF from the server (20017) "
+            "(SQLExecDirectW)",
+        ),
+        ConnectionLost,
+        True,
+        "the connection to the backend failed: Unexpected EOF from the server",
+    ),
+    (
+        "freetds idle session killed",
+        pyodbc.Error,
+        ("HY000", "[HY000] [FreeTDS][SQL Server]Unknown error (0) (SQLExecDirectW)"),
+        ConnectionLost,
+        True,
+        "the connection to the backend failed: Unknown error",
+    ),
+    (
+        "ms odbc 18 session killed",
+        pyodbc.OperationalError,
+        (
+            "08S01",
+            "[08S01] [Microsoft][ODBC Driver 18 for SQL Server]TCP Provider: Error code "
+            "0x2746 (10054) (SQLExecDirectW)",
+        ),
+        ConnectionLost,
+        True,
+        "the connection to the backend failed: TCP Provider: Error code 0x2746",
+    ),
+    (
+        "ms odbc 18 after an unacknowledged cancel",
+        pyodbc.OperationalError,
+        (
+            "08S01",
+            "[08S01] [Microsoft][ODBC Driver 18 for SQL Server]The connection is no longer "
+            "usable because the server failed to respond to a command cancellation for a "
+            "previously executed statement in a timely manner. (0) (SQLExecDirectW)",
+        ),
+        ConnectionLost,
+        True,
+        "the connection to the backend failed: The connection is no longer usable because "
+        "the server failed to respond to a command cancellation for a previously executed "
+        "statement in a timely manner.",
+    ),
     (
         "pyodbc unbindable parameter",
         pyodbc.ProgrammingError,
