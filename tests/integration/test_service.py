@@ -12,6 +12,7 @@ from proxy.schema_seed import BASE_MODEL, custom_columns
 from proxy.service import QueryRequest, Service
 from rewriter.errors import UnknownColumn
 from tests.support.pg import PgServer
+from tests.support.slow import SLOW_SQL, create_slow_view
 from tests.support.tenants import seeded_service, token
 
 CUSTOM = custom_columns(5)
@@ -30,6 +31,7 @@ def service(tmp_path: Path, pg: PgServer, pg_database: str) -> Iterator[Service]
         pool_max_size=1,
         backend_templates={"postgresql": "BoolsAsChar=0"},
         tokens=(token("t", TOKEN, "read", "admin"),),
+        seed_more=create_slow_view,
     ) as t:
         yield t.service
 
@@ -76,12 +78,8 @@ def test_plans_are_shared_between_tenants_with_equal_shapes(service: Service, te
 
 def test_catalog_reads_do_not_inherit_a_short_statement_timeout(service: Service) -> None:
     principal = service.auth.authenticate(f"Bearer {TOKEN}")
-    slow = (
-        "SELECT COUNT(*) AS n FROM Contacts a CROSS JOIN Contacts b CROSS JOIN Contacts c"
-        " CROSS JOIN Contacts d CROSS JOIN Contacts e"
-    )
     with pytest.raises(StatementTimeout):
-        service.query(principal, QueryRequest(tenant="pg.example", sql=slow, timeout_ms=20))
+        service.query(principal, QueryRequest(tenant="pg.example", sql=SLOW_SQL, timeout_ms=20))
     location = service.resolver.resolve("pg.example").location
     # The pool has one connection: the session that just ran with a 20 ms timeout.
     with service.catalog_connection(location) as conn:

@@ -44,11 +44,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoLayout, float]:
     return layout, time.perf_counter() - started
 
 
-def test_creation_is_fast_and_fresh(demo: tuple[DemoLayout, float]) -> None:
-    layout, elapsed = demo
+def test_creation_is_fresh(demo: tuple[DemoLayout, float]) -> None:
+    # How long creation takes (about 3 s on a 2-core box) is a figure for the
+    # benchmarks, not an assertion: it would fail on a machine ten times slower.
+    layout, _ = demo
     assert not layout.reused
-    # Measured about 3 s on a 2-core box; the budget is 10 s, with slack for slow CI.
-    assert elapsed < 30, f"demo creation took {elapsed:.1f} s"
 
 
 def test_controller_rows(demo: tuple[DemoLayout, float]) -> None:
