@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 
 from tenancy.errors import TenantMisconfigured
 
@@ -36,20 +37,44 @@ _NAME_PATTERNS: tuple[tuple[re.Pattern[str], BackendKind], ...] = (
 )
 
 
-def kind_for_driver(driver: str) -> BackendKind:
+_LIBRARY_RE = re.compile(r"\.(?:so|dll|dylib)(?:\.[0-9]+)*$")
+
+
+def driver_name(driver: str) -> str:
+    """A ``Driver`` value without its braces and surrounding blanks."""
+    name = driver.strip()
+    if len(name) >= 2 and name[0] == "{" and name[-1] == "}":
+        name = name[1:-1].replace("}}", "}").strip()
+    return name
+
+
+def is_library(driver: str) -> bool:
+    """Whether ``driver`` names a shared library (a path or a file) rather than a
+    driver registered with the driver manager."""
+    name = driver_name(driver)
+    return "/" in name or "\\" in name or bool(_LIBRARY_RE.search(name.casefold()))
+
+
+def kind_for_driver(driver: str, libraries: Mapping[str, BackendKind] | None = None) -> BackendKind:
     """The backend a tenant is on, from its ODBC ``Driver`` value.
 
     The backend decides the SQL dialect and how the tenant's database is addressed, so an
     unrecognised driver is a misconfiguration rather than something to guess at.
+
+    A library path (``Driver=/opt/.../libmsodbcsql-18.so``: the driver manager loads it
+    without a registration) is accepted only when it is one of ``libraries``, the paths
+    the deployment's own backend templates name; its backend is that template's. Any
+    other path would let a controller record make this process load any shared library.
     """
-    name = driver.strip()
-    if len(name) >= 2 and name[0] == "{" and name[-1] == "}":
-        name = name[1:-1].replace("}}", "}").strip()
-    if "/" in name or "\\" in name:
-        # A path would let a controller record make this process load any shared library.
-        raise TenantMisconfigured(
-            "Driver must name a driver registered with the ODBC driver manager, not a path"
-        )
+    name = driver_name(driver)
+    if is_library(name):
+        kind = (libraries or {}).get(name)
+        if kind is None:
+            raise TenantMisconfigured(
+                "Driver must name a driver registered with the ODBC driver manager, or a "
+                "library that the backend template names, not another path"
+            )
+        return kind
     folded = name.casefold()
     for pattern, kind in _NAME_PATTERNS:
         if pattern.fullmatch(folded):

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tenancy.backends import BackendKind, kind_for_driver
+from tenancy.backends import BackendKind, driver_name, is_library, kind_for_driver
 from tenancy.connstr import EMPTY, ConnectionString
 from tenancy.errors import TenantMisconfigured
 
@@ -126,6 +126,17 @@ def _host_label(host: str) -> str:
 _TEMPLATE_ONLY_KEYS = ("ConnSettings", "pqopt")
 
 
+def _template_libraries(
+    templates: Mapping[BackendKind, ConnectionString],
+) -> dict[str, BackendKind]:
+    """Driver libraries named by path in the templates: the only paths a tenant may use."""
+    return {
+        driver_name(template["Driver"]): kind
+        for kind, template in templates.items()
+        if "Driver" in template and is_library(template["Driver"])
+    }
+
+
 def locate(
     cs: ConnectionString, templates: Mapping[BackendKind, ConnectionString]
 ) -> TenantLocation:
@@ -142,7 +153,7 @@ def locate(
                 f"to know the backend: {cs.redacted()}"
             )
         raise TenantMisconfigured(f"connection string names no Driver: {cs.redacted()}")
-    kind = kind_for_driver(driver)
+    kind = kind_for_driver(driver, _template_libraries(templates))
     for key in _TEMPLATE_ONLY_KEYS:
         if key in cs:
             # These run SQL or pass raw libpq options when a connection opens: only the

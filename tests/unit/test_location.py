@@ -54,7 +54,7 @@ def test_kind_for_driver(driver: str, kind: BackendKind) -> None:
     assert kind_for_driver(driver) is kind
 
 
-@pytest.mark.parametrize("driver", ["MySQL ODBC 8.0", "", "{}", "Oracle", "sqlite3.so", "SQLite3x"])
+@pytest.mark.parametrize("driver", ["MySQL ODBC 8.0", "", "{}", "Oracle", "SQLite3x"])
 def test_unknown_driver_is_misconfigured(driver: str) -> None:
     with pytest.raises(TenantMisconfigured, match="unsupported ODBC driver"):
         kind_for_driver(driver)
@@ -369,12 +369,51 @@ def test_package_exports() -> None:
         "/opt/microsoft/msodbcsql18/lib64/libmsodbcsql-18.3.so.2.1",
         r"C:\Windows\System32\msodbcsql17.dll",
         "/tmp/x/libsqlite3odbc.so",
+        "sqlite3.so",
+        "libtdsodbc.so.0",
     ],
 )
 def test_driver_library_paths_are_refused(driver: str) -> None:
     # A controller record must not be able to make the proxy load an arbitrary library.
     with pytest.raises(TenantMisconfigured):
         kind_for_driver(driver)
+
+
+MSODBC_LIBRARY = "/opt/microsoft/msodbcsql18/lib64/libmsodbcsql-18.3.so.2.1"
+
+
+@pytest.mark.parametrize("driver", [MSODBC_LIBRARY, "{" + MSODBC_LIBRARY + "}"])
+def test_a_library_path_is_accepted_where_the_template_names_it(driver: str) -> None:
+    # Where a deployment ships the driver without registering it (a wheel, a container
+    # layer), its template names the library, and controller records may use it too.
+    templates = {BackendKind.SQLSERVER: parse(f"Driver={MSODBC_LIBRARY};Encrypt=yes")}
+    located = locate(parse(f"Driver={driver};Server=db1,1433;Database=t1"), templates)
+    assert located.kind is BackendKind.SQLSERVER
+    assert located.catalog == "t1"
+    # Another library, or the same one without the template's word for it, is refused.
+    with pytest.raises(TenantMisconfigured, match="library"):
+        locate(parse("Driver=/tmp/evil/libmsodbcsql-18.3.so.2.1;Server=db1;Database=t1"), templates)
+    with pytest.raises(TenantMisconfigured):
+        locate(parse(f"Driver={driver};Server=db1;Database=t1"), {})
+
+
+def test_a_template_library_is_that_template_s_backend() -> None:
+    # The path says nothing about the backend; the template it came from does.
+    lib = "/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so"
+    templates = {BackendKind.SQLSERVER: parse(f"Driver={lib}")}
+    assert kind_for_driver(lib, {lib: BackendKind.SQLSERVER}) is BackendKind.SQLSERVER
+    located = locate(parse(f"Driver={lib};Server=db1;Port=1444;Database=t1"), templates)
+    assert located.server_key == "sqlserver://db1:1444"
+
+
+@pytest.mark.parametrize(
+    ("server", "port", "key"),
+    [("db1", "1444", "sqlserver://db1:1444"), ("db1,1500", "1444", "sqlserver://db1:1500")],
+)
+def test_freetds_port_keyword_names_the_server(server: str, port: str, key: str) -> None:
+    # FreeTDS reads only Port=; the "host,port" form, when given, is what MS drivers use.
+    cs = parse(f"Driver={{FreeTDS}};Server={server};Port={port};Database=t1")
+    assert locate(cs, {}).server_key == key
 
 
 @pytest.mark.parametrize("key", ["ConnSettings", "pqopt", "connsettings"])
