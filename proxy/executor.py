@@ -49,6 +49,7 @@ import functools
 import logging
 import math
 import re
+import struct
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ from proxy.pool import ConnectionPool, PooledConnection
 from proxy.sqlstate import message_of, sqlstate_of, translate
 from proxy.watchdog import Handle, Watchdog
 
-__all__ = ["ResultColumn", "ResultSet", "column_type", "execute"]
+__all__ = ["ResultColumn", "ResultSet", "column_type", "execute", "prepare_connection"]
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,28 @@ def column_type(python_type: object) -> str:
     if isinstance(python_type, type):
         return _TYPE_NAMES.get(python_type, "unknown")
     return "unknown"
+
+
+# SQL Server's datetimeoffset (SQL_SS_TIMESTAMPOFFSET): pyodbc has no conversion of its
+# own and raises HY106 for the whole row. Both Microsoft ODBC 18 and FreeTDS deliver the
+# driver's SQL_SS_TIMESTAMPOFFSET_STRUCT: six SMALLINTs (year to second), the fraction
+# in nanoseconds (UINT), the offset's hours and minutes (SMALLINTs), little-endian.
+_SQL_SS_TIMESTAMPOFFSET = -155
+_TIMESTAMPOFFSET = struct.Struct("<6hI2h")
+
+
+def _datetimeoffset(value: bytes | None) -> datetime.datetime | None:
+    if value is None:
+        return None
+    year, month, day, hour, minute, second, nanos, tz_h, tz_m = _TIMESTAMPOFFSET.unpack(value)
+    offset = datetime.timezone(datetime.timedelta(hours=tz_h, minutes=tz_m))
+    return datetime.datetime(year, month, day, hour, minute, second, nanos // 1000, offset)
+
+
+def prepare_connection(raw: pyodbc.Connection, backend: str) -> None:
+    """Set up a new connection of ``backend`` for ``execute`` (the pool's connect calls it)."""
+    if backend == "sqlserver":
+        raw.add_output_converter(_SQL_SS_TIMESTAMPOFFSET, _datetimeoffset)
 
 
 def backstop_delay(timeout_s: float) -> float:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import pyodbc
 
+from proxy.executor import prepare_connection
 from proxy.pool import ConnectionPool, ServerLimiter, check_count, check_seconds
 from tenancy.backends import BackendKind
 
@@ -108,7 +109,12 @@ class PoolManager:
             return entry.pool
         limited = location.kind == BackendKind.POSTGRESQL
         return self._get_or_create(
-            location.pool_key, odbc, location.server_key, limited, location.connect
+            location.pool_key,
+            odbc,
+            location.server_key,
+            limited,
+            location.connect,
+            kind=location.kind,
         )
 
     def pool_for_dsn(
@@ -164,7 +170,14 @@ class PoolManager:
     # -- internals -----------------------------------------------------------------
 
     def _get_or_create(
-        self, key: str, odbc: str, server_key: str, limited: bool, source: object
+        self,
+        key: str,
+        odbc: str,
+        server_key: str,
+        limited: bool,
+        source: object,
+        *,
+        kind: BackendKind | None = None,
     ) -> ConnectionPool:
         with self._lock:
             if self._closed:
@@ -175,7 +188,7 @@ class PoolManager:
                     # Same pool key, new connection string: the pool key is secret-free
                     # by design, so a rotated password lands here. New connections use
                     # the new string; loaned and idle ones age out normally.
-                    entry.pool.set_connect(self._connector(odbc))
+                    entry.pool.set_connect(self._connector(odbc, kind))
                     entry.odbc = odbc
                 entry.source = source
                 return entry.pool
@@ -186,7 +199,7 @@ class PoolManager:
                     limiter = ServerLimiter(self.max_per_server, name=server_key)
                     self._limiters[server_key] = limiter
             pool = ConnectionPool(
-                self._connector(odbc),
+                self._connector(odbc, kind),
                 name=key,
                 max_size=self.max_size,
                 min_size=self.min_size,
@@ -198,13 +211,16 @@ class PoolManager:
             self._entries[key] = _Entry(pool, server_key, odbc, source)
             return pool
 
-    def _connector(self, odbc: str) -> Callable[[], pyodbc.Connection]:
+    def _connector(self, odbc: str, kind: BackendKind | None) -> Callable[[], pyodbc.Connection]:
         timeout = self.login_timeout
 
         def connect() -> pyodbc.Connection:
             # autocommit: every request is one statement; an implicit transaction
             # would hold locks and snapshots until the connection is reused.
-            return pyodbc.connect(odbc, autocommit=True, timeout=timeout)
+            raw = pyodbc.connect(odbc, autocommit=True, timeout=timeout)
+            if kind is not None:
+                prepare_connection(raw, kind.value)
+            return raw
 
         return connect
 
