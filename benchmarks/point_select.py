@@ -3,10 +3,17 @@
 The HTTP floor is a /healthz round trip with the same client: it shows how much of
 the overhead is HTTP itself (client, server, loopback) rather than tenantgate's work.
 
-Starts the real service process (SQLite demo tenants plus one PostgreSQL tenant on a
-private cluster), then alternates blocks of requests to the service with blocks of
-the same backend SQL (taken from /v1/explain) run directly on a pyodbc connection,
-so machine noise hits both sides alike. Prints medians and percentiles.
+Starts the real service process (SQLite demo tenants, PostgreSQL tenants on a private
+cluster and, when a T-SQL engine is at hand, SQL Server tenants on it), then, per
+tenant, alternates blocks of requests to the service with blocks of the same backend
+SQL and binds (taken from /v1/explain) run directly on a pyodbc connection, so machine
+noise hits both sides alike. Prints medians and percentiles.
+
+SQL Server: one tenant per ODBC driver installed (Microsoft ODBC Driver 18 and
+FreeTDS), measured against a direct connection through the same driver. The engine is
+``TENANTGATE_TEST_TDS_DSN`` when set, otherwise a private Babelfish started from
+``../shared/babelfish`` (``tests/support/tds.py``); without either, SQL Server is
+skipped with a line saying why.
 
     .venv/bin/python benchmarks/point_select.py [--requests 3000]
 """
@@ -28,10 +35,18 @@ import pyodbc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support import tds  # noqa: E402
 from tests.support.pg import pg_server  # noqa: E402
-from tests.support.stack import FULL_TOKEN, Stack, running_stack  # noqa: E402
+from tests.support.stack import (  # noqa: E402
+    FULL_TOKEN,
+    SQLSERVER_TENANTS,
+    Stack,
+    running_stack,
+    sqlserver_tenant_id,
+)
 
 SQL = "SELECT ContactID, FirstName, LastName, Email FROM Contacts WHERE ContactID = ?"
+SENTINEL = 987_654_321  # the key given to /v1/explain, to find its place among the binds
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -43,10 +58,19 @@ def measure(stack: Stack, tenant: Any, connection: pyodbc.Connection, n: int) ->
     with httpx.Client(
         base_url=stack.url, headers={"Authorization": f"Bearer {FULL_TOKEN}"}
     ) as http:
-        plan = http.post("/v1/explain", json={"tenant": tenant, "sql": SQL, "params": [1]}).json()
+        plan = http.post(
+            "/v1/explain", json={"tenant": tenant, "sql": SQL, "params": [SENTINEL]}
+        ).json()
         backend_sql = plan["sql"]
-        # Bind exactly what tenantgate binds: the key, then the row cap it appends.
-        extra = plan["params"][1:]
+        # Bind exactly what tenantgate binds: the key where the plan has it, and the row
+        # cap it adds (after the key in LIMIT ?, before it in SQL Server's TOP (?)).
+        binds: list[Any] = list(plan["params"])
+        at = binds.index(SENTINEL)
+        binds[at] = 1
+        answer = http.post("/v1/query", json={"tenant": tenant, "sql": SQL, "params": [1]})
+        same = connection.cursor().execute(backend_sql, *binds).fetchall()
+        # Both sides must be doing the same work: one row, the same key.
+        assert [r[0] for r in same] == [r[0] for r in answer.json()["rows"]] == [1], answer.text
         cursor = connection.cursor()
         service: list[float] = []
         direct: list[float] = []
@@ -66,7 +90,8 @@ def measure(stack: Stack, tenant: Any, connection: pyodbc.Connection, n: int) ->
             for j in range(block):
                 key = 1 + (i + j) % 150
                 t0 = time.perf_counter()
-                cursor.execute(backend_sql, key, *extra)
+                binds[at] = key
+                cursor.execute(backend_sql, *binds)
                 cursor.fetchall()
                 direct.append(time.perf_counter() - t0)
     return {
@@ -100,20 +125,57 @@ def report(name: str, r: dict[str, Any]) -> None:
     print(f"  tenantgate's own work beyond HTTP and the database: {s_med - d_med - f_med:.0f} µs")
 
 
+def summary(results: list[tuple[str, dict[str, Any]]]) -> None:
+    print("\nsummary (medians, µs)")
+    print(f"  {'tenant':44}{'tenantgate':>12}{'direct':>10}{'overhead':>10}")
+    for name, r in results:
+        s_med = statistics.median(r["service"]) * 1e6
+        d_med = statistics.median(r["direct"]) * 1e6
+        print(f"  {name:44}{s_med:12.0f}{d_med:10.0f}{s_med - d_med:10.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=3000)
     args = parser.parse_args()
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        pg_server() as pg,
-        running_stack(Path(tmp), pg) as stack,
-    ):
+    # Before this process's first ODBC connection: unixODBC reads ODBCSYSINI once, and
+    # the service process inherits it.
+    msodbc18_missing = tds.register_msodbc18()
+    results: list[tuple[str, dict[str, Any]]] = []
+    with contextlib.ExitStack() as resources:
+        tmp = resources.enter_context(tempfile.TemporaryDirectory())
+        pg = resources.enter_context(pg_server())
+        engine: tds.TdsServer | None = None
+        try:
+            engine = resources.enter_context(tds.tds_server())
+        except tds.TdsUnavailable as exc:
+            print(f"SQL Server: skipped, no T-SQL engine over TDS: {exc}")
+        stack = resources.enter_context(running_stack(Path(tmp), pg, engine))
+
         tenant_2 = next(t for t in stack.demo.tenants if t.customer_id == 2)
         with contextlib.closing(pyodbc.connect(tenant_2.connection_string, autocommit=True)) as c:
-            report("SQLite tenant beta.example", measure(stack, 2, c, args.requests))
+            name = "SQLite tenant beta.example"
+            results.append((name, measure(stack, 2, c, args.requests)))
+            report(*results[-1])
         with contextlib.closing(stack.pg.connect(stack.pg_databases[12])) as c:
-            report("PostgreSQL tenant pg12.example", measure(stack, 12, c, args.requests))
+            name = "PostgreSQL tenant pg12.example"
+            results.append((name, measure(stack, 12, c, args.requests)))
+            report(*results[-1])
+        for driver in dict.fromkeys(t.driver for t in SQLSERVER_TENANTS):
+            tenant = stack.sqlserver.get(sqlserver_tenant_id(driver))
+            if engine is None or tenant is None:
+                if engine is not None:
+                    why = msodbc18_missing if driver == tds.MSODBC18 else None
+                    why = why or f"the {tds.DRIVER_NAMES[driver]} ODBC driver is not installed"
+                    print(f"SQL Server via {driver}: skipped, {why}")
+                continue
+            # tenantgate's pool connects without a database (to the login's default) and
+            # names the tenant's in the SQL: the direct side does the same, same driver.
+            with contextlib.closing(engine.connect(driver)) as c:
+                name = f"SQL Server tenant {tenant.domain} via {driver}"
+                results.append((name, measure(stack, tenant.customer_id, c, args.requests)))
+                report(*results[-1])
+    summary(results)
 
 
 if __name__ == "__main__":

@@ -252,8 +252,12 @@ _BY_MSSQL_NUMBER: dict[int, Kind] = {
 _FREETDS_LOST_RE = re.compile(r"\[FreeTDS\]\[SQL Server\]Unknown error \(0\)")
 _MSSQL_RE = re.compile(r"\[SQL Server\](?P<text>.*?)\s*\((?P<number>-?\d+)\)", re.DOTALL)
 # Babelfish answers stale names with PostgreSQL's texts under 42000 (native 33557097)
-# where SQL Server says 207/208.
-_PG_TEXT_MISSING_RE = re.compile(r'^(?:column|relation) "[^"]+" does not exist')
+# where SQL Server says 207/208: `column "x" does not exist`, `column t.x does not
+# exist` (a qualified reference), `column "x" of relation "t" does not exist` (a SET
+# target), `relation "db_dbo.t" does not exist`.
+_PG_TEXT_MISSING_RE = re.compile(
+    r'^(?:column (?:"[^"]+"(?: of relation "[^"]+")?|[\w.]+)|relation "[^"]+") does not exist'
+)
 
 _STATE_RE = re.compile(r"^[0-9A-Z]{5}$")
 _SQLITE_RE = re.compile(r"\[SQLite\]\s*(?P<text>.*?)\s*\((?P<code>\d+)\)", re.DOTALL)
@@ -265,7 +269,8 @@ _SECRET_RE = re.compile(
     r"(?i)\b(pwd|password|passwd|secret|token|accesstoken)\s*=\s*(\{(?:[^}]|\}\})*\}?|[^;\s]*)"
 )
 _MISSING_NAME_RE = re.compile(
-    r'(?:column|relation|table) "?(?P<pg>[^"\s]+)"? does not exist'
+    r'column "(?P<target>[^"]+)" of relation'
+    r'|(?:column|relation|table) "?(?P<pg>[^"\s]+)"? does not exist'
     r"|no such (?:column|table): (?P<lite>\S+)"
     r"|Invalid (?:column|object) name '(?P<ms>[^']+)'"
 )
@@ -415,7 +420,8 @@ def _object_missing(message: str, state: str | None, shown_state: str | None) ->
     match = _MISSING_NAME_RE.search(message)
     name = None
     if match is not None:
-        name = match.group("pg") or match.group("lite") or match.group("ms")
+        name = match.group("target") or match.group("pg") or match.group("lite")
+        name = name or match.group("ms")
     return BackendObjectMissing(
         message,
         sqlstate=shown_state,

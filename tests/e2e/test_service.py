@@ -1,8 +1,12 @@
-"""End to end: the real service process over HTTP, real SQLite and PostgreSQL tenants."""
+"""End to end: the real service process over HTTP, real SQLite, PostgreSQL and SQL Server
+tenants (the SQL Server ones on a T-SQL engine over TDS, each scenario once per ODBC
+driver; they skip when there is no engine, the others run regardless)."""
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import time
 from typing import Any
 
 import orjson
@@ -11,7 +15,10 @@ import pytest
 
 from proxy.jsonenc import dumps
 from proxy.schema_seed import BASE_MODEL
-from tests.support.stack import BETA_READ_TOKEN, PG_PASSWORD, Stack
+from tests.e2e.conftest import SQLSERVER_DRIVERS, sqlserver_tenant
+from tests.support.slow import SLOW_SQL, create_slow_view
+from tests.support.stack import BETA_READ_TOKEN, PG_PASSWORD, SqlServerTenant, Stack
+from tests.support.tds import TdsServer
 
 pytestmark = pytest.mark.e2e
 
@@ -25,8 +32,17 @@ def query(stack: Stack, body: dict[str, Any], token: str | None = None) -> tuple
 
 
 def direct_rows(stack: Stack, customer_id: int, sql: str, *params: Any) -> list[list[Any]]:
-    """The same data read straight from the tenant's database, JSON-encoded as the service does."""
-    if customer_id in stack.pg_databases:
+    """The same data read straight from the tenant's database, JSON-encoded as the service does.
+
+    Write ``sql`` with double-quoted identifiers: every backend here reads them as names
+    (SQL Server with QUOTED_IDENTIFIER on, as both ODBC drivers set it).
+    """
+    if customer_id in stack.sqlserver:
+        # The tenant's own driver, so that values are decoded as the service decodes them.
+        tenant = stack.sqlserver[customer_id]
+        assert stack.tds is not None
+        conn = stack.tds.connect(tenant.driver, tenant.database)
+    elif customer_id in stack.pg_databases:
         # The same driver options as the service's postgresql template.
         conn = pyodbc.connect(
             stack.pg.odbc(stack.pg_databases[customer_id], BoolsAsChar="0"), autocommit=True
@@ -49,8 +65,7 @@ def physical_columns(stack: Stack, customer_id: int) -> list[str]:
     return [c["name"] for c in contacts["columns"]]
 
 
-@pytest.mark.parametrize("customer_id", [1, 2, 3, 11, 12], ids=lambda c: f"tenant{c}")
-def test_everything_for_one_contact_matches_a_direct_read(stack: Stack, customer_id: int) -> None:
+def assert_everything_matches_a_direct_read(stack: Stack, customer_id: int) -> None:
     status, body = query(
         stack,
         {
@@ -71,6 +86,11 @@ def test_everything_for_one_contact_matches_a_direct_read(stack: Stack, customer
     )  # fmt: skip
     assert body["rows"] == expected
     assert body["row_count"] == 1 and body["truncated"] is False
+
+
+@pytest.mark.parametrize("customer_id", [1, 2, 3, 11, 12], ids=lambda c: f"tenant{c}")
+def test_everything_for_one_contact_matches_a_direct_read(stack: Stack, customer_id: int) -> None:
+    assert_everything_matches_a_direct_read(stack, customer_id)
 
 
 def test_star_is_the_base_model_in_its_order_on_every_tenant(stack: Stack) -> None:
@@ -234,10 +254,17 @@ def test_a_limited_token_stays_in_its_scope(stack: Stack) -> None:
 
 
 def test_statement_timeout_stops_the_statement_and_the_service_goes_on(stack: Stack) -> None:
-    slow = "SELECT COUNT(*) AS n FROM Contacts a CROSS JOIN Contacts b CROSS JOIN Contacts c"
+    # SlowRows needs an hour or more on any machine (tests/support/slow.py).
+    with contextlib.closing(stack.pg.connect(stack.pg_databases[12])) as conn:
+        create_slow_view(conn, "postgresql")
+    with contextlib.closing(sqlite3.connect(stack.demo.tenant(2).path)) as lite:
+        create_slow_view(lite, "sqlite")
     for tenant in (12, 2):
-        status, body = query(stack, {"tenant": tenant, "sql": slow, "timeout_ms": 300})
+        started = time.monotonic()
+        status, body = query(stack, {"tenant": tenant, "sql": SLOW_SQL, "timeout_ms": 1000})
         assert (status, body["error"]["code"]) == (504, "statement_timeout"), body
+        # Ended at its deadline (plus the backstop), far from the statement's hour.
+        assert time.monotonic() - started < 15
         status, body = query(stack, {"tenant": tenant, "sql": "SELECT COUNT(*) AS n FROM Contacts"})
         assert status == 200 and body["rows"][0][0] > 0
 
@@ -259,7 +286,7 @@ def test_explain_shows_the_backend_sql_without_secrets(stack: Stack) -> None:
     # The row cap is bound too: the default max_rows (1000) + 1.
     assert plan["sql"].endswith(" LIMIT ?") and plan["params"] == [3, 1001]
     assert plan["server"].startswith("postgresql://127.0.0.1:")
-    assert PG_PASSWORD not in r.text
+    assert not [secret for secret in stack.secrets if secret in r.text]
 
 
 def test_schema_and_refresh(stack: Stack) -> None:
@@ -292,11 +319,258 @@ def test_health_readiness_metrics_and_openapi(stack: Stack) -> None:
         assert name in text, name
     assert 'phase="execute"' in text and 'phase="rewrite"' in text
     assert 'cache="plan",result="hit"' in text
-    assert PG_PASSWORD not in text
+    assert not [secret for secret in stack.secrets if secret in text]
     assert "beta.example" not in text  # no per-tenant labels
 
 
 def test_no_secret_in_the_service_log(stack: Stack) -> None:
-    # Provoke an error path on a PostgreSQL tenant first.
-    query(stack, {"tenant": 12, "sql": "SELECT CAST(FirstName AS INT) FROM Contacts"})
-    assert PG_PASSWORD not in stack.log_text()
+    assert PG_PASSWORD in stack.secrets
+    # Provoke an error path on a PostgreSQL tenant, and on each SQL Server one, first.
+    for tenant in (12, *stack.sqlserver):
+        status, body = query(
+            stack, {"tenant": tenant, "sql": "SELECT CAST(FirstName AS INT) FROM Contacts"}
+        )
+        assert (status, body["error"]["code"]) == (400, "backend_rejected"), body
+        assert not [secret for secret in stack.secrets if secret in str(body)]
+    log = stack.log_text()
+    assert not [secret for secret in stack.secrets if secret in log]
+
+
+# -- SQL Server over TDS: each scenario once per ODBC driver (the ``mssql`` fixture) -----
+
+
+@pytest.mark.parametrize("custom_columns", [0, 20], ids=lambda n: f"custom{n}")
+@pytest.mark.parametrize("driver", SQLSERVER_DRIVERS)
+def test_sqlserver_everything_for_one_contact_matches_a_direct_read(
+    request: pytest.FixtureRequest, stack: Stack, driver: str, custom_columns: int
+) -> None:
+    tenant = sqlserver_tenant(request, driver, custom_columns)
+    assert_everything_matches_a_direct_read(stack, tenant.customer_id)
+    assert len(physical_columns(stack, tenant.customer_id)) == len(CONTACTS_BASE) + custom_columns
+
+
+def test_sqlserver_star_and_custom_fields_match_a_direct_read(
+    stack: Stack, mssql: SqlServerTenant
+) -> None:
+    status, body = query(
+        stack,
+        {"tenant": mssql.domain, "sql": "SELECT TOP 3 * FROM Contacts ORDER BY ContactID DESC"},
+    )
+    assert status == 200, body
+    assert [c["name"] for c in body["columns"]] == CONTACTS_BASE
+    columns = ", ".join(f'"{c}"' for c in CONTACTS_BASE)
+    assert body["rows"] == direct_rows(
+        stack, mssql.customer_id,
+        f'SELECT TOP 3 {columns} FROM "Contacts" ORDER BY "ContactID" DESC',
+    )  # fmt: skip
+
+    status, body = query(
+        stack,
+        {
+            "tenant": mssql.customer_id,
+            "sql": "SELECT CUSTOM_FIELDS() FROM Contacts WHERE ContactID BETWEEN ? AND ? "
+            "ORDER BY ContactID",
+            "params": [20, 29],
+        },
+    )
+    assert status == 200, body
+    custom = [c for c in physical_columns(stack, mssql.customer_id) if c not in CONTACTS_BASE]
+    assert len(custom) == 20
+    assert [c["name"] for c in body["columns"]] == custom
+    columns = ", ".join(f'"{c}"' for c in custom)
+    assert body["rows"] == direct_rows(
+        stack, mssql.customer_id,
+        f'SELECT {columns} FROM "Contacts" WHERE "ContactID" BETWEEN 20 AND 29 '
+        'ORDER BY "ContactID"',
+    )  # fmt: skip
+    assert body["row_count"] == 10
+
+
+def test_sqlserver_named_columns_match_case_insensitively(
+    stack: Stack, mssql: SqlServerTenant
+) -> None:
+    status, body = query(
+        stack,
+        {
+            "tenant": mssql.customer_id,
+            "sql": "select contactid, FIRSTNAME, custom_region from contacts where CONTACTID = 3",
+        },
+    )
+    assert status == 200, body
+    assert [c["name"] for c in body["columns"]] == ["ContactID", "FirstName", "Custom_Region"]
+    assert body["rows"] == direct_rows(
+        stack, mssql.customer_id,
+        'SELECT "ContactID", "FirstName", "Custom_Region" FROM "Contacts" WHERE "ContactID" = 3',
+    )  # fmt: skip
+
+
+def test_sqlserver_parameters_positional_named_and_unicode(
+    stack: Stack, mssql: SqlServerTenant
+) -> None:
+    status, body = query(
+        stack,
+        {
+            "tenant": mssql.customer_id,
+            "sql": "SELECT c.ContactID, c.LastName, a.AccountID FROM Contacts c "
+            "JOIN Accounts a ON a.AccountID = c.AccountID "
+            "WHERE c.ContactID BETWEEN @lo AND @hi ORDER BY c.ContactID",
+            "params": {"lo": 10, "hi": 14},
+        },
+    )
+    assert status == 200, body
+    assert body["rows"] == direct_rows(
+        stack, mssql.customer_id,
+        'SELECT c."ContactID", c."LastName", a."AccountID" FROM "Contacts" c JOIN "Accounts" a '
+        'ON a."AccountID" = c."AccountID" WHERE c."ContactID" BETWEEN ? AND ? '
+        'ORDER BY c."ContactID"',
+        10, 14,
+    )  # fmt: skip
+    assert len(body["rows"]) == 5
+
+    # Non-ASCII values bound through each driver: one to match on, one echoed back. The
+    # echo is cast: Babelfish types a bare parameter in a select list as VARCHAR and
+    # answers "?" for characters outside its code page (direct pyodbc does the same).
+    everyone = direct_rows(
+        stack, mssql.customer_id, 'SELECT "ContactID", "FirstName" FROM "Contacts"'
+    )
+    contact_id, name = next((c, n) for c, n in everyone if not n.isascii())
+    status, body = query(
+        stack,
+        {
+            "tenant": mssql.customer_id,
+            "sql": "SELECT ContactID, FirstName, CAST(@echo AS NVARCHAR(40)) AS Echo "
+            "FROM Contacts "
+            "WHERE FirstName = @name AND ContactID = @id",
+            "params": {"name": name, "id": contact_id, "echo": "Zoë 東京 ✓"},
+        },
+    )
+    assert status == 200, body
+    assert body["rows"] == [[contact_id, name, "Zoë 東京 ✓"]]
+
+
+def test_sqlserver_the_null_policy_across_shapes(stack: Stack, mssql: SqlServerTenant) -> None:
+    plain = next(
+        t for t in stack.sqlserver.values() if t.driver == mssql.driver and t.custom_columns == 0
+    )
+    sql = "SELECT ContactID, Custom_Region FROM Contacts WHERE ContactID < 4 ORDER BY ContactID"
+    status, body = query(stack, {"tenant": plain.customer_id, "sql": sql})
+    assert (status, body["error"]["code"]) == (400, "unknown_column"), body
+    status, body = query(
+        stack, {"tenant": plain.customer_id, "sql": sql, "missing_columns": "null"}
+    )
+    assert status == 200, body
+    assert body["rows"] == [[1, None], [2, None], [3, None]]
+    status, body = query(
+        stack, {"tenant": mssql.customer_id, "sql": sql, "missing_columns": "null"}
+    )
+    assert status == 200, body
+    assert body["rows"] == direct_rows(
+        stack, mssql.customer_id,
+        'SELECT "ContactID", "Custom_Region" FROM "Contacts" WHERE "ContactID" < 4 '
+        'ORDER BY "ContactID"',
+    )  # fmt: skip
+
+
+def test_sqlserver_max_rows_truncates_and_offset_fetch(
+    stack: Stack, mssql: SqlServerTenant
+) -> None:
+    status, body = query(
+        stack,
+        {
+            "tenant": mssql.customer_id,
+            "sql": "SELECT ContactID FROM Contacts ORDER BY ContactID",
+            "max_rows": 5,
+        },
+    )
+    assert status == 200, body
+    assert body["rows"] == [[1], [2], [3], [4], [5]]
+    assert body["truncated"] is True and body["row_count"] == 5
+    status, body = query(
+        stack,
+        {
+            "tenant": mssql.customer_id,
+            "sql": "SELECT ContactID FROM Contacts ORDER BY ContactID "
+            "OFFSET 10 ROWS FETCH NEXT 3 ROWS ONLY",
+        },
+    )
+    assert status == 200, body
+    assert body["rows"] == [[11], [12], [13]] and body["truncated"] is False
+
+
+def test_sqlserver_tenants_on_one_pool_see_their_own_database(
+    stack: Stack, tds_server: TdsServer
+) -> None:
+    # Two tenants per driver share that driver's pool (one per server and login): only
+    # the generated three-part names keep them apart.
+    assert stack.tds == tds_server and stack.sqlserver
+    sql = "SELECT FirstName, LastName FROM Contacts WHERE ContactID = 1"
+    answers = {}
+    for customer_id in stack.sqlserver:
+        status, body = query(stack, {"tenant": customer_id, "sql": sql})
+        assert status == 200, body
+        assert body["rows"] == direct_rows(
+            stack,
+            customer_id,
+            'SELECT "FirstName", "LastName" FROM "Contacts" WHERE "ContactID" = 1',
+        )
+        answers[customer_id] = tuple(body["rows"][0])
+    assert len(set(answers.values())) == len(answers), answers  # seeded differently
+
+
+@pytest.mark.parametrize(("sql", "code"), REFUSED, ids=[s for s, _ in REFUSED])
+def test_sqlserver_refused_statements_have_a_code_and_a_400(
+    stack: Stack, mssql: SqlServerTenant, sql: str, code: str | None
+) -> None:
+    status, body = query(stack, {"tenant": mssql.domain, "sql": sql})
+    if code is None:
+        assert status == 200, body
+        return
+    assert status == 400, body
+    assert body["error"]["code"] == code, body
+    assert body["error"]["message"]
+
+
+def test_sqlserver_explain_qualifies_with_the_database_and_hides_secrets(
+    stack: Stack, mssql: SqlServerTenant
+) -> None:
+    assert stack.tds is not None
+    with stack.client() as client:
+        r = client.post(
+            "/v1/explain",
+            json={
+                "tenant": mssql.domain,
+                "sql": "SELECT FirstName FROM Contacts WHERE ContactID = ?",
+                "params": [3],
+            },
+        )
+    assert r.status_code == 200, r.text
+    plan = r.json()
+    assert plan["backend"] == "sqlserver"
+    assert f"[{mssql.database}].[dbo].[Contacts]" in plan["sql"]
+    # The caller's bind, and the row cap (max_rows + 1) if the plan bounds the rows: TDS
+    # streams them, so a cap in the SQL is optional on SQL Server (docs/architecture.md).
+    assert plan["sql"].count("?") == len(plan["params"])
+    assert sorted(plan["params"]) in ([3], [3, 1001]), plan["params"]
+    # The same key for both drivers: FreeTDS spells the port Port=, MS ODBC Server=h,p.
+    assert plan["server"] == f"sqlserver://127.0.0.1:{stack.tds.port}"
+    assert not [secret for secret in stack.secrets if secret in r.text]
+    assert stack.tds.password in stack.secrets
+
+
+def test_sqlserver_schema_lists_the_catalog(stack: Stack, mssql: SqlServerTenant) -> None:
+    with stack.client() as client:
+        r = client.get(f"/v1/tenants/{mssql.domain}/schema")
+    assert r.status_code == 200, r.text
+    assert r.json()["backend"] == "sqlserver"
+    tables = {t["name"]: t for t in r.json()["tables"]}
+    assert set(tables) == {"Accounts", "Contacts", "Opportunities"}
+    contacts = tables["Contacts"]
+    assert contacts["base_columns"] == CONTACTS_BASE
+    catalog = direct_rows(
+        stack, mssql.customer_id,
+        "SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_NAME = 'Contacts' "
+        "ORDER BY ORDINAL_POSITION",
+    )  # fmt: skip
+    assert [c["name"] for c in contacts["columns"]] == [n for [n] in catalog]
+    assert len(contacts["custom_columns"]) == 20
+    assert not [secret for secret in stack.secrets if secret in r.text]

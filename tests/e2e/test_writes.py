@@ -1,6 +1,7 @@
-"""End to end: writes over HTTP on a SQLite tenant (beta.example, 2) and a PostgreSQL
-tenant (pg12.example, 12). The stack is shared by the whole session, so these tests
-only update and delete contacts they inserted themselves."""
+"""End to end: writes over HTTP on a SQLite tenant (beta.example, 2), a PostgreSQL
+tenant (pg12.example, 12) and a SQL Server tenant per ODBC driver (the ``tenant``
+fixture of tests/e2e/conftest.py). The stack is shared by the whole session, so these
+tests only update and delete contacts they inserted themselves."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from tests.support.stack import BETA_READ_TOKEN, Stack
 
 pytestmark = pytest.mark.e2e
 
-TENANTS = pytest.mark.parametrize("tenant", [2, 12], ids=["sqlite", "postgresql"])
 INSERT = (
     "INSERT INTO Contacts (FirstName, LastName, IsActive, CreatedAt) "
     "OUTPUT INSERTED.ContactID, INSERTED.FirstName "
@@ -33,11 +33,28 @@ def new_contact(stack: Stack, tenant: int, last: str) -> int:
         },
     )
     assert status == 200, body
-    assert [c["name"] for c in body["columns"]] == ["ContactID", "FirstName"]
+    # The spelling is test_output_columns_keep_their_physical_spelling's business.
+    assert [c["name"].casefold() for c in body["columns"]] == ["contactid", "firstname"]
     assert body["row_count"] == 1 and body["truncated"] is False
     [[contact_id, returned_first]] = body["rows"]
     assert returned_first == first
     return int(contact_id)
+
+
+def test_output_columns_keep_their_physical_spelling(stack: Stack, tenant: int) -> None:
+    # Written in lower case, answered in the catalog's spelling on every backend. On
+    # Babelfish this needs the rewriter's alias: it names an unaliased OUTPUT column in
+    # lower case in the result's description, where SQL Server keeps the spelling written.
+    status, body = query(
+        stack,
+        {
+            "tenant": tenant,
+            "sql": INSERT.replace("INSERTED.FirstName", "inserted.firstname"),
+            "params": {"first": "Spelling", "last": "x", "active": True, "created": "2024-05-01"},
+        },
+    )
+    assert status == 200, body
+    assert [c["name"] for c in body["columns"]] == ["ContactID", "FirstName"]
 
 
 def stored(stack: Stack, tenant: int, contact_id: int) -> list[list[Any]]:
@@ -49,13 +66,11 @@ def stored(stack: Stack, tenant: int, contact_id: int) -> list[list[Any]]:
     )
 
 
-@TENANTS
 def test_insert_with_returning(stack: Stack, tenant: int) -> None:
     contact_id = new_contact(stack, tenant, "Inserted")
     assert stored(stack, tenant, contact_id) == [[contact_id, "Inserted", None]]
 
 
-@TENANTS
 def test_update_with_where(stack: Stack, tenant: int) -> None:
     contact_id = new_contact(stack, tenant, "ToUpdate")
     status, body = query(
@@ -71,7 +86,6 @@ def test_update_with_where(stack: Stack, tenant: int) -> None:
     assert stored(stack, tenant, contact_id) == [[contact_id, "TOUPDATE", "Engineer"]]
 
 
-@TENANTS
 def test_delete_with_where(stack: Stack, tenant: int) -> None:
     contact_id = new_contact(stack, tenant, "ToDelete")
     status, body = query(
@@ -87,7 +101,6 @@ def test_delete_with_where(stack: Stack, tenant: int) -> None:
     assert stored(stack, tenant, contact_id) == []
 
 
-@TENANTS
 def test_unfiltered_delete_is_refused(stack: Stack, tenant: int) -> None:
     before = direct_rows(stack, tenant, 'SELECT COUNT(*) FROM "Contacts"')
     status, body = query(stack, {"tenant": tenant, "sql": "DELETE FROM Contacts"})
@@ -109,7 +122,6 @@ def test_read_token_may_not_write(stack: Stack) -> None:
     assert stored(stack, 2, contact_id) == [[contact_id, "Protected", None]]
 
 
-@TENANTS
 def test_constraint_violation_is_a_409(stack: Stack, tenant: int) -> None:
     status, body = query(
         stack,

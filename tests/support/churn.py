@@ -2,10 +2,13 @@
 and ``benchmarks/churn.py``.
 
 A dedicated stack (the real service process, a SQLite controller, ``tenants``
-PostgreSQL tenant databases seeded with ``seed_tenant``) takes concurrent readers and
-writers over HTTP while, on every tenant, a custom column of ``Contacts`` is added or
-dropped every second: half of the time behind tenantgate's back (DDL through pyodbc
-on the tenant database), half through the custom-field API. Every DDL is stamped
+PostgreSQL tenant databases and, given a T-SQL engine, one SQL Server tenant database
+per ODBC driver named in ``sqlserver``, all seeded with ``seed_tenant``) takes
+concurrent readers and writers over HTTP while, on every tenant, a custom column of
+``Contacts`` is added or dropped every second: half of the time behind tenantgate's
+back (DDL through pyodbc on the tenant database; on SQL Server from a connection whose
+database is the tenant's, as the engine refuses a three-part ``ALTER TABLE`` from
+elsewhere), half through the custom-field API. Every DDL is stamped
 (monotonic clock, one process) with when it started and when it finished, so a
 response can be judged against the schema as it was during the request:
 
@@ -42,6 +45,10 @@ from proxy.auth import hash_token
 from proxy.schema_seed import BASE_MODEL, custom_columns, seed_tenant
 from tests.support.pg import PgServer
 from tests.support.stack import serve
+from tests.support.tds import TdsServer
+
+POSTGRESQL = "postgresql"
+SQLSERVER = "sqlserver"
 
 TOKEN = "churn-token-7c1e"
 BASE = tuple(BASE_MODEL["Contacts"])
@@ -86,16 +93,44 @@ ACCEPTED: dict[str, set[str]] = {
 
 
 @dataclass(frozen=True)
+class ChurnTenant:
+    customer_id: int
+    backend: str  # POSTGRESQL or SQLSERVER
+    database: str
+    driver: str = ""  # SQL Server: the ODBC driver label of tests.support.tds
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}/{self.driver}" if self.driver else self.backend
+
+
+@dataclass(frozen=True)
 class ChurnStack:
     url: str
     pg: PgServer
-    databases: dict[int, str]  # customer id → database name
+    tenants: dict[int, ChurnTenant]
     log_path: Path
+    tds: TdsServer | None = None
 
     def client(self) -> httpx.Client:
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
         )
+
+    def connect(self, customer_id: int) -> pyodbc.Connection:
+        """A direct connection (autocommit) whose current database is the tenant's."""
+        tenant = self.tenants[customer_id]
+        if tenant.backend == SQLSERVER:
+            assert self.tds is not None
+            return self.tds.connect(tenant.driver, tenant.database)
+        return self.pg.connect(tenant.database)
+
+    def backends(self) -> dict[str, list[int]]:
+        """Customer ids by backend label (``postgresql``, ``sqlserver/freetds``...)."""
+        out: dict[str, list[int]] = defaultdict(list)
+        for tenant in self.tenants.values():
+            out[tenant.label].append(tenant.customer_id)
+        return dict(out)
 
 
 def _config(controller: Path, ttl_s: float) -> str:
@@ -132,17 +167,36 @@ classes = ["read", "write", "admin"]
 
 @contextlib.contextmanager
 def churn_stack(
-    root: Path, pg: PgServer, *, tenants: int = 6, ttl_s: float = 300.0
+    root: Path,
+    pg: PgServer,
+    *,
+    tenants: int = 6,
+    ttl_s: float = 300.0,
+    tds: TdsServer | None = None,
+    sqlserver: tuple[str, ...] = (),
 ) -> Iterator[ChurnStack]:
-    databases: dict[int, str] = {}
-    try:
+    """``tenants`` PostgreSQL tenants (ids 1..n), then one SQL Server tenant on ``tds``
+    per driver label in ``sqlserver`` (ids n+1...)."""
+    churn: dict[int, ChurnTenant] = {}
+    rows: list[tuple[int, str, str]] = []
+    with contextlib.ExitStack() as cleanup:
         for customer_id in range(1, tenants + 1):
             name = pg.create_database(f"tg_churn_{customer_id}")
-            databases[customer_id] = name
-            with contextlib.closing(pg.connect(name)) as conn:
+            cleanup.callback(pg.drop_database, name)
+            churn[customer_id] = ChurnTenant(customer_id, POSTGRESQL, name)
+            rows.append((customer_id, f"churn{customer_id}.example", pg.odbc(name)))
+        for customer_id, driver in enumerate(sqlserver, start=tenants + 1):
+            assert tds is not None, "SQL Server tenants need a T-SQL engine"
+            name = tds.create_database(f"tg_churn_{customer_id}")
+            cleanup.callback(tds.drop_database, name)
+            churn[customer_id] = ChurnTenant(customer_id, SQLSERVER, name, driver)
+            rows.append((customer_id, f"churn{customer_id}.example", tds.odbc(driver, name)))
+        stack_without_url = ChurnStack("", pg, churn, root / "service.log", tds)
+        for tenant in churn.values():
+            with contextlib.closing(stack_without_url.connect(tenant.customer_id)) as conn:
                 seed_tenant(
-                    conn, "postgresql", contacts=CONTACTS, custom_columns=custom_columns(3),
-                    seed=customer_id,
+                    conn, tenant.backend, contacts=CONTACTS, custom_columns=custom_columns(3),
+                    seed=tenant.customer_id,
                 )  # fmt: skip
         controller = root / "controller.db"
         with contextlib.closing(sqlite3.connect(controller)) as db:
@@ -150,20 +204,13 @@ def churn_stack(
                 "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT,"
                 " sqlconnectstring TEXT)"
             )
-            for customer_id, name in databases.items():
-                db.execute(
-                    "INSERT INTO Customer VALUES (?, ?, ?)",
-                    (customer_id, f"churn{customer_id}.example", pg.odbc(name)),
-                )
+            db.executemany("INSERT INTO Customer VALUES (?, ?, ?)", rows)
             db.commit()
         config = root / "tenantgate.toml"
         config.write_text(_config(controller, ttl_s), encoding="utf-8")
         log_path = root / "service.log"
         with serve(config, log_path) as url:
-            yield ChurnStack(url, pg, databases, log_path)
-    finally:
-        for name in databases.values():
-            pg.drop_database(name)
+            yield ChurnStack(url, pg, churn, log_path, tds)
 
 
 # -- the DDL timeline -------------------------------------------------------------------
@@ -270,12 +317,35 @@ class Report:
     never_seen: int = 0
     returned_after_drop: int = 0
     star_checked: int = 0
+    # Per tenant, so that each backend can be held to the invariants on its own:
+    # (tenant, kind) of 2xx answers, (tenant, DDL outcome), (tenant, "acknowledged"/"found").
+    ok_by_tenant: Counter[tuple[int, str]] = field(default_factory=Counter)
+    ddl_by_tenant: Counter[tuple[int, str]] = field(default_factory=Counter)
+    writes_by_tenant: Counter[tuple[int, str]] = field(default_factory=Counter)
+    backends: dict[str, list[int]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def record(self, kind: str, status: int, code: str, seconds: float) -> None:
+    def record(self, kind: str, tenant: int, status: int, code: str, seconds: float) -> None:
         with self.lock:
             self.requests[(kind, status, code)] += 1
             self.latencies[kind].append(seconds)
+            if 200 <= status < 300:
+                self.ok_by_tenant[(tenant, kind)] += 1
+
+    def ddl_done(self, tenant: int, what: str) -> None:
+        with self.lock:
+            self.ddl[what] += 1
+            self.ddl_by_tenant[(tenant, what)] += 1
+
+    def of_backend(self, label: str) -> dict[str, int]:
+        """Totals over the tenants of one backend label: 2xx per kind, DDL, writes."""
+        ids = set(self.backends.get(label, ()))
+        out: Counter[str] = Counter()
+        for counter in (self.ok_by_tenant, self.ddl_by_tenant, self.writes_by_tenant):
+            for (tenant, what), n in counter.items():
+                if tenant in ids:
+                    out[what] += n
+        return dict(out)
 
     def violation(self, text: str) -> None:
         with self.lock:
@@ -284,8 +354,9 @@ class Report:
 
     def summary(self) -> str:
         total = sum(self.requests.values())
+        shown = ", ".join(f"{label} {ids}" for label, ids in sorted(self.backends.items()))
         lines = [
-            f"churn: {self.tenants} PostgreSQL tenants, {self.seconds:.0f} s, {total} requests",
+            f"churn: {self.tenants} tenants ({shown}), {self.seconds:.0f} s, {total} requests",
             "requests by kind, status and code:",
         ]
         for (kind, status, code), n in sorted(self.requests.items()):
@@ -309,6 +380,17 @@ class Report:
             "heals: " + (", ".join(f"{k} {v:.0f}" for k, v in sorted(self.heals.items())) or "none")
         )
         lines.append(f"writes: {self.writes_acknowledged} acknowledged, {self.writes_found} found")
+        for label in sorted(self.backends):
+            totals = self.of_backend(label)
+            ok = sum(n for k, n in totals.items() if k in ACCEPTED)
+            ddl = ", ".join(
+                f"{k} {n}" for k, n in sorted(totals.items()) if k.startswith(("add_", "drop_"))
+            )
+            lines.append(
+                f"  {label}: {ok} answered 2xx, star {totals.get('query_star', 0)}; DDL {ddl}; "
+                f"writes {totals.get('acknowledged', 0)} acknowledged, "
+                f"{totals.get('found', 0)} found"
+            )
         if self.add_lag:
             lag = sorted(self.add_lag)
             lines.append(
@@ -359,9 +441,9 @@ class Churn:
             for kind, codes in ACCEPTED.items()
         }
         self.seed = seed
-        self.tenants = sorted(stack.databases)
+        self.tenants = sorted(stack.tenants)
         self.timeline = Timeline()
-        self.report = Report(seconds=seconds, tenants=len(self.tenants))
+        self.report = Report(seconds=seconds, tenants=len(self.tenants), backends=stack.backends())
         self.deadline = 0.0
         # (tenant, marker) of inserts: acknowledged, and attempted with an unknown outcome.
         self.inserted: list[tuple[int, str]] = []
@@ -408,14 +490,14 @@ class Churn:
         return run
 
     def _call(
-        self, client: httpx.Client, kind: str, method: str, url: str, **kw: Any
+        self, client: httpx.Client, kind: str, tenant: int, method: str, url: str, **kw: Any
     ) -> tuple[httpx.Response | None, float, float]:
         t0 = time.monotonic()
         try:
             r = client.request(method, url, **kw)
         except httpx.TransportError as exc:
             t1 = time.monotonic()
-            self.report.record(kind, 0, "transport_error", t1 - t0)
+            self.report.record(kind, tenant, 0, "transport_error", t1 - t0)
             self.report.violation(f"{kind}: transport error {exc!r}")
             return None, t0, t1
         t1 = time.monotonic()
@@ -429,7 +511,7 @@ class Churn:
                 self.report.violation(f"{kind}: {r.status_code} {r.text[:300]}")
             elif code not in self.accepted[kind]:
                 self.report.violation(f"{kind}: unexpected {r.status_code} {r.text[:300]}")
-        self.report.record(kind, r.status_code, code, t1 - t0)
+        self.report.record(kind, tenant, r.status_code, code, t1 - t0)
         return r, t0, t1
 
     # -- DDL ----------------------------------------------------------------------------
@@ -438,14 +520,21 @@ class Churn:
         rng = random.Random(self.seed * 1000 + tenant)
         live: list[str] = []
         n = 0
-        with contextlib.closing(self.stack.pg.connect(self.stack.databases[tenant])) as conn, \
+        # Adds and drops each alternate between outside and the API (from a random
+        # phase), so that every tenant sees both ways of both even in a short run;
+        # which column a drop picks stays random, so all four pairings occur.
+        turns = {"add": rng.randrange(2), "drop": rng.randrange(2)}
+        sqlserver = self.stack.tenants[tenant].backend == SQLSERVER
+        with contextlib.closing(self.stack.connect(tenant)) as conn, \
                 self.stack.client() as client:  # fmt: skip
-            conn.execute("SET lock_timeout = '5s'")
+            conn.execute("SET LOCK_TIMEOUT 5000" if sqlserver else "SET lock_timeout = '5s'")
             next_tick = time.monotonic()
             while time.monotonic() < self.deadline:
                 limit = min(5, self.reuse) if self.reuse else 5
                 add = len(live) < min(2, limit) or (len(live) < limit and rng.random() < 0.5)
-                outside = rng.random() < 0.5
+                op = "add" if add else "drop"
+                turns[op] += 1
+                outside = turns[op] % 2 == 0
                 if add:
                     n += 1
                     if self.reuse:
@@ -462,6 +551,18 @@ class Churn:
                 next_tick += self.ddl_interval
                 time.sleep(max(0.0, next_tick - time.monotonic()))
 
+    def _outside_ddl(self, tenant: int, op: str, name: str, *, integer: bool = False) -> str:
+        """The ALTER TABLE run behind tenantgate's back, on a connection whose current
+        database is the tenant's (so no qualification: see the module docstring)."""
+        if self.stack.tenants[tenant].backend == SQLSERVER:
+            if op == "add":
+                return f"ALTER TABLE [Contacts] ADD [{name}] {'INT' if integer else 'NVARCHAR(40)'}"
+            return f"ALTER TABLE [Contacts] DROP COLUMN [{name}]"
+        if op == "add":
+            kind = "INTEGER" if integer else "VARCHAR(40)"
+            return f'ALTER TABLE "Contacts" ADD COLUMN "{name}" {kind}'
+        return f'ALTER TABLE "Contacts" DROP COLUMN "{name}"'
+
     def _add(
         self,
         tenant: int,
@@ -477,24 +578,24 @@ class Churn:
         self.timeline.adding(tenant, name, via)
         if outside:
             try:
-                kind = "INTEGER" if integer else "VARCHAR(40)"
-                conn.execute(f'ALTER TABLE "Contacts" ADD COLUMN "{name}" {kind}')
+                conn.execute(self._outside_ddl(tenant, "add", name, integer=integer))
             except pyodbc.Error as exc:
-                self.report.ddl[f"add_{via}_failed"] += 1
+                self.report.ddl_done(tenant, f"add_{via}_failed")
                 self.report.violation(f"add outside {tenant}/{name} failed: {exc}")
                 return False
         else:
             r, _, _ = self._call(
-                client, "field_add", "POST", f"/v1/tenants/{tenant}/tables/Contacts/custom-fields",
+                client, "field_add", tenant, "POST",
+                f"/v1/tenants/{tenant}/tables/Contacts/custom-fields",
                 json={"name": name, "type": "integer"}
                 if integer
                 else {"name": name, "type": "text", "length": 40},
             )  # fmt: skip
             if r is None or r.status_code != 201:
-                self.report.ddl[f"add_{via}_failed"] += 1
+                self.report.ddl_done(tenant, f"add_{via}_failed")
                 return False  # stays "added" from its start on: it may exist (timeline widens)
         self.timeline.added(tenant, name)
-        self.report.ddl[f"add_{via}"] += 1
+        self.report.ddl_done(tenant, f"add_{via}")
         return True
 
     def _drop(
@@ -504,23 +605,23 @@ class Churn:
         self.timeline.dropping(tenant, name, via)
         if outside:
             try:
-                conn.execute(f'ALTER TABLE "Contacts" DROP COLUMN "{name}"')
+                conn.execute(self._outside_ddl(tenant, "drop", name))
             except pyodbc.Error as exc:
-                self.report.ddl[f"drop_{via}_failed"] += 1
+                self.report.ddl_done(tenant, f"drop_{via}_failed")
                 self.report.violation(f"drop outside {tenant}/{name} failed: {exc}")
                 self.timeline.drop_failed(tenant, name)
                 return False
         else:
             r, _, _ = self._call(
-                client, "field_drop", "DELETE",
+                client, "field_drop", tenant, "DELETE",
                 f"/v1/tenants/{tenant}/tables/Contacts/custom-fields/{name}",
             )  # fmt: skip
             if r is None or r.status_code != 200:
-                self.report.ddl[f"drop_{via}_failed"] += 1
+                self.report.ddl_done(tenant, f"drop_{via}_failed")
                 self.timeline.drop_failed(tenant, name)
                 return False
         self.timeline.dropped(tenant, name)
-        self.report.ddl[f"drop_{via}"] += 1
+        self.report.ddl_done(tenant, f"drop_{via}")
         return True
 
     # -- readers ------------------------------------------------------------------------
@@ -540,7 +641,7 @@ class Churn:
 
     def _star(self, client: httpx.Client, tenant: int, rng: random.Random) -> None:
         low = rng.randint(1, CONTACTS - 5)
-        r, t0, t1 = self._call(client, "query_star", "POST", "/v1/query", json={
+        r, t0, t1 = self._call(client, "query_star", tenant, "POST", "/v1/query", json={
             "tenant": tenant, "sql": STAR, "params": [low, low + 4]})  # fmt: skip
         if r is None or r.status_code != 200:
             return
@@ -561,7 +662,7 @@ class Churn:
     def _record_get(self, client: httpx.Client, tenant: int, rng: random.Random) -> None:
         key = rng.randint(1, CONTACTS)
         r, t0, t1 = self._call(
-            client, "record_get", "GET",
+            client, "record_get", tenant, "GET",
             f"/v1/tenants/{tenant}/tables/Contacts/records/{key}", params={"custom": "true"},
         )  # fmt: skip
         if r is None or r.status_code != 200:
@@ -628,7 +729,7 @@ class Churn:
             return
         name = rng.choice(candidates)
         policy = rng.choice(("error", "null"))
-        r, t0, t1 = self._call(client, "query_named", "POST", "/v1/query", json={
+        r, t0, t1 = self._call(client, "query_named", tenant, "POST", "/v1/query", json={
             "tenant": tenant, "sql": f"SELECT ContactID, {name} FROM Contacts WHERE ContactID = ?",
             "params": [rng.randint(1, CONTACTS)], "missing_columns": policy})  # fmt: skip
         if r is not None and r.status_code == 200:
@@ -672,14 +773,15 @@ class Churn:
             if extra:
                 values[extra] = "w"
             r, _, _ = self._call(
-                client, "record_insert", "POST", f"/v1/tenants/{tenant}/tables/Contacts/records",
+                client, "record_insert", tenant, "POST",
+                f"/v1/tenants/{tenant}/tables/Contacts/records",
                 json=values,
             )  # fmt: skip
             ok = r is not None and r.status_code == 201
         else:
             columns = "FirstName, LastName, IsActive, CreatedAt" + (f", {extra}" if extra else "")
             holders = "?, 'Churn', ?, CAST(? AS DATETIME)" + (", 'w'" if extra else "")
-            r, _, _ = self._call(client, "query_insert", "POST", "/v1/query", json={
+            r, _, _ = self._call(client, "query_insert", tenant, "POST", "/v1/query", json={
                 "tenant": tenant, "params": [marker, True, "2024-05-01"],
                 "sql": f"INSERT INTO Contacts ({columns}) VALUES ({holders})"})  # fmt: skip
             ok = r is not None and r.status_code == 200
@@ -698,13 +800,13 @@ class Churn:
             if extra:
                 values[extra] = "u"
             r, _, _ = self._call(
-                client, "record_patch", "PATCH",
+                client, "record_patch", tenant, "PATCH",
                 f"/v1/tenants/{tenant}/tables/Contacts/records/{key}", json=values,
             )  # fmt: skip
             ok = r is not None and r.status_code == 200
         else:
             sets = "LeadScore = ?" + (f", {extra} = 'u'" if extra else "")
-            r, _, _ = self._call(client, "query_update", "POST", "/v1/query", json={
+            r, _, _ = self._call(client, "query_update", tenant, "POST", "/v1/query", json={
                 "tenant": tenant, "params": [score, key],
                 "sql": f"UPDATE Contacts SET {sets} WHERE ContactID = ?"})  # fmt: skip
             ok = r is not None and r.status_code == 200
@@ -727,8 +829,12 @@ class Churn:
         by_tenant: dict[int, list[str]] = defaultdict(list)
         for tenant, marker in self.inserted:
             by_tenant[tenant].append(marker)
+            report.writes_by_tenant[(tenant, "acknowledged")] += 1
+        for (tenant, _), history in self.updates.items():
+            report.writes_by_tenant[(tenant, "acknowledged")] += sum(ok for _, ok in history)
         for tenant in self.tenants:
-            with contextlib.closing(self.stack.pg.connect(self.stack.databases[tenant])) as conn:
+            found_before = found
+            with contextlib.closing(self.stack.connect(tenant)) as conn:
                 present = {
                     r[0]
                     for r in conn.execute(
@@ -760,6 +866,7 @@ class Churn:
                         f"tenant {tenant} row {key}: LeadScore {scores.get(key)}, "
                         f"last acknowledged {history[last][0]}"
                     )
+            report.writes_by_tenant[(tenant, "found")] += found - found_before
         report.writes_found = found
 
     def _staleness(self) -> None:

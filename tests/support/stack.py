@@ -1,12 +1,15 @@
-"""A running tenantgate process with real tenants on SQLite and PostgreSQL.
+"""A running tenantgate process with real tenants on SQLite, PostgreSQL and SQL Server.
 
 Used by the end-to-end tests (as a fixture) and by the benchmarks.
 
-The controller is a SQLite file holding five customers: the three demo tenants
-(SQLite files, 0 / 20 / 800 custom columns) and two PostgreSQL tenants on the test
-server (0 and 20 custom columns), whose connection strings carry a password that
-must never show up in any response, metric or log line (the test server trusts
-local logins, so the password is not checked, only carried).
+The controller is a SQLite file holding the three demo tenants (SQLite files, 0 / 20 /
+800 custom columns), two PostgreSQL tenants on the test server (0 and 20 custom
+columns) and, when a T-SQL engine is at hand, SQL Server tenants on it
+(``SQLSERVER_TENANTS``: both shapes on each ODBC driver that is installed). Every
+connection string carries a password that must never show up in any response, metric
+or log line: for PostgreSQL an invented one (the test server trusts local logins, so it
+is carried, not checked), for SQL Server the engine login's real one (the engine checks
+it, so it cannot be invented).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -28,12 +31,47 @@ from proxy.auth import hash_token
 from proxy.demo import DemoLayout, create_demo
 from proxy.schema_seed import BASE_MODEL, custom_columns, seed_tenant
 from tests.support.pg import PgServer
+from tests.support.tds import FREETDS, MSODBC18, TdsServer
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL_TOKEN = "e2e-full-token-5d1c"
 BETA_READ_TOKEN = "e2e-beta-read-token-93aa"
 PG_PASSWORD = "Pg-Secret-Do-Not-Leak-4711"
 PG_CONTACTS = 200
+SQLSERVER_CONTACTS = 200
+
+
+@dataclass(frozen=True)
+class SqlServerTenant:
+    customer_id: int
+    driver: str
+    """The ODBC driver label of ``tests.support.tds`` its connection string names."""
+    custom_columns: int
+    database: str = ""
+
+    @property
+    def domain(self) -> str:
+        return f"mssql{self.customer_id}.example"
+
+
+# Two tenants per driver, one per shape, so that each driver's pool serves two
+# databases (the qualification, not the connection, must keep them apart) and every
+# SQL Server scenario can run on each driver with the same shape.
+SQLSERVER_TENANTS = (
+    SqlServerTenant(21, MSODBC18, 0),
+    SqlServerTenant(22, FREETDS, 20),
+    SqlServerTenant(23, MSODBC18, 20),
+    SqlServerTenant(24, FREETDS, 0),
+)
+
+
+def sqlserver_tenant_id(driver: str, custom_columns: int = 20) -> int:
+    """The customer id of the SQL Server tenant on ``driver`` with that many custom columns."""
+    return next(
+        t.customer_id
+        for t in SQLSERVER_TENANTS
+        if t.driver == driver and t.custom_columns == custom_columns
+    )
 
 
 @dataclass(frozen=True)
@@ -43,6 +81,14 @@ class Stack:
     pg: PgServer
     pg_databases: dict[int, str]
     log_path: Path
+    tds: TdsServer | None = None
+    """The T-SQL engine, or ``None`` when there is none here (no SQL Server tenants)."""
+    sqlserver: dict[int, SqlServerTenant] = field(default_factory=dict)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every password a tenant's connection string carries."""
+        return (PG_PASSWORD,) + ((self.tds.password,) if self.tds and self.sqlserver else ())
 
     def client(self, token: str | None = FULL_TOKEN) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -103,52 +149,78 @@ classes = ["read"]
 """
 
 
-@contextlib.contextmanager
-def running_stack(root: Path, pg: PgServer) -> Iterator[Stack]:
-    demo = create_demo(root / "demo")
+def _seed_sqlserver(tds: TdsServer, cleanup: contextlib.ExitStack) -> dict[int, SqlServerTenant]:
+    tenants: dict[int, SqlServerTenant] = {}
+    for spec in SQLSERVER_TENANTS:
+        if spec.driver not in tds.drivers:
+            continue
+        database = tds.create_database(f"tg_e2e_{spec.customer_id}")
+        cleanup.callback(tds.drop_database, database)
+        tenant = SqlServerTenant(spec.customer_id, spec.driver, spec.custom_columns, database)
+        # DDL on this engine must run in the tenant's own database (three-part CREATE
+        # TABLE from master is refused), hence Database= rather than master.
+        with contextlib.closing(tds.connect(tenant.driver, database)) as conn:
+            seed_tenant(
+                conn, "sqlserver", contacts=SQLSERVER_CONTACTS,
+                custom_columns=custom_columns(tenant.custom_columns), seed=tenant.customer_id,
+            )  # fmt: skip
+        tenants[tenant.customer_id] = tenant
+    return tenants
 
-    pg_databases: dict[int, str] = {}
+
+def _seed_postgresql(pg: PgServer, cleanup: contextlib.ExitStack) -> dict[int, str]:
+    databases: dict[int, str] = {}
     for customer_id, n_custom in ((11, 0), (12, 20)):
         name = pg.create_database(f"tg_e2e_{customer_id}")
+        cleanup.callback(pg.drop_database, name)
         with contextlib.closing(pg.connect(name)) as conn:
             seed_tenant(
                 conn, "postgresql", contacts=PG_CONTACTS,
                 custom_columns=custom_columns(n_custom), seed=customer_id,
             )  # fmt: skip
-        pg_databases[customer_id] = name
+        databases[customer_id] = name
+    return databases
 
-    controller = root / "controller.db"
-    with contextlib.closing(sqlite3.connect(demo.controller_path)) as src:
-        rows = src.execute(
-            "SELECT customer_id, domainname, sqlconnectstring FROM Customer"
-        ).fetchall()
-    with contextlib.closing(sqlite3.connect(controller)) as db:
-        db.execute(
-            "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT UNIQUE,"
-            " sqlconnectstring TEXT)"
-        )
-        db.executemany("INSERT INTO Customer VALUES (?, ?, ?)", rows)
+
+@contextlib.contextmanager
+def running_stack(root: Path, pg: PgServer, tds: TdsServer | None = None) -> Iterator[Stack]:
+    """The service over the demo, PostgreSQL and (with ``tds``) SQL Server tenants."""
+    with contextlib.ExitStack() as cleanup:
+        demo = create_demo(root / "demo")
+        pg_databases = _seed_postgresql(pg, cleanup)
+        sqlserver = _seed_sqlserver(tds, cleanup) if tds is not None else {}
+
+        controller = root / "controller.db"
+        with contextlib.closing(sqlite3.connect(demo.controller_path)) as src:
+            rows = src.execute(
+                "SELECT customer_id, domainname, sqlconnectstring FROM Customer"
+            ).fetchall()
         for customer_id, name in pg_databases.items():
-            db.execute(
-                "INSERT INTO Customer VALUES (?, ?, ?)",
+            rows.append(
                 (
                     customer_id,
                     f"pg{customer_id}.example",
                     f"Driver={{PostgreSQL Unicode}};Server={pg.host};Port={pg.port};"
                     f"Database={name};Uid={pg.user};Pwd={{{PG_PASSWORD}}}",
-                ),
+                )
             )
-        db.commit()
+        if tds is not None:
+            for tenant in sqlserver.values():
+                connect = tds.odbc(tenant.driver, tenant.database)
+                rows.append((tenant.customer_id, tenant.domain, connect))
+        with contextlib.closing(sqlite3.connect(controller)) as db:
+            db.execute(
+                "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT UNIQUE,"
+                " sqlconnectstring TEXT)"
+            )
+            db.executemany("INSERT INTO Customer VALUES (?, ?, ?)", rows)
+            db.commit()
 
-    config = root / "tenantgate.toml"
-    config.write_text(_config(controller), encoding="utf-8")
-    log_path = root / "service.log"
-    try:
+        config = root / "tenantgate.toml"
+        config.write_text(_config(controller), encoding="utf-8")
+        log_path = root / "service.log"
         with serve(config, log_path) as url:
-            yield Stack(url, demo, pg, pg_databases, log_path)
-    finally:
-        for name in pg_databases.values():
-            pg.drop_database(name)
+            yield Stack(url, demo, pg, pg_databases, log_path, tds, sqlserver)
 
 
 @contextlib.contextmanager

@@ -363,6 +363,30 @@ CASES: list[tuple[str, type[pyodbc.Error], tuple[str, ...], type[ProxyError], bo
         'column "nope" does not exist',
     ),
     (
+        "babelfish unknown qualified column",
+        pyodbc.ProgrammingError,
+        (
+            "42000",
+            "[42000] [FreeTDS][SQL Server]column contacts.churn_6_1 does not exist (33557097) "
+            "(SQLExecDirectW)",
+        ),
+        BackendObjectMissing,
+        False,
+        "column contacts.churn_6_1 does not exist",
+    ),
+    (
+        "babelfish unknown SET target",
+        pyodbc.ProgrammingError,
+        (
+            "42000",
+            '[42000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]column "churn_6_1" '
+            'of relation "contacts" does not exist (33557097) (SQLExecDirectW)',
+        ),
+        BackendObjectMissing,
+        False,
+        'column "churn_6_1" of relation "contacts" does not exist',
+    ),
+    (
         "babelfish unknown table (freetds)",
         pyodbc.ProgrammingError,
         (
