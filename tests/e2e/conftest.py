@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -44,14 +43,6 @@ BACKENDS = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="
 BACKENDS += SQLSERVER_DRIVERS
 
 
-def _tds_required() -> bool:
-    # As for tests/conftest.py's tds_driver: in CI a missing driver fails, never skips.
-    return (
-        os.environ.get("CI", "").casefold() in ("1", "true", "yes")
-        and (tds.babelfish_dir() / "start.sh").exists()
-    )
-
-
 def sqlserver_tenant(
     request: pytest.FixtureRequest, driver: str, custom_columns: int = 20
 ) -> SqlServerTenant:
@@ -62,7 +53,7 @@ def sqlserver_tenant(
     tenant = stack.sqlserver.get(sqlserver_tenant_id(driver, custom_columns))
     if tenant is None:
         reason = f"the {tds.DRIVER_NAMES[driver]} ODBC driver is not installed"
-        if _tds_required():
+        if tds.required():
             pytest.fail(f"SQL Server tests must run with both drivers in CI: {reason}")
         pytest.skip(reason)
     return tenant

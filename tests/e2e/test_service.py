@@ -269,6 +269,23 @@ def test_statement_timeout_stops_the_statement_and_the_service_goes_on(stack: St
         assert status == 200 and body["rows"][0][0] > 0
 
 
+def test_sqlserver_statement_timeout_ends_on_time(stack: Stack, mssql: SqlServerTenant) -> None:
+    # On Babelfish the cancel is honoured only when the statement ends: the answer comes
+    # from tenantgate's KILL backstop (docs/decisions.md), on SQL Server from the cancel.
+    assert stack.tds is not None
+    with contextlib.closing(stack.tds.connect(mssql.driver, mssql.database)) as conn:
+        if not conn.execute("SELECT OBJECT_ID('dbo.SlowRows')").fetchone()[0]:
+            create_slow_view(conn, "sqlserver")
+    started = time.monotonic()
+    status, body = query(stack, {"tenant": mssql.customer_id, "sql": SLOW_SQL, "timeout_ms": 1000})
+    assert (status, body["error"]["code"]) == (504, "statement_timeout"), body
+    assert time.monotonic() - started < 15
+    status, body = query(
+        stack, {"tenant": mssql.customer_id, "sql": "SELECT COUNT(*) AS n FROM Contacts"}
+    )
+    assert status == 200 and body["rows"][0][0] > 0, body
+
+
 def test_explain_shows_the_backend_sql_without_secrets(stack: Stack) -> None:
     with stack.client() as client:
         r = client.post(
