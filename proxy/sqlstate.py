@@ -51,6 +51,15 @@ other ``HYxxx``/``IMxxx`` (driver)     ``BackendUnavailable``      no      see b
 no SQLSTATE                            by pyodbc class             no
 =====================================  ==========================  ======  ==============
 
+SQL Server (Microsoft ODBC 18, FreeTDS): both drivers end a server message with its
+native error number, ``[SQL Server]<text> (<number>)``; where the SQLSTATE is too coarse
+(42000, 01000, HY000) the number decides (``_BY_MSSQL_NUMBER``: 207/208/4104 missing,
+1205/1222 transient, 515/547/2601/2627 constraint, 911/4060/18456 unavailable, 596/6005
+and FreeTDS's 20004/20006/20017 broken). Babelfish, the T-SQL engine of the tests,
+reports stale names with PostgreSQL's texts under 42000, matched by
+``_PG_TEXT_MISSING_RE``. FreeTDS's ``Unknown error (0)`` on a session the server ended
+while idle is broken too. docs/drivers.md has the observed pairs.
+
 Unknown codes: a SQLSTATE whose class we do not list came from the server about the
 statement (PostgreSQL raises them for user-defined errors too), and is deterministic,
 so it is a 400 ``BackendRejected``: retrying would not help. An unknown driver-level
