@@ -22,10 +22,14 @@ from proxy.errors import (
     BaseColumnProtected,
     ColumnExists,
     ColumnLimitReached,
+    ConnectionLost,
     CustomFieldNotFound,
     InvalidCustomField,
+    ProxyError,
 )
-from proxy.executor import execute
+from proxy.executor import ResultSet, execute
+from proxy.pool import PooledConnection
+from proxy.sqlstate import is_broken
 from rewriter.errors import UnknownTable
 from tenancy import ddl
 from tenancy.backends import BackendKind
@@ -147,21 +151,76 @@ class CustomFields:
         return {"table": meta.name, "name": physical, "dropped": True}
 
     def _run(self, location: TenantLocation, table: str, statements: list[str]) -> None:
+        """Run the DDL on a connection of the tenant's pool.
+
+        SQL Server pools are shared by every tenant database of a server and login, which
+        statements reach by three-part names. DDL runs from inside the tenant's database
+        all the same (``USE [db]`` first): Babelfish refuses a three-part ``ALTER TABLE``
+        from another database ("must be owner of table"), and SQL Server accepts both.
+        The session is switched back to the database it was in before it goes back to the
+        pool; if that fails, it is discarded, so that no later borrower inherits it.
+        """
         service = self._service
-        timeout_s = service.settings.query.max_timeout_ms / 1000
         try:
-            with service.pools.pool_for(location).connection() as conn:
-                for sql in statements:
-                    execute(
-                        conn,
-                        backend=location.kind.value,
-                        sql=sql,
-                        params=(),
-                        timeout_s=timeout_s,
-                        max_rows=0,
-                        watchdog=service.watchdog,
-                    )
+            pool = service.pools.pool_for(location)
+            conn = pool.getconn()
+            keep = False
+            original: str | None = None
+            try:
+                if location.kind is BackendKind.SQLSERVER and location.catalog:
+                    original = self._current_database(conn, location)
+                    statements = [ddl.use_database_sql(location.catalog), *statements]
+                self._execute(conn, location, statements)
+                keep = True
+            except Exception as exc:
+                keep = not is_broken(exc)
+                raise
+            finally:
+                # Also after a failed DDL: the caller gets the DDL's error either way.
+                if keep and original is not None:
+                    keep = self._switch_back(conn, location, original)
+                # Back to the pool before the refresh, which borrows from the same pool
+                # (it may hold this one connection only).
+                pool.putconn(conn, broken=not keep)
         finally:
             # Even a failed ALTER may have changed something (SQL Server's two steps).
             # Plans need no invalidation: they are keyed by the shape's fingerprint.
             service.metadata.refresh(location, table)
+
+    def _current_database(self, conn: PooledConnection, location: TenantLocation) -> str:
+        result = self._execute(conn, location, ["SELECT DB_NAME()"], max_rows=1)
+        name = result.rows[0][0] if result.rows else None
+        if not isinstance(name, str) or not name:
+            raise ConnectionLost("could not tell which database the pooled connection is in")
+        return name
+
+    def _switch_back(self, conn: PooledConnection, location: TenantLocation, original: str) -> bool:
+        try:
+            self._execute(conn, location, [ddl.use_database_sql(original)])
+        except (ProxyError, ddl.FieldError) as exc:
+            log.warning(
+                "pooled connection to %s could not switch back to database %r after DDL; "
+                "discarding it: %s",
+                location.server_key, original, exc,
+            )  # fmt: skip
+            return False
+        return True
+
+    def _execute(
+        self, conn: PooledConnection, location: TenantLocation, statements: list[str],
+        max_rows: int = 0,
+    ) -> ResultSet:  # fmt: skip
+        service = self._service
+        timeout_s = service.settings.query.max_timeout_ms / 1000
+        result = ResultSet(columns=[], rows=[], row_count=0, truncated=False)
+        for sql in statements:
+            result = execute(
+                conn,
+                backend=location.kind.value,
+                sql=sql,
+                params=(),
+                timeout_s=timeout_s,
+                max_rows=max_rows,
+                watchdog=service.watchdog,
+            )
+        return result

@@ -339,13 +339,23 @@ def _returning(
         return ()
     pseudo = "DELETED" if isinstance(tree, exp.Delete) else "INSERTED"
     names: list[str] = []
+    items: list[exp.Expr] = []
     for item in returning.expressions:
         column = item.this if isinstance(item, exp.Alias) else item
         _resolve_own(column, target, shape, ctx)
+        output: exp.Expr = item
         if backend == "sqlserver":
             # Unquoted on purpose: INSERTED / DELETED are keywords of OUTPUT, not names.
             column.set("table", exp.Var(this=pseudo))
+            if not isinstance(item, exp.Alias):
+                # Named explicitly: SQL Server labels the column with the spelling
+                # written, but Babelfish labels an unaliased OUTPUT column in lower
+                # case ("contactid"), unlike its SELECT columns.
+                alias = exp.Identifier(this=column.name, quoted=True)
+                output = exp.Alias(this=column, alias=alias)
+        items.append(output)
         names.append(item.alias if isinstance(item, exp.Alias) else column.name)
+    returning.set("expressions", items)
     return tuple(names)
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "quote",
     "render_literal",
     "table_name",
+    "use_database_sql",
     "validate_name",
 ]
 
@@ -418,13 +419,25 @@ def add_column_sql(
         if spec.default is not None:
             constraint = quote(default_constraint_name(table, spec.name), kind)
             literal = render_literal(spec.default, spec.type, kind)
-            # WITH VALUES: existing rows get the default, as on PostgreSQL and SQLite.
-            sql += f" CONSTRAINT {constraint} DEFAULT {literal} WITH VALUES"
+            sql += f" CONSTRAINT {constraint} DEFAULT {literal}"
+            if spec.nullable:
+                # Existing rows get the default, as on PostgreSQL and SQLite: SQL Server
+                # does that by itself for a NOT NULL column, but leaves a NULL column's
+                # existing rows NULL without WITH VALUES. Only where needed, because
+                # Babelfish refuses WITH VALUES ("'VALUES' is not currently supported").
+                sql += " WITH VALUES"
         return sql
     sql = f"ALTER TABLE {target} ADD COLUMN {column}"
     if spec.default is not None:
         sql += f" DEFAULT {render_literal(spec.default, spec.type, kind)}"
     return sql
+
+
+def use_database_sql(database: str) -> str:
+    """T-SQL that makes ``database`` the session's current database."""
+    if not database or len(database) > MAX_NAME:
+        raise FieldError("a SQL Server database name must be 1 to 128 characters")
+    return f"USE {quote(database, BackendKind.SQLSERVER)}"
 
 
 def drop_column_sql(

@@ -125,14 +125,29 @@ def test_add_column_sql_per_backend() -> None:
     )
     mssql = ddl.add_column_sql(spec, "Contacts", MSSQL, catalog="t]1", schema="dbo")
     constraint = ddl.default_constraint_name("Contacts", "Select")
+    # NOT NULL: SQL Server fills existing rows with the default without WITH VALUES
+    # (which Babelfish refuses).
     assert mssql == (
         "ALTER TABLE [t]]1].[dbo].[Contacts] ADD [Select] NVARCHAR(10) NOT NULL "
-        f"CONSTRAINT [{constraint}] DEFAULT N'a' WITH VALUES"
+        f"CONSTRAINT [{constraint}] DEFAULT N'a'"
+    )
+    nullable = ddl.field_spec({"name": "n", "type": "integer", "default": 7})
+    # NULL: without WITH VALUES SQL Server would leave the existing rows NULL.
+    assert ddl.add_column_sql(nullable, "T", MSSQL, catalog="db", schema="dbo") == (
+        "ALTER TABLE [db].[dbo].[T] ADD [n] INT NULL "
+        f"CONSTRAINT [{ddl.default_constraint_name('T', 'n')}] DEFAULT 7 WITH VALUES"
     )
     plain = ddl.field_spec({"name": "n", "type": "integer"})
     assert ddl.add_column_sql(plain, "T", MSSQL, catalog="db", schema="dbo") == (
         "ALTER TABLE [db].[dbo].[T] ADD [n] INT NULL"
     )
+
+
+def test_use_database_sql_quotes_the_name() -> None:
+    assert ddl.use_database_sql("t]1") == "USE [t]]1]"
+    for bad in ("", "x" * 129):
+        with pytest.raises(ddl.FieldError):
+            ddl.use_database_sql(bad)
 
 
 def test_drop_column_sql_per_backend() -> None:

@@ -50,7 +50,8 @@ UNFILTERED = [
     (
         "UPDATE Contacts SET Email = ? OUTPUT INSERTED.ContactID",
         {
-            "sqlserver": "UPDATE [T2].[dbo].[Contacts] SET [Email] = ? OUTPUT INSERTED.[ContactID]",
+            "sqlserver": "UPDATE [T2].[dbo].[Contacts] SET [Email] = ? OUTPUT INSERTED.[ContactID] "
+            "AS [ContactID]",
             "postgresql": 'UPDATE "t2"."Contacts" SET "Email" = ? RETURNING "ContactID"',
             "sqlite": 'WITH "__tenantgate_returning__" AS (SELECT 1) '
             'UPDATE "Contacts" SET "Email" = ? RETURNING "Contacts"."ContactID"',
