@@ -206,7 +206,7 @@ def execute(
             cursor.execute(sql, list(params))
         else:
             cursor.execute(sql)
-        return _collect(cursor, max_rows, count_all_rows)
+        return _collect(cursor, max_rows, count_all_rows, drain=sqlserver)
     except pyodbc.Error as exc:
         fired = False
         if handle is not None:
@@ -250,11 +250,19 @@ def apply_timeout(conn: PooledConnection, backend: str, timeout_s: float) -> flo
     return timeout_s
 
 
-def _collect(cursor: pyodbc.Cursor, max_rows: int, count_all_rows: bool = False) -> ResultSet:
+def _collect(
+    cursor: pyodbc.Cursor, max_rows: int, count_all_rows: bool = False, *, drain: bool = False
+) -> ResultSet:
     description = cursor.description
     if description is None:
         # No result set: an INSERT/UPDATE/DELETE or DDL.
-        return ResultSet(columns=[], rows=[], row_count=cursor.rowcount, truncated=False)
+        count = cursor.rowcount
+        if drain:
+            # FreeTDS reports the error of a batch's later statement (the custom-field
+            # drop is a batch) only from SQLMoreResults; Microsoft's driver at execute.
+            while cursor.nextset():
+                pass
+        return ResultSet(columns=[], rows=[], row_count=count, truncated=False)
     columns = [ResultColumn(str(d[0]), column_type(d[1])) for d in description]
     fetched = cursor.fetchmany(max_rows + 1)
     truncated = len(fetched) > max_rows

@@ -449,6 +449,36 @@ def drop_column_sql(
     target = table_name(table, kind, catalog, schema)
     drop = f"ALTER TABLE {target} DROP COLUMN {quote(column, kind)}"
     if kind is BackendKind.SQLSERVER:
-        constraint = quote(default_constraint_name(table, column), kind)
-        return [f"ALTER TABLE {target} DROP CONSTRAINT IF EXISTS {constraint}", drop]
+        return [_drop_default_sql(target, column), drop]
     return [drop]
+
+
+def _drop_default_sql(target: str, column: str) -> str:
+    """T-SQL that drops the column's default constraint, whatever its name.
+
+    SQL Server refuses to drop a column that has a default. The constraint is looked up
+    rather than assumed to be tenantgate's ``DF_tg_`` one: a column added outside
+    tenantgate has a system-named default. Runs in the tenant's database (the admin API
+    switches to it), where ``sys.default_constraints`` lists that database's constraints.
+
+    Babelfish keeps a default as a PostgreSQL column default: it lists a made-up name
+    that ``DROP CONSTRAINT`` does not find, and drops the column with its default
+    anyway, so the constraint step is skipped there (``SERVERPROPERTY('Babelfish')`` is
+    NULL on SQL Server). The statement text is built in a variable because Babelfish's
+    ``EXEC (...)`` takes no expression.
+    """
+    return (
+        "DECLARE @tg_default sysname = (SELECT TOP (1) d.name "
+        "FROM sys.default_constraints AS d JOIN sys.columns AS c "
+        "ON c.object_id = d.parent_object_id AND c.column_id = d.parent_column_id "
+        f"WHERE d.parent_object_id = OBJECT_ID({_nstring(target)}) "
+        f"AND c.name = {_nstring(column)}); "
+        "DECLARE @tg_sql nvarchar(max) = "
+        f"{_nstring(f'ALTER TABLE {target} DROP CONSTRAINT ')} + QUOTENAME(@tg_default); "
+        "IF @tg_default IS NOT NULL AND SERVERPROPERTY('Babelfish') IS NULL EXEC (@tg_sql);"
+    )
+
+
+def _nstring(text: str) -> str:
+    """A T-SQL Unicode string literal of ``text``."""
+    return "N'" + text.replace("'", "''") + "'"

@@ -815,7 +815,7 @@ def test_admin_not_null_with_default_fills_rows_and_names_its_constraint(
     )
     assert fresh.read(ALPHA, "SELECT COUNT(*) FROM Contacts WHERE Tier = N'bronzé'") == [(11,)]
 
-    admin_drop(fresh, ALPHA, "Tier")  # drops the named constraint first, then the column
+    admin_drop(fresh, ALPHA, "Tier")  # the default first (SQL Server), then the column
     assert "Tier" not in fresh.columns(ALPHA)
     assert fresh.read(
         ALPHA,

@@ -154,11 +154,15 @@ def test_drop_column_sql_per_backend() -> None:
     assert ddl.drop_column_sql("c", "T", LITE) == ['ALTER TABLE "T" DROP COLUMN "c"']
     assert ddl.drop_column_sql("c", "T", PG, schema="s") == ['ALTER TABLE "s"."T" DROP COLUMN "c"']
     constraint = ddl.default_constraint_name("T", "c")
-    assert ddl.drop_column_sql("c", "T", MSSQL, catalog="db", schema="dbo") == [
-        f"ALTER TABLE [db].[dbo].[T] DROP CONSTRAINT IF EXISTS [{constraint}]",
-        "ALTER TABLE [db].[dbo].[T] DROP COLUMN [c]",
-    ]
     assert len(constraint) <= 128 and constraint == ddl.default_constraint_name("t", "C")
+    # SQL Server: first whatever default the column has (named by tenantgate or by the
+    # server, for a column added outside), then the column.
+    first, drop = ddl.drop_column_sql("c", "T", MSSQL, catalog="db", schema="dbo")
+    assert drop == "ALTER TABLE [db].[dbo].[T] DROP COLUMN [c]"
+    assert "OBJECT_ID(N'[db].[dbo].[T]') AND c.name = N'c'" in first
+    assert "N'ALTER TABLE [db].[dbo].[T] DROP CONSTRAINT ' + QUOTENAME(@tg_default)" in first
+    odd, _ = ddl.drop_column_sql("it's", "O'T", MSSQL, catalog="d'b", schema="dbo")
+    assert "OBJECT_ID(N'[d''b].[dbo].[O''T]') AND c.name = N'it''s'" in odd
 
 
 @pytest.mark.parametrize(
