@@ -6,7 +6,9 @@ Passes, in order, on a copy of the parsed tree:
 5.  ``columns``               per scope: expand stars and CUSTOM_FIELDS, check and
                               qualify columns, name outputs (``expand``, ``sources``)
 6b. ``qualify.qualify_tables`` physical spelling, marker catalog/schema
-6c. ``row_cap.apply``         (``row_cap=True``, reads) LIMIT <bind> on the outermost query
+6c. ``row_cap.apply``         (``row_cap=True``, reads) a bound row count on the outermost
+                              query (LIMIT, TOP, FETCH; a SQL Server set operation
+                              without ORDER BY is wrapped, so the root may change)
 7.  ``params.mark``           parameters -> unique markers
 8.  ``generate``              backend SQL, then markers -> ``?`` in text order
 
@@ -80,7 +82,7 @@ def rewrite(
 ) -> Plan:
     """``allow_unfiltered`` lets an UPDATE or DELETE without WHERE through; it gates
     the plan but does not change it (a plan cache checks it before its lookup).
-    ``row_cap`` bounds a read's rows on PostgreSQL and SQLite with a bind parameter
+    ``row_cap`` bounds a read's rows with a bind parameter
     (see ``rewriter.row_cap``): the caller binds it, for the ``RowCap`` entry of
     ``param_order``."""
     writes.require_filter(parsed.unfiltered, allow_unfiltered=allow_unfiltered)
@@ -99,7 +101,7 @@ def rewrite(
             columns = qualify_columns(tree, ctx)
         qualify.qualify_tables(tree, shapes, backend)
         if row_cap and parsed.statement_class != WRITE:
-            apply_row_cap(tree, backend)
+            tree = apply_row_cap(tree, backend, columns)
         bindings = params.mark(tree)
         generated = gen.generate(tree, backend, shapes, parsed.dialect)
         sql, order = params.unmark(generated, bindings)

@@ -255,18 +255,27 @@ def test_a_limited_token_stays_in_its_scope(stack: Stack) -> None:
 
 def test_statement_timeout_stops_the_statement_and_the_service_goes_on(stack: Stack) -> None:
     # SlowRows needs an hour or more on any machine (tests/support/slow.py).
-    with contextlib.closing(stack.pg.connect(stack.pg_databases[12])) as conn:
+    with (
+        contextlib.closing(stack.pg.connect(stack.pg_databases[12])) as conn,
+        contextlib.closing(sqlite3.connect(stack.demo.tenant(2).path)) as lite,
+    ):
         create_slow_view(conn, "postgresql")
-    with contextlib.closing(sqlite3.connect(stack.demo.tenant(2).path)) as lite:
         create_slow_view(lite, "sqlite")
-    for tenant in (12, 2):
-        started = time.monotonic()
-        status, body = query(stack, {"tenant": tenant, "sql": SLOW_SQL, "timeout_ms": 1000})
-        assert (status, body["error"]["code"]) == (504, "statement_timeout"), body
-        # Ended at its deadline (plus the backstop), far from the statement's hour.
-        assert time.monotonic() - started < 15
-        status, body = query(stack, {"tenant": tenant, "sql": "SELECT COUNT(*) AS n FROM Contacts"})
-        assert status == 200 and body["rows"][0][0] > 0
+        try:
+            for tenant in (12, 2):
+                started = time.monotonic()
+                status, body = query(stack, {"tenant": tenant, "sql": SLOW_SQL, "timeout_ms": 1000})
+                assert (status, body["error"]["code"]) == (504, "statement_timeout"), body
+                # Ended at its deadline (plus the backstop), far from the statement's hour.
+                assert time.monotonic() - started < 15
+                count = {"tenant": tenant, "sql": "SELECT COUNT(*) AS n FROM Contacts"}
+                status, body = query(stack, count)
+                assert status == 200 and body["rows"][0][0] > 0
+        finally:
+            # The tenants are shared: other tests list their tables.
+            conn.execute('DROP VIEW "SlowRows"')
+            lite.execute("DROP VIEW SlowRows")
+            lite.commit()
 
 
 def test_sqlserver_statement_timeout_ends_on_time(stack: Stack, mssql: SqlServerTenant) -> None:
@@ -274,16 +283,20 @@ def test_sqlserver_statement_timeout_ends_on_time(stack: Stack, mssql: SqlServer
     # from tenantgate's KILL backstop (docs/decisions.md), on SQL Server from the cancel.
     assert stack.tds is not None
     with contextlib.closing(stack.tds.connect(mssql.driver, mssql.database)) as conn:
-        if not conn.execute("SELECT OBJECT_ID('dbo.SlowRows')").fetchone()[0]:
-            create_slow_view(conn, "sqlserver")
-    started = time.monotonic()
-    status, body = query(stack, {"tenant": mssql.customer_id, "sql": SLOW_SQL, "timeout_ms": 1000})
-    assert (status, body["error"]["code"]) == (504, "statement_timeout"), body
-    assert time.monotonic() - started < 15
-    status, body = query(
-        stack, {"tenant": mssql.customer_id, "sql": "SELECT COUNT(*) AS n FROM Contacts"}
-    )
-    assert status == 200 and body["rows"][0][0] > 0, body
+        create_slow_view(conn, "sqlserver")
+        try:
+            started = time.monotonic()
+            status, body = query(
+                stack, {"tenant": mssql.customer_id, "sql": SLOW_SQL, "timeout_ms": 1000}
+            )
+            assert (status, body["error"]["code"]) == (504, "statement_timeout"), body
+            assert time.monotonic() - started < 15
+            count = {"tenant": mssql.customer_id, "sql": "SELECT COUNT(*) AS n FROM Contacts"}
+            status, body = query(stack, count)
+            assert status == 200 and body["rows"][0][0] > 0, body
+        finally:
+            # The tenant is shared: other tests list its tables.
+            conn.execute("DROP VIEW dbo.SlowRows")
 
 
 def test_explain_shows_the_backend_sql_without_secrets(stack: Stack) -> None:
@@ -564,10 +577,9 @@ def test_sqlserver_explain_qualifies_with_the_database_and_hides_secrets(
     plan = r.json()
     assert plan["backend"] == "sqlserver"
     assert f"[{mssql.database}].[dbo].[Contacts]" in plan["sql"]
-    # The caller's bind, and the row cap (max_rows + 1) if the plan bounds the rows: TDS
-    # streams them, so a cap in the SQL is optional on SQL Server (docs/architecture.md).
-    assert plan["sql"].count("?") == len(plan["params"])
-    assert sorted(plan["params"]) in ([3], [3, 1001]), plan["params"]
+    # The row cap (max_rows + 1) in TOP, then the caller's bind (docs/architecture.md).
+    assert plan["sql"].startswith("SELECT TOP (?) ")
+    assert plan["params"] == [1001, 3]
     # The same key for both drivers: FreeTDS spells the port Port=, MS ODBC Server=h,p.
     assert plan["server"] == f"sqlserver://127.0.0.1:{stack.tds.port}"
     assert not [secret for secret in stack.secrets if secret in r.text]
