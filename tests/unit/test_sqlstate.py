@@ -455,8 +455,7 @@ CASES: list[tuple[str, type[pyodbc.Error], tuple[str, ...], type[ProxyError], bo
         pyodbc.Error,
         (
             "01000",
-            "[01000] [FreeTDS][SQL Server]Unexpected EOF from the server (20017) "
-            "(SQLExecDirectW)",
+            "[01000] [FreeTDS][SQL Server]Unexpected EOF from the server (20017) (SQLExecDirectW)",
         ),
         ConnectionLost,
         True,
