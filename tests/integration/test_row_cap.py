@@ -12,7 +12,6 @@ tests run once per ODBC driver (``tds_driver``) against a T-SQL engine over TDS
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,17 +19,16 @@ from typing import Any
 
 import pyodbc
 import pytest
-from prometheus_client import CollectorRegistry
 
 from proxy.auth import Principal
-from proxy.config import ControllerSettings, PoolSettings, Settings
-from proxy.schema_seed import BASE_MODEL, seed_tenant
+from proxy.config import PoolSettings
+from proxy.schema_seed import seed_tenant
 from proxy.service import QueryRequest, Service
 from rewriter import RowCap, parse_statement, rewrite
 from tests.integration.test_transpile import BACKEND_ROWS, _create_sqlserver, _expected, _normal
 from tests.support.pg import PgServer
 from tests.support.tds import TdsServer
-from tests.support.tenants import seeded_service, token
+from tests.support.tenants import seeded_service, service_for, token
 from tests.unit.rewriter.golden import load_cases
 from tests.unit.rewriter.shapes import SCHEMA
 from tests.unit.rewriter.test_transpile import TranspileCase, shapes
@@ -224,25 +222,12 @@ def tds_service(
         )
         conn.execute(BIG_EVENTS, BIG_ROWS)
         assert conn.execute("SELECT COUNT(*) FROM [dbo].[Events]").fetchone()[0] == BIG_ROWS
-    controller = tmp_path / "controller.db"
-    with contextlib.closing(sqlite3.connect(controller)) as db:
-        db.execute(
-            "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT,"
-            " sqlconnectstring TEXT)"
-        )
-        db.execute(
-            "INSERT INTO Customer VALUES (1, 'mssql.example', ?)",
-            (tds_server.odbc(tds_driver, tds_database),),
-        )
-        db.commit()
-    settings = Settings(
-        controller=ControllerSettings(connection_string=f"Driver=SQLite3;Database={controller}"),
+    service = service_for(
+        tmp_path / "controller.db",
+        {"mssql.example": tds_server.odbc(tds_driver, tds_database)},
         pool=PoolSettings(max_size=1),
-        backend_templates={},
-        base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
         tokens=(token("t", TOKEN, "read", "write"),),
     )
-    service = Service(settings, registry=CollectorRegistry())
     try:
         yield service
     finally:

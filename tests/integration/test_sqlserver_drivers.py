@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from proxy.config import ControllerSettings, Settings
-from proxy.schema_seed import BASE_MODEL, seed_tenant
-from proxy.service import QueryRequest, Service
+from proxy.schema_seed import seed_tenant
+from proxy.service import QueryRequest
 from tenancy.errors import TenantMisconfigured
 from tests.support.tds import MSODBC18, TdsServer, msodbc18_library
-from tests.support.tenants import READER, TOKENS
-
-
-def _service(tmp_path: Path, tenants: dict[str, str], templates: dict[str, str]) -> Service:
-    controller = tmp_path / "controller.db"
-    with contextlib.closing(sqlite3.connect(controller)) as db:
-        db.execute(
-            "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT,"
-            " sqlconnectstring TEXT)"
-        )
-        for i, (domain, odbc) in enumerate(tenants.items(), start=1):
-            db.execute("INSERT INTO Customer VALUES (?, ?, ?)", (i, domain, odbc))
-        db.commit()
-    settings = Settings(
-        controller=ControllerSettings(connection_string=f"Driver=SQLite3;Database={controller}"),
-        backend_templates=templates,
-        base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
-        tokens=TOKENS,
-    )
-    return Service(settings, registry=CollectorRegistry())
+from tests.support.tenants import READER, service_for
 
 
 def test_a_library_path_works_where_the_template_names_it(
@@ -47,10 +25,10 @@ def test_a_library_path_works_where_the_template_names_it(
     registered = tds_server.odbc(MSODBC18, tds_database)
     by_path = registered.replace("{ODBC Driver 18 for SQL Server}", "{" + library + "}")
     elsewhere = by_path.replace(library, "/tmp/elsewhere/" + Path(library).name)
-    service = _service(
-        tmp_path,
+    service = service_for(
+        tmp_path / "controller.db",
         {"path.example": by_path, "elsewhere.example": elsewhere},
-        {"sqlserver": f"Driver={{{library}}}"},
+        backend_templates={"sqlserver": f"Driver={{{library}}}"},
     )
     principal = service.auth.authenticate(f"Bearer {READER}")
     try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -25,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from proxy.auth import Principal
-from proxy.config import ControllerSettings, PoolSettings, Settings
+from proxy.config import PoolSettings
 from proxy.errors import (
     BackendUnavailable,
     ConnectionLost,
@@ -36,11 +34,11 @@ from proxy.errors import (
     StatementTimeout,
     status_for,
 )
-from proxy.schema_seed import BASE_MODEL, seed_tenant
+from proxy.schema_seed import seed_tenant
 from proxy.service import QueryRequest, Service
 from tenancy.errors import TenancyError
 from tests.support.tds import TdsServer
-from tests.support.tenants import READER, TOKENS
+from tests.support.tenants import READER, service_for
 
 SLOW_VIEW = (
     "CREATE VIEW dbo.SlowRows AS SELECT COUNT_BIG(*) AS n FROM sys.all_columns a "
@@ -116,23 +114,11 @@ def faults(
         "down.example": down.odbc(tds_driver, tds_database),
         "silent.example": mute.odbc(tds_driver, tds_database),
     }
-    controller = tmp_path / "controller.db"
-    with contextlib.closing(sqlite3.connect(controller)) as db:
-        db.execute(
-            "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT,"
-            " sqlconnectstring TEXT)"
-        )
-        for i, (domain, odbc) in enumerate(tenants.items(), start=1):
-            db.execute("INSERT INTO Customer VALUES (?, ?, ?)", (i, domain, odbc))
-        db.commit()
-    settings = Settings(
-        controller=ControllerSettings(connection_string=f"Driver=SQLite3;Database={controller}"),
+    service = service_for(
+        tmp_path / "controller.db",
+        tenants,
         pool=PoolSettings(max_size=8, login_timeout_s=LOGIN_TIMEOUT_S, acquire_timeout_ms=20_000),
-        backend_templates={},
-        base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
-        tokens=TOKENS,
     )
-    service = Service(settings, registry=CollectorRegistry())
     principal = service.auth.authenticate(f"Bearer {READER}")
     try:
         yield Faults(service, principal, tds_server, tds_database, tds_driver)

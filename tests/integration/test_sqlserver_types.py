@@ -9,18 +9,15 @@ from __future__ import annotations
 import contextlib
 import datetime
 import decimal
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from proxy.auth import Principal
-from proxy.config import ControllerSettings, Settings
 from proxy.service import QueryRequest, Service
 from tests.support.tds import TdsServer
-from tests.support.tenants import TOKENS, WRITER
+from tests.support.tenants import WRITER, service_for
 
 TABLE = """CREATE TABLE dbo.Kinds (
   Id int NOT NULL PRIMARY KEY, D date NULL, Dt2 datetime2 NULL, Dt datetime NULL,
@@ -43,22 +40,9 @@ def kinds(
         conn.execute(TABLE)
         conn.execute(ROW)
         conn.execute("INSERT INTO dbo.Kinds (Id) VALUES (2)")
-    controller = tmp_path / "controller.db"
-    with contextlib.closing(sqlite3.connect(controller)) as db:
-        db.execute(
-            "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT,"
-            " sqlconnectstring TEXT)"
-        )
-        db.execute(
-            "INSERT INTO Customer VALUES (1, 'kinds.example', ?)",
-            (tds_server.odbc(tds_driver, tds_database),),
-        )
-        db.commit()
-    settings = Settings(
-        controller=ControllerSettings(connection_string=f"Driver=SQLite3;Database={controller}"),
-        tokens=TOKENS,
+    service = service_for(
+        tmp_path / "controller.db", {"kinds.example": tds_server.odbc(tds_driver, tds_database)}
     )
-    service = Service(settings, registry=CollectorRegistry())
     try:
         yield service, service.auth.authenticate(f"Bearer {WRITER}")
     finally:
@@ -84,7 +68,7 @@ def test_every_type_comes_back_as_the_driver_reads_it(
     assert row["B"] is True and row["M"] == decimal.Decimal("12.34")
     assert row["U"] == "CF2C8587-0CB5-4FD1-9A2B-2BEAEB710EF0"
     assert row["S"] == "Zoë 𝄞 Ünal"
-    assert bytes(row["Vb"]) == b"\x00\x01"  # type: ignore[arg-type]
+    assert isinstance(row["Vb"], bytes | bytearray) and bytes(row["Vb"]) == b"\x00\x01"
     assert row["T"] == datetime.time(7, 8, 9)
     plus_two = datetime.timezone(datetime.timedelta(hours=2))
     assert row["Dto"] == datetime.datetime(2024, 5, 6, 7, 8, 9, 500000, plus_two)

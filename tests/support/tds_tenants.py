@@ -18,23 +18,21 @@ rather than repeat it. ``alter`` runs DDL behind tenantgate's back after ``USE [
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyodbc
-from prometheus_client import CollectorRegistry
 
 from proxy.auth import Principal
-from proxy.config import ControllerSettings, PoolSettings, Settings, TokenSettings
+from proxy.config import PoolSettings, TokenSettings
 from proxy.pool import ConnectionPool
-from proxy.schema_seed import BASE_MODEL, Column, seed_tenant
+from proxy.schema_seed import Column, seed_tenant
 from proxy.service import QueryOutcome, QueryRequest, Service
 from tenancy.location import TenantLocation
 from tests.support.tds import TdsServer
-from tests.support.tenants import ADMIN, TOKENS
+from tests.support.tenants import ADMIN, TOKENS, service_for
 
 __all__ = ["TdsTenants", "bracket", "is_babelfish", "seed_databases", "tds_service"]
 
@@ -161,26 +159,15 @@ def tds_service(
     ``extra_tenants`` adds domain -> raw connection string rows (a tenant on another
     login or a database that does not exist). Dropping the databases is the caller's.
     """
-    controller = tmp_path / f"controller-{driver}.db"
-    customer_ids: dict[str, int] = {}
-    with contextlib.closing(sqlite3.connect(controller)) as db:
-        db.execute(
-            "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT,"
-            " sqlconnectstring TEXT)"
-        )
-        rows = [(d, server.odbc(driver, name)) for d, name in databases.items()]
-        rows += list((extra_tenants or {}).items())
-        for number, (domain, dsn) in enumerate(rows, start=1):
-            db.execute("INSERT INTO Customer VALUES (?, ?, ?)", (number, domain, dsn))
-            customer_ids[domain] = number
-        db.commit()
-    settings = Settings(
-        controller=ControllerSettings(connection_string=f"Driver=SQLite3;Database={controller}"),
+    customers = {d: server.odbc(driver, name) for d, name in databases.items()}
+    customers.update(extra_tenants or {})
+    customer_ids = {domain: number for number, domain in enumerate(customers, start=1)}
+    service = service_for(
+        tmp_path / f"controller-{driver}.db",
+        customers,
         pool=PoolSettings(max_size=pool_max_size),
-        base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
-        tokens=tuple(tokens),
+        tokens=tokens,
     )
-    service = Service(settings, registry=CollectorRegistry())
     try:
         yield TdsTenants(
             service,

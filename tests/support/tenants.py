@@ -38,6 +38,42 @@ TOKENS = (
 TEMPLATES = {"postgresql": "BoolsAsChar=0", "sqlite": "Timeout=5000"}
 
 
+def write_controller(path: Path, customers: Mapping[str, str], *, first_id: int = 1) -> str:
+    """A SQLite controller at ``path`` listing ``customers`` (domain -> connection
+    string) with ids from ``first_id`` in order; its connection string."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT UNIQUE,"
+            " sqlconnectstring TEXT)"
+        )
+        db.executemany(
+            "INSERT INTO Customer VALUES (?, ?, ?)",
+            [(first_id + i, d, cs) for i, (d, cs) in enumerate(customers.items())],
+        )
+        db.commit()
+    return f"Driver=SQLite3;Database={path}"
+
+
+def service_for(
+    controller: Path,
+    customers: Mapping[str, str],
+    *,
+    pool: PoolSettings | None = None,
+    backend_templates: Mapping[str, str] | None = None,
+    tokens: Sequence[TokenSettings] = TOKENS,
+) -> Service:
+    """A ``Service`` over a new controller at ``controller`` listing ``customers``,
+    with the default base model; the caller closes it."""
+    settings = Settings(
+        controller=ControllerSettings(connection_string=write_controller(controller, customers)),
+        pool=pool or PoolSettings(),
+        backend_templates=dict(backend_templates or {}),
+        base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
+        tokens=tuple(tokens),
+    )
+    return Service(settings, registry=CollectorRegistry())
+
+
 @dataclass
 class Tenants:
     service: Service
@@ -112,26 +148,16 @@ def seeded_service(
         if seed_more is not None:
             seed_more(conn, "sqlite")
             conn.commit()
-    controller = tmp_path / "controller.db"
-    with contextlib.closing(sqlite3.connect(controller)) as db:
-        db.execute(
-            "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT,"
-            " sqlconnectstring TEXT)"
-        )
-        db.execute(
-            "INSERT INTO Customer VALUES (1, 'lite.example', ?)",
-            (f"Driver=SQLite3;Database={sqlite_file}",),
-        )
-        db.execute("INSERT INTO Customer VALUES (2, 'pg.example', ?)", (pg.odbc(pg_database),))
-        db.commit()
-    settings = Settings(
-        controller=ControllerSettings(connection_string=f"Driver=SQLite3;Database={controller}"),
+    svc = service_for(
+        tmp_path / "controller.db",
+        {
+            "lite.example": f"Driver=SQLite3;Database={sqlite_file}",
+            "pg.example": pg.odbc(pg_database),
+        },
         pool=PoolSettings(max_size=pool_max_size),
-        backend_templates=dict(backend_templates),
-        base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
-        tokens=tuple(tokens),
+        backend_templates=backend_templates,
+        tokens=tokens,
     )
-    svc = Service(settings, registry=CollectorRegistry())
     try:
         yield Tenants(svc, sqlite_file, pg, pg_database)
     finally:
