@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import random
 import re
-import sqlite3
 import threading
 import time
 import uuid
@@ -46,6 +45,7 @@ from proxy.schema_seed import BASE_MODEL, custom_columns, seed_tenant
 from tests.support.pg import PgServer
 from tests.support.stack import serve
 from tests.support.tds import TdsServer
+from tests.support.tenants import write_controller
 
 POSTGRESQL = "postgresql"
 SQLSERVER = "sqlserver"
@@ -199,13 +199,7 @@ def churn_stack(
                     seed=tenant.customer_id,
                 )  # fmt: skip
         controller = root / "controller.db"
-        with contextlib.closing(sqlite3.connect(controller)) as db:
-            db.execute(
-                "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT,"
-                " sqlconnectstring TEXT)"
-            )
-            db.executemany("INSERT INTO Customer VALUES (?, ?, ?)", rows)
-            db.commit()
+        write_controller(controller, rows)
         config = root / "tenantgate.toml"
         config.write_text(_config(controller, ttl_s), encoding="utf-8")
         log_path = root / "service.log"

@@ -32,6 +32,7 @@ from proxy.demo import DemoLayout, create_demo
 from proxy.schema_seed import BASE_MODEL, custom_columns, seed_tenant
 from tests.support.pg import PgServer
 from tests.support.tds import FREETDS, MSODBC18, TdsServer
+from tests.support.tenants import write_controller
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL_TOKEN = "e2e-full-token-5d1c"
@@ -208,13 +209,7 @@ def running_stack(root: Path, pg: PgServer, tds: TdsServer | None = None) -> Ite
             for tenant in sqlserver.values():
                 connect = tds.odbc(tenant.driver, tenant.database)
                 rows.append((tenant.customer_id, tenant.domain, connect))
-        with contextlib.closing(sqlite3.connect(controller)) as db:
-            db.execute(
-                "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT UNIQUE,"
-                " sqlconnectstring TEXT)"
-            )
-            db.executemany("INSERT INTO Customer VALUES (?, ?, ?)", rows)
-            db.commit()
+        write_controller(controller, rows)
 
         config = root / "tenantgate.toml"
         config.write_text(_config(controller), encoding="utf-8")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,18 +38,15 @@ TOKENS = (
 TEMPLATES = {"postgresql": "BoolsAsChar=0", "sqlite": "Timeout=5000"}
 
 
-def write_controller(path: Path, customers: Mapping[str, str], *, first_id: int = 1) -> str:
-    """A SQLite controller at ``path`` listing ``customers`` (domain -> connection
-    string) with ids from ``first_id`` in order; its connection string."""
+def write_controller(path: Path, customers: Iterable[tuple[int, str, str]]) -> str:
+    """A SQLite controller at ``path`` listing ``customers`` (id, domain, connection
+    string); its connection string."""
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute(
             "CREATE TABLE Customer (customer_id INTEGER PRIMARY KEY, domainname TEXT UNIQUE,"
             " sqlconnectstring TEXT)"
         )
-        db.executemany(
-            "INSERT INTO Customer VALUES (?, ?, ?)",
-            [(first_id + i, d, cs) for i, (d, cs) in enumerate(customers.items())],
-        )
+        db.executemany("INSERT INTO Customer VALUES (?, ?, ?)", list(customers))
         db.commit()
     return f"Driver=SQLite3;Database={path}"
 
@@ -62,10 +59,12 @@ def service_for(
     backend_templates: Mapping[str, str] | None = None,
     tokens: Sequence[TokenSettings] = TOKENS,
 ) -> Service:
-    """A ``Service`` over a new controller at ``controller`` listing ``customers``,
-    with the default base model; the caller closes it."""
+    """A ``Service`` over a new controller at ``controller`` listing ``customers``
+    (domain -> connection string, ids from 1 in order), with the default base model;
+    the caller closes it."""
+    rows = [(i, domain, cs) for i, (domain, cs) in enumerate(customers.items(), start=1)]
     settings = Settings(
-        controller=ControllerSettings(connection_string=write_controller(controller, customers)),
+        controller=ControllerSettings(connection_string=write_controller(controller, rows)),
         pool=pool or PoolSettings(),
         backend_templates=dict(backend_templates or {}),
         base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
