@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -47,6 +48,13 @@ from tests.support.stack import (  # noqa: E402
 
 SQL = "SELECT ContactID, FirstName, LastName, Email FROM Contacts WHERE ContactID = ?"
 SENTINEL = 987_654_321  # the key given to /v1/explain, to find its place among the binds
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -76,17 +84,21 @@ def measure(stack: Stack, tenant: Any, connection: pyodbc.Connection, n: int) ->
         direct: list[float] = []
         floor: list[float] = []
         block = 100
+        service_cpu = direct_cpu = 0.0
         for i in range(0, n, block):
+            c0 = process_cpu_s(stack.pid)
             for j in range(block):
                 key = 1 + (i + j) % 150
                 t0 = time.perf_counter()
                 r = http.post("/v1/query", json={"tenant": tenant, "sql": SQL, "params": [key]})
                 service.append(time.perf_counter() - t0)
                 assert r.status_code == 200, r.text
+            service_cpu += process_cpu_s(stack.pid) - c0
             for _ in range(block // 4):
                 t0 = time.perf_counter()
                 http.get("/healthz")
                 floor.append(time.perf_counter() - t0)
+            c0 = time.process_time()
             for j in range(block):
                 key = 1 + (i + j) % 150
                 t0 = time.perf_counter()
@@ -94,7 +106,12 @@ def measure(stack: Stack, tenant: Any, connection: pyodbc.Connection, n: int) ->
                 cursor.execute(backend_sql, *binds)
                 cursor.fetchall()
                 direct.append(time.perf_counter() - t0)
+            direct_cpu += time.process_time() - c0
     return {
+        # CPU per request: of the service process, and of this process for the direct
+        # side (the driver's client work; the database server's own CPU is in neither).
+        "service_cpu_us": service_cpu / len(service) * 1e6,
+        "direct_cpu_us": direct_cpu / len(direct) * 1e6,
         "backend": plan["backend"],
         "service": service,
         "direct": direct,
@@ -120,6 +137,10 @@ def report(name: str, r: dict[str, Any]) -> None:
             f"{percentile(values, 0.9) * 1e6:12.0f}{percentile(values, 0.99) * 1e6:12.0f}"
         )
     f_med = statistics.median(r["floor"]) * 1e6
+    print(
+        f"  CPU per request: tenantgate process {r['service_cpu_us']:.0f} µs; "
+        f"direct (client process) {r['direct_cpu_us']:.0f} µs"
+    )
     print(f"  overhead: {s_med - d_med:.0f} µs per request; ratio {s_med / d_med:.1f}x")
     print(f"  of which HTTP round trip with this Python client: {f_med:.0f} µs;")
     print(f"  tenantgate's own work beyond HTTP and the database: {s_med - d_med - f_med:.0f} µs")
@@ -127,11 +148,17 @@ def report(name: str, r: dict[str, Any]) -> None:
 
 def summary(results: list[tuple[str, dict[str, Any]]]) -> None:
     print("\nsummary (medians, µs)")
-    print(f"  {'tenant':44}{'tenantgate':>12}{'direct':>10}{'overhead':>10}")
+    print(
+        f"  {'tenant':44}{'tenantgate':>12}{'direct':>10}{'overhead':>10}"
+        f"{'tg CPU':>10}{'direct CPU':>12}"
+    )
     for name, r in results:
         s_med = statistics.median(r["service"]) * 1e6
         d_med = statistics.median(r["direct"]) * 1e6
-        print(f"  {name:44}{s_med:12.0f}{d_med:10.0f}{s_med - d_med:10.0f}")
+        print(
+            f"  {name:44}{s_med:12.0f}{d_med:10.0f}{s_med - d_med:10.0f}"
+            f"{r['service_cpu_us']:10.0f}{r['direct_cpu_us']:12.0f}"
+        )
 
 
 def main() -> None:

@@ -203,7 +203,7 @@ def churn_stack(
         config = root / "tenantgate.toml"
         config.write_text(_config(controller, ttl_s), encoding="utf-8")
         log_path = root / "service.log"
-        with serve(config, log_path) as url:
+        with serve(config, log_path) as (url, _pid):
             yield ChurnStack(url, pg, churn, log_path, tds)
 
 

@@ -85,6 +85,8 @@ class Stack:
     tds: TdsServer | None = None
     """The T-SQL engine, or ``None`` when there is none here (no SQL Server tenants)."""
     sqlserver: dict[int, SqlServerTenant] = field(default_factory=dict)
+    pid: int = 0
+    """The service process (for its CPU time in /proc/PID/stat)."""
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -214,13 +216,13 @@ def running_stack(root: Path, pg: PgServer, tds: TdsServer | None = None) -> Ite
         config = root / "tenantgate.toml"
         config.write_text(_config(controller), encoding="utf-8")
         log_path = root / "service.log"
-        with serve(config, log_path) as url:
-            yield Stack(url, demo, pg, pg_databases, log_path, tds, sqlserver)
+        with serve(config, log_path) as (url, pid):
+            yield Stack(url, demo, pg, pg_databases, log_path, tds, sqlserver, pid)
 
 
 @contextlib.contextmanager
-def serve(config: Path, log_path: Path) -> Iterator[str]:
-    """The service process on ``config``, on a free loopback port: its base URL."""
+def serve(config: Path, log_path: Path) -> Iterator[tuple[str, int]]:
+    """The service process on ``config``, on a free loopback port: its base URL and pid."""
     port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log:
@@ -242,7 +244,7 @@ def serve(config: Path, log_path: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"tenantgate did not start:\n{log_path.read_text()}")
             time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
