@@ -259,7 +259,11 @@ _BY_MSSQL_NUMBER: dict[int, Kind] = {
 # FreeTDS's first answer on a session the server has ended while it sat idle (08S01
 # "Communication link failure" follows); nothing else it reports reads like this.
 _FREETDS_LOST_RE = re.compile(r"\[FreeTDS\]\[SQL Server\]Unknown error \(0\)")
-_MSSQL_RE = re.compile(r"\[SQL Server\](?P<text>.*?)\s*\((?P<number>-?\d+)\)", re.DOTALL)
+# The native number is the last parenthesised integer of the record, before pyodbc's
+# "(SQLExecDirectW)", the next record's ";" or the end: "varchar(208)" is not one.
+_MSSQL_RE = re.compile(
+    r"\[SQL Server\](?P<text>.*?)\s*\((?P<number>-?\d+)\)\s*(?:\(SQL\w+\)|;|$)", re.DOTALL
+)
 # Babelfish answers stale names with PostgreSQL's texts under 42000 (native 33557097)
 # where SQL Server says 207/208: `column "x" does not exist`, `column t.x does not
 # exist` (a qualified reference), `column "x" of relation "t" does not exist` (a SET

@@ -423,6 +423,19 @@ CASES: list[tuple[str, type[pyodbc.Error], tuple[str, ...], type[ProxyError], bo
         "Invalid object name 'db.dbo.Nope'.",
     ),
     (
+        "a number inside the text is not the native error",
+        pyodbc.DataError,
+        (
+            "22001",
+            "[22001] [FreeTDS][SQL Server]value too long for type character varying(208) "
+            "(33557097) (SQLExecDirectW)",
+        ),
+        BackendRejected,
+        False,
+        # The cleaner drops every trailing "(n)", the type's length with the numbers.
+        "value too long for type character varying",
+    ),
+    (
         "sql server duplicate key",
         pyodbc.IntegrityError,
         (
