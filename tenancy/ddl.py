@@ -421,16 +421,29 @@ def add_column_sql(
             literal = render_literal(spec.default, spec.type, kind)
             sql += f" CONSTRAINT {constraint} DEFAULT {literal}"
             if spec.nullable:
-                # Existing rows get the default, as on PostgreSQL and SQLite: SQL Server
-                # does that by itself for a NOT NULL column, but leaves a NULL column's
-                # existing rows NULL without WITH VALUES. Only where needed, because
-                # Babelfish refuses WITH VALUES ("'VALUES' is not currently supported").
-                sql += " WITH VALUES"
+                return _with_values_sql(sql)
         return sql
     sql = f"ALTER TABLE {target} ADD COLUMN {column}"
     if spec.default is not None:
         sql += f" DEFAULT {render_literal(spec.default, spec.type, kind)}"
     return sql
+
+
+def _with_values_sql(add: str) -> str:
+    """``add`` (an ``ALTER TABLE ... ADD`` of a NULL column with a default) such that
+    existing rows get the default, as on PostgreSQL and SQLite.
+
+    SQL Server does that by itself for a NOT NULL column, but leaves a NULL column's
+    existing rows NULL unless the statement says ``WITH VALUES``. Babelfish refuses
+    ``WITH VALUES`` ("'VALUES' is not currently supported") and fills the rows anyway,
+    as PostgreSQL does; the batch picks the form by ``SERVERPROPERTY('Babelfish')``
+    (NULL on SQL Server), through a variable because Babelfish's ``EXEC (...)`` takes no
+    expression.
+    """
+    return (
+        "DECLARE @tg_sql nvarchar(max) = CASE WHEN SERVERPROPERTY('Babelfish') IS NULL "
+        f"THEN {_nstring(add + ' WITH VALUES')} ELSE {_nstring(add)} END; EXEC (@tg_sql);"
+    )
 
 
 def use_database_sql(database: str) -> str:

@@ -132,11 +132,19 @@ def test_add_column_sql_per_backend() -> None:
         f"CONSTRAINT [{constraint}] DEFAULT N'a'"
     )
     nullable = ddl.field_spec({"name": "n", "type": "integer", "default": 7})
-    # NULL: without WITH VALUES SQL Server would leave the existing rows NULL.
-    assert ddl.add_column_sql(nullable, "T", MSSQL, catalog="db", schema="dbo") == (
+    # NULL: without WITH VALUES SQL Server would leave the existing rows NULL; Babelfish
+    # refuses the clause and fills them anyway, so the batch picks by engine.
+    add = (
         "ALTER TABLE [db].[dbo].[T] ADD [n] INT NULL "
-        f"CONSTRAINT [{ddl.default_constraint_name('T', 'n')}] DEFAULT 7 WITH VALUES"
+        f"CONSTRAINT [{ddl.default_constraint_name('T', 'n')}] DEFAULT 7"
     )
+    assert ddl.add_column_sql(nullable, "T", MSSQL, catalog="db", schema="dbo") == (
+        "DECLARE @tg_sql nvarchar(max) = CASE WHEN SERVERPROPERTY('Babelfish') IS NULL "
+        f"THEN N'{add} WITH VALUES' ELSE N'{add}' END; EXEC (@tg_sql);"
+    )
+    quoted = ddl.field_spec({"name": "q", "type": "text", "length": 5, "default": "it's"})
+    # The default's quotes are doubled once in the literal and again in the batch text.
+    assert "DEFAULT N''it''''s''" in ddl.add_column_sql(quoted, "T", MSSQL, catalog="db")
     plain = ddl.field_spec({"name": "n", "type": "integer"})
     assert ddl.add_column_sql(plain, "T", MSSQL, catalog="db", schema="dbo") == (
         "ALTER TABLE [db].[dbo].[T] ADD [n] INT NULL"
