@@ -9,12 +9,17 @@ prints: requests by kind, status and code; p50/p99 latency; DDL done; heals perf
 observed staleness (how long after a column was added outside responses still lacked
 it, and whether any response begun after a drop still returned the column).
 
-    .venv/bin/python benchmarks/churn.py [--seconds 300] [--tenants 6]
+``--sqlserver`` adds one SQL Server tenant per ODBC driver (Microsoft ODBC 18, FreeTDS)
+on the T-SQL engine the tests use (``TENANTGATE_TEST_TDS_DSN``, or Babelfish started
+from ``../shared/babelfish``).
+
+    .venv/bin/python benchmarks/churn.py [--seconds 300] [--tenants 6] [--sqlserver]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.churn import churn_stack, run_churn  # noqa: E402
 from tests.support.pg import pg_server  # noqa: E402
+from tests.support.tds import register_msodbc18, tds_server  # noqa: E402
 
 
 def main() -> int:
@@ -39,12 +45,23 @@ def main() -> int:
     parser.add_argument(
         "--ttl", type=float, default=300.0, help="metadata.ttl_s of the service (default 300)"
     )
+    parser.add_argument(
+        "--sqlserver", action="store_true", help="add one SQL Server tenant per ODBC driver"
+    )
     args = parser.parse_args()
-    with (
-        pg_server() as pg,
-        tempfile.TemporaryDirectory(prefix="tg-churn-") as tmp,
-        churn_stack(Path(tmp), pg, tenants=args.tenants, ttl_s=args.ttl) as stack,
-    ):
+    with contextlib.ExitStack() as scope:
+        tds = None
+        if args.sqlserver:
+            register_msodbc18()  # before the first ODBC connection of this process
+            tds = scope.enter_context(tds_server())
+        pg = scope.enter_context(pg_server())
+        tmp = scope.enter_context(tempfile.TemporaryDirectory(prefix="tg-churn-"))
+        drivers = tds.drivers if tds is not None else ()
+        stack = scope.enter_context(
+            churn_stack(
+                Path(tmp), pg, tenants=args.tenants, ttl_s=args.ttl, tds=tds, sqlserver=drivers
+            )
+        )
         report = run_churn(
             stack,
             seconds=args.seconds,
