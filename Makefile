@@ -53,6 +53,7 @@ bench: setup
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/rewrite.py
 	$(BIN)/python benchmarks/churn.py
+	$(BIN)/python benchmarks/compare.py
 
 clean:
 	rm -rf $(VENV) $(PURE) var .pytest_cache .mypy_cache .ruff_cache

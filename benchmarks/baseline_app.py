@@ -1,20 +1,32 @@
-"""The floor tenantgate is measured against: bare Starlette + uvicorn that runs the
-same backend SQL through pyodbc in a worker thread, with no auth, tenancy, rewriting,
-pooling, watchdog or metrics. Started by ``benchmarks/throughput.py``.
+"""What tenantgate is measured against, in one module with two routes, run as its own
+process (so that its CPU time can be read from /proc/PID/stat):
 
-    python benchmarks/baseline_app.py PORT ODBC_CONNECTION_STRING SQL [EXTRA_PARAMS_JSON]
+* ``POST /v1/query``: the naive passthrough a team would write by hand. Bare Starlette
+  + uvicorn that runs the same backend SQL tenantgate generates (taken from
+  ``/v1/explain``, with the same binds) through ``anyio.to_thread`` + pyodbc on a small
+  pool, and returns the rows as JSON. No auth, tenancy, rewriting, watchdog or metrics.
+* ``POST /floor``: the "HTTP floor": the same server stack (uvicorn, httptools, uvloop,
+  Starlette, orjson) reading the body and returning constant JSON.
 
-EXTRA_PARAMS_JSON: binds appended to each request's params, so that the floor runs
+Started by ``benchmarks/compare.py`` and ``benchmarks/throughput.py``::
+
+    python benchmarks/baseline_app.py --port PORT --dsn ODBC_CONNECTION_STRING \\
+        --sql SQL [--extra EXTRA_PARAMS_JSON] [--pool 4]
+
+``--extra``: binds appended to each request's params, so that the passthrough runs
 exactly what tenantgate runs (its generated reads end in a row cap, ``LIMIT ?``).
+``--pool``: connections (and worker threads) of the passthrough, like tenantgate's
+``pool.max_size``.
 """
 
 from __future__ import annotations
 
-import sys
-import threading
+import argparse
+import queue
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import orjson
 import pyodbc
 import uvicorn
@@ -24,29 +36,60 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 pyodbc.pooling = False
-PORT, DSN, SQL = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-EXTRA: list[Any] = orjson.loads(sys.argv[4]) if len(sys.argv) > 4 else []
-_local = threading.local()
 
 
-def run(params: list[Any]) -> list[list[Any]]:
-    conn = getattr(_local, "conn", None)
-    if conn is None:
-        conn = _local.conn = pyodbc.connect(DSN, autocommit=True)
-    cursor = conn.cursor()
-    try:
-        cursor.execute(SQL, params)
-        return [list(row) for row in cursor.fetchall()]
-    finally:
-        cursor.close()
+def build(dsn: str, sql: str, extra: list[Any], pool_size: int) -> Starlette:
+    idle: queue.LifoQueue[pyodbc.Connection] = queue.LifoQueue()
+    limiter = anyio.CapacityLimiter(pool_size)
+
+    def run(params: list[Any]) -> list[list[Any]]:
+        # At most ``pool_size`` threads run at once (the limiter), so at most that many
+        # connections are ever open.
+        try:
+            conn = idle.get_nowait()
+        except queue.Empty:
+            conn = pyodbc.connect(dsn, autocommit=True)
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(sql, params)
+                return [list(row) for row in cursor.fetchall()]
+            finally:
+                cursor.close()
+        finally:
+            idle.put(conn)
+
+    async def query(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        rows = await anyio.to_thread.run_sync(run, body["params"] + extra, limiter=limiter)
+        return Response(orjson.dumps({"rows": rows}), media_type="application/json")
+
+    constant = orjson.dumps({"columns": ["FirstName"], "rows": [["Floor"]], "row_count": 1})
+
+    async def floor(request: Request) -> Response:
+        await request.body()
+        return Response(constant, media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route("/v1/query", query, methods=["POST"]),
+            Route("/floor", floor, methods=["POST"]),
+        ],
+    )
 
 
-async def query(request: Request) -> Response:
-    body = orjson.loads(await request.body())
-    rows = await anyio.to_thread.run_sync(run, body["params"] + EXTRA)
-    return Response(orjson.dumps({"rows": rows}), media_type="application/json")
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--sql", required=True)
+    parser.add_argument("--extra", default="[]")
+    parser.add_argument("--pool", type=int, default=4)
+    args = parser.parse_args()
+    app = build(args.dsn, args.sql, orjson.loads(args.extra), args.pool)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, http="httptools", loop="uvloop",
+                access_log=False, log_level="warning")  # fmt: skip
 
 
-app = Starlette(routes=[Route("/v1/query", query, methods=["POST"])])
-uvicorn.run(app, host="127.0.0.1", port=PORT, http="httptools", loop="uvloop",
-            access_log=False, log_level="warning")  # fmt: skip
+if __name__ == "__main__":
+    main()

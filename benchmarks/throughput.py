@@ -70,7 +70,10 @@ def start_baseline(
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     app = str(ROOT / "benchmarks" / "baseline_app.py")
-    proc = subprocess.Popen([sys.executable, app, str(port), dsn, backend_sql, json.dumps(extra)])
+    proc = subprocess.Popen(
+        [sys.executable, app, "--port", str(port), "--dsn", dsn, "--sql", backend_sql,
+         "--extra", json.dumps(extra)]
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:

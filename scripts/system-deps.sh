@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages tenantgate needs, only where they are missing:
 # unixODBC, the PostgreSQL and SQLite ODBC drivers, and (for tests) the PostgreSQL
-# server binaries and the T-SQL engine's runtime, and (for benchmarks) wrk. Debian 12 package names.
+# server binaries and the T-SQL engine's runtime, and (for benchmarks) wrk and
+# pgbouncer. Debian 12 package names.
 set -euo pipefail
 
 need=()
@@ -24,7 +25,12 @@ for flag in "$@"; do
         dpkg -s "$lib" >/dev/null 2>&1 || need+=("$lib")
       done
       ;;
-    --with-bench) command -v wrk >/dev/null 2>&1 || need+=(wrk) ;;
+    --with-bench)
+      # benchmarks/compare.py: wrk loads the HTTP paths; pgbench (from the server
+      # package above) goes through PgBouncer.
+      command -v wrk >/dev/null 2>&1 || need+=(wrk)
+      command -v pgbouncer >/dev/null 2>&1 || need+=(pgbouncer)
+      ;;
   esac
 done
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)

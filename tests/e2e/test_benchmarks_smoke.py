@@ -6,6 +6,7 @@ The figures themselves are not checked here: they are measured, not asserted.
 
 from __future__ import annotations
 
+import glob
 import shutil
 import subprocess
 import sys
@@ -23,13 +24,31 @@ RUNS = [
     ("metadata_memory.py", ["--tenants", "50", "--wide-tenants", "3", "--reps", "1"], "tenant"),
     ("churn.py", ["--seconds", "4", "--tenants", "2"], "violations: 0"),
     ("throughput.py", ["--rounds", "1", "--seconds", "1"], "throughput / floor"),
+    ("compare.py", ["--tiny"], "req/s / naive"),
 ]
+
+
+def _pgbench() -> str | None:
+    found = glob.glob("/usr/lib/postgresql/*/bin/pgbench")
+    return found[0] if found else shutil.which("pgbench")
+
+
+def _missing_tools(script: str) -> list[str]:
+    """The load tools ``script`` needs and this machine lacks (CI need not have them:
+    `make bench` installs them)."""
+    if script == "throughput.py":
+        return [t for t in ("wrk",) if shutil.which(t) is None]
+    if script == "compare.py":
+        missing = [t for t in ("wrk", "pgbouncer") if shutil.which(t) is None]
+        return missing + ([] if _pgbench() else ["pgbench"])
+    return []
 
 
 @pytest.mark.parametrize(("script", "args", "marker"), RUNS, ids=[r[0] for r in RUNS])
 def test_benchmark_runs(script: str, args: list[str], marker: str) -> None:
-    if script == "throughput.py" and shutil.which("wrk") is None:
-        pytest.skip("wrk is not installed (make bench installs it)")
+    missing = _missing_tools(script)
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} (make bench installs them)")
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / script), *args],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
