@@ -25,7 +25,7 @@ from proxy.config import PoolSettings
 from proxy.schema_seed import seed_tenant
 from proxy.service import QueryRequest, Service
 from rewriter import RowCap, parse_statement, rewrite
-from tests.integration.test_transpile import BACKEND_ROWS, _create_sqlserver, _expected, _normal
+from tests.integration.test_transpile import BACKEND_ROWS, _create, _expected, _normal
 from tests.support.pg import PgServer
 from tests.support.tds import TdsServer
 from tests.support.tenants import seeded_service, service_for, token
@@ -397,7 +397,7 @@ def tds_cap_database(tds_server: TdsServer) -> Iterator[str]:
                     for c in shape.column_names
                 )
                 conn.execute(f"CREATE TABLE [dbo].[{shape.name}] ({columns})")
-            _create_sqlserver(conn)
+            _create(conn, "sqlserver")
         yield name
     finally:
         tds_server.drop_database(name)

@@ -25,6 +25,7 @@ from typing import Any
 import pyodbc
 import pytest
 
+from proxy.schema_seed import quote_identifier
 from rewriter import parse_statement, rewrite
 from tenancy.metadata import Column, TableMetadata
 from tests.support.pg import PgServer
@@ -37,22 +38,29 @@ PG_TYPES = {"int": "integer", "datetime": "timestamp", "nvarchar": "varchar"}
 BACKEND_ROWS = [c for c in CASES if c.rows is not None]
 
 
-def _pg_type(declared: str) -> str:
+def _ddl_type(declared: str, backend: str) -> str:
+    if backend == "sqlserver":
+        return declared
+    if backend == "sqlite":
+        return declared.upper()
     base, _, rest = declared.partition("(")
     return PG_TYPES.get(base, base) + (f"({rest}" if rest else "")
 
 
 def _create(conn: pyodbc.Connection, backend: str) -> None:
+    """The tables with each backend's types for the declared T-SQL ones. On SQL Server the
+    connection must be inside the database (Babelfish refuses three-part-name DDL)."""
     for table in TABLES.values():
         columns = ", ".join(
-            f'"{name}" {_pg_type(ty) if backend == "postgresql" else ty.upper()}'
+            f"{quote_identifier(name, backend)} {_ddl_type(ty, backend)}"
             for name, ty in table.columns
         )
-        conn.execute(f'CREATE TABLE "{table.name}" ({columns})')
+        name = quote_identifier(table.name, backend)
+        conn.execute(f"CREATE TABLE {name} ({columns})")
         marks = ", ".join("?" for _ in table.columns)
         for row in table.rows:
             values = [None if v == NULL else v for v in row]
-            conn.execute(f'INSERT INTO "{table.name}" VALUES ({marks})', values)
+            conn.execute(f"INSERT INTO {name} VALUES ({marks})", values)
 
 
 @pytest.fixture(scope="module")
@@ -76,24 +84,12 @@ def sqlite_conn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pyodbc.Con
         yield conn
 
 
-def _create_sqlserver(conn: pyodbc.Connection) -> None:
-    """The tables with their declared T-SQL types, on a connection inside the database
-    (this engine refuses DDL by three-part name from another database)."""
-    for table in TABLES.values():
-        columns = ", ".join(f"[{name}] {ty}" for name, ty in table.columns)
-        conn.execute(f"CREATE TABLE [dbo].[{table.name}] ({columns})")
-        marks = ", ".join("?" for _ in table.columns)
-        for row in table.rows:
-            values = [None if v == NULL else v for v in row]
-            conn.execute(f"INSERT INTO [dbo].[{table.name}] VALUES ({marks})", values)
-
-
 @pytest.fixture(scope="module")
 def tds_transpile_database(tds_server: TdsServer) -> Iterator[str]:
     name = tds_server.create_database("transpile")
     try:
         with contextlib.closing(tds_server.connect(database=name)) as conn:
-            _create_sqlserver(conn)
+            _create(conn, "sqlserver")
         yield name
     finally:
         tds_server.drop_database(name)
