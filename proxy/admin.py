@@ -18,6 +18,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from proxy.auth import Principal
+from proxy.drivers.base import ResultSet
+from proxy.drivers.odbc.execute import execute
+from proxy.drivers.odbc.pool import PooledConnection
+from proxy.drivers.odbc.sqlstate import is_broken
 from proxy.errors import (
     BaseColumnProtected,
     ColumnExists,
@@ -27,9 +31,6 @@ from proxy.errors import (
     InvalidCustomField,
     ProxyError,
 )
-from proxy.executor import ResultSet, execute
-from proxy.pool import PooledConnection
-from proxy.sqlstate import is_broken
 from rewriter.errors import UnknownTable
 from tenancy import ddl
 from tenancy.backends import BackendKind

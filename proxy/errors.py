@@ -29,7 +29,7 @@
 The errors of ``rewriter`` (all 400) and ``tenancy`` are mapped by ``ERROR_TABLE``
 too; ``status_for`` walks an exception's MRO so that a subclass inherits its
 parent's status unless the table names it. Exceptions of pyodbc are translated
-into these classes in ``proxy.sqlstate``, nowhere else.
+into these classes in ``proxy.drivers.odbc.sqlstate``, nowhere else.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class ProxyError(Exception):
     connection_unusable: bool = False
     """Set on an error after which the connection that raised it must not be reused
     although its class does not say so (a SQL Server timeout whose cancel the server
-    did not acknowledge); ``proxy.sqlstate.is_broken`` reads it."""
+    did not acknowledge); ``proxy.drivers.odbc.sqlstate.is_broken`` reads it."""
 
     def __init__(
         self, message: str, *, retry_after: float | None = None, **details: str | int | None

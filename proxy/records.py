@@ -52,6 +52,10 @@ import pyodbc
 from cachetools import TTLCache
 
 from proxy.auth import Principal
+from proxy.drivers.base import ResultSet
+from proxy.drivers.odbc.execute import apply_timeout, execute
+from proxy.drivers.odbc.pool import PooledConnection
+from proxy.drivers.odbc.sqlstate import translate
 from proxy.errors import (
     ConnectionLost,
     InvalidFieldValue,
@@ -60,11 +64,8 @@ from proxy.errors import (
     RecordNotFound,
     UnsupportedPrimaryKey,
 )
-from proxy.executor import ResultSet, apply_timeout, execute
 from proxy.jsonenc import dumps
-from proxy.pool import PooledConnection
 from proxy.service import QueryRequest
-from proxy.sqlstate import translate
 from rewriter.errors import UnknownColumn, UnknownTable
 from tenancy import catalog, ddl
 from tenancy.backends import BackendKind

@@ -23,12 +23,13 @@ from prometheus_client import CollectorRegistry
 import rewriter
 from proxy.auth import Authenticator, Principal
 from proxy.config import Settings
+from proxy.drivers.base import ResultSet
+from proxy.drivers.odbc.execute import apply_timeout, execute
+from proxy.drivers.odbc.pool import PooledConnection
+from proxy.drivers.odbc.pools import PoolManager
+from proxy.drivers.odbc.watchdog import Watchdog
 from proxy.errors import BackendObjectMissing, InvalidRequest
-from proxy.executor import ResultSet, apply_timeout, execute
 from proxy.metrics import Metrics
-from proxy.pool import PooledConnection
-from proxy.pools import PoolManager
-from proxy.watchdog import Watchdog
 from rewriter.errors import InvalidParameters, UnknownColumn
 from rewriter.plan_cache import PlanCache
 from rewriter.row_cap import RowCap

@@ -13,15 +13,16 @@ from typing import Any
 import pyodbc
 import pytest
 
+from proxy.drivers.base import ResultColumn, ResultSet
+from proxy.drivers.odbc.execute import execute
+from proxy.drivers.odbc.pool import ConnectionPool, PooledConnection
+from proxy.drivers.odbc.watchdog import Watchdog
 from proxy.errors import (
     BackendObjectMissing,
     BackendRejected,
     ConstraintViolation,
     StatementTimeout,
 )
-from proxy.executor import ResultColumn, ResultSet, execute
-from proxy.pool import ConnectionPool, PooledConnection
-from proxy.watchdog import Watchdog
 from tests.support.pg import PgServer
 
 pytestmark = pytest.mark.integration

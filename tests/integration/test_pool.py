@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, cast
 import pyodbc
 import pytest
 
+from proxy.drivers.odbc.execute import execute
+from proxy.drivers.odbc.pool import ConnectionPool, ServerLimiter
+from proxy.drivers.odbc.pools import PoolManager
+from proxy.drivers.odbc.watchdog import Watchdog
 from proxy.errors import BackendUnavailable, ConnectionLost, PoolSaturated
-from proxy.executor import execute
-from proxy.pool import ConnectionPool, ServerLimiter
-from proxy.pools import PoolManager
-from proxy.watchdog import Watchdog
 from tenancy.backends import BackendKind
 from tests.support.pg import PgServer
 

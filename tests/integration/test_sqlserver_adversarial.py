@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
-import proxy.executor
+import proxy.drivers.odbc.execute
 import proxy.service
 from proxy.auth import Principal, hash_token
 from proxy.config import ControllerSettings, PoolSettings, Settings, TokenSettings
@@ -209,7 +209,7 @@ def corpus(tds_server: TdsServer, tmp_path_factory: pytest.TempPathFactory) -> I
         service = Service(settings, registry=CollectorRegistry())
         cleanup.callback(service.close)
         state = Corpus(service, service.auth.authenticate(f"Bearer {TOKEN}"), tenant_db, other_db)
-        real_execute = proxy.executor.execute
+        real_execute = proxy.drivers.odbc.execute.execute
 
         def recording_execute(*args: Any, **kwargs: Any) -> Any:
             state.sent.append(kwargs["sql"])

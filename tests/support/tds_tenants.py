@@ -27,7 +27,7 @@ import pyodbc
 
 from proxy.auth import Principal
 from proxy.config import PoolSettings, TokenSettings
-from proxy.pool import ConnectionPool
+from proxy.drivers.odbc.pool import ConnectionPool
 from proxy.schema_seed import Column, seed_tenant
 from proxy.service import QueryOutcome, QueryRequest, Service
 from tenancy.location import TenantLocation

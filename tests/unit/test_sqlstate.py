@@ -10,6 +10,7 @@ from __future__ import annotations
 import pyodbc
 import pytest
 
+from proxy.drivers.odbc.sqlstate import clean_message, is_broken, sqlstate_of, translate
 from proxy.errors import (
     BackendObjectMissing,
     BackendRejected,
@@ -21,7 +22,6 @@ from proxy.errors import (
     StatementTimeout,
     status_for,
 )
-from proxy.sqlstate import clean_message, is_broken, sqlstate_of, translate
 
 PG_EXEC = ";\nError while executing the query (1) (SQLExecDirectW)"
 PG_LOST = ";\nThe connection has been lost (35) (SQLExecDirectW)"

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from proxy.watchdog import Watchdog
+from proxy.drivers.odbc.watchdog import Watchdog
 
 
 @pytest.fixture

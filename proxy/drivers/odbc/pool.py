@@ -17,7 +17,7 @@ Rules:
 * A connection idle for more than ``max_idle`` (down to ``min_size``) or older than
   ``max_lifetime`` is closed instead of reused: servers and firewalls drop idle
   sessions silently, and long-lived sessions accumulate server-side memory.
-* If the ``with`` block raises an error that ``proxy.sqlstate.is_broken`` marks, or a
+* If the ``with`` block raises an error that ``proxy.drivers.odbc.sqlstate.is_broken`` marks, or a
   ``BaseException`` that is not an ``Exception`` (the statement may still be running),
   the connection is closed, not returned.
 * ``ServerLimiter`` caps connections across several pools of one server (PostgreSQL
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -40,29 +39,15 @@ from contextlib import contextmanager
 
 import pyodbc
 
+from proxy.drivers.odbc.sqlstate import is_broken, message_of, translate
+from proxy.drivers.sizing import check_count, check_seconds
 from proxy.errors import BackendUnavailable, PoolSaturated, ProxyError
-from proxy.sqlstate import is_broken, message_of, translate
 
 __all__ = ["ConnectionPool", "PooledConnection", "ServerLimiter"]
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SATURATED = 1.0
-
-
-def check_seconds(name: str, value: float, *, allow_zero: bool = False) -> None:
-    # ``not (x > 0)`` also rejects NaN, which compares false with everything. Settings
-    # come from a config file: every kind of nonsense is one ValueError for the loader.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number, got {value!r}")  # noqa: TRY004
-    if math.isinf(value) or not (value >= 0 if allow_zero else value > 0):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
-
-
-def check_count(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 class PooledConnection:

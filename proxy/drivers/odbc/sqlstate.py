@@ -84,113 +84,20 @@ a meaningful one.
 
 from __future__ import annotations
 
-import enum
 import re
 
 import pyodbc
 
-from proxy.errors import (
-    BackendObjectMissing,
-    BackendRejected,
-    BackendUnavailable,
-    ConnectionLost,
-    ConstraintViolation,
-    ProxyError,
-    StatementTimeout,
-)
+from proxy.drivers.errors import Kind, clean_message, error_for, kind_of_sqlite, kind_of_sqlstate
+from proxy.errors import ConnectionLost, ProxyError
 
 __all__ = [
-    "Kind",
     "classify",
-    "clean_message",
     "is_broken",
     "message_of",
     "sqlstate_of",
     "translate",
 ]
-
-RETRY_AFTER_TRANSIENT = 0.5
-"""Seconds a caller should wait after a serialization failure, deadlock or lock."""
-RETRY_AFTER_UNAVAILABLE = 1.0
-"""Seconds a caller should wait when the backend or the connection is down."""
-MAX_MESSAGE = 300
-
-
-class Kind(enum.Enum):
-    """What an error means for the caller and for the connection."""
-
-    BROKEN = "broken"
-    TIMEOUT = "timeout"
-    TRANSIENT = "transient"
-    UNAVAILABLE = "unavailable"
-    CONSTRAINT = "constraint"
-    MISSING = "missing"
-    REJECTED = "rejected"
-    INTERRUPTED = "interrupted"
-
-
-# Longest prefix wins, so exact states override their class.
-_BY_SQLSTATE: dict[str, Kind] = {
-    "08": Kind.BROKEN,
-    "57P01": Kind.BROKEN,
-    "57P02": Kind.BROKEN,
-    "57P03": Kind.BROKEN,
-    "57P04": Kind.BROKEN,
-    "57P05": Kind.BROKEN,
-    "HYT01": Kind.BROKEN,
-    "57014": Kind.TIMEOUT,
-    "HYT00": Kind.TIMEOUT,
-    "HY008": Kind.TIMEOUT,
-    "40001": Kind.TRANSIENT,
-    "40P01": Kind.TRANSIENT,
-    "55P03": Kind.TRANSIENT,
-    "53": Kind.UNAVAILABLE,
-    "58": Kind.UNAVAILABLE,
-    "XX": Kind.UNAVAILABLE,
-    "28": Kind.UNAVAILABLE,
-    "57": Kind.UNAVAILABLE,
-    "23": Kind.CONSTRAINT,
-    "42703": Kind.MISSING,
-    "42P01": Kind.MISSING,
-    "42S02": Kind.MISSING,
-    "42S22": Kind.MISSING,
-    "21": Kind.REJECTED,
-    "22": Kind.REJECTED,
-    "42": Kind.REJECTED,
-    "0A": Kind.REJECTED,
-    "07": Kind.REJECTED,
-    "25": Kind.REJECTED,
-    "2D": Kind.REJECTED,
-    "3B": Kind.REJECTED,
-    "44": Kind.REJECTED,
-    "54": Kind.REJECTED,
-    "P0": Kind.REJECTED,
-    # pyodbc's own: a parameter of a type it cannot bind (a JSON object, say).
-    "HY004": Kind.REJECTED,
-    "HY105": Kind.REJECTED,
-}
-
-# SQLite primary result codes (https://sqlite.org/rescode.html) as sqliteodbc prints
-# them in parentheses after the message.
-_BY_SQLITE_CODE: dict[int, Kind] = {
-    1: Kind.REJECTED,  # SQLITE_ERROR: syntax, no such table/column/function
-    4: Kind.UNAVAILABLE,  # SQLITE_ABORT
-    5: Kind.TRANSIENT,  # SQLITE_BUSY: database is locked
-    6: Kind.TRANSIENT,  # SQLITE_LOCKED
-    7: Kind.UNAVAILABLE,  # SQLITE_NOMEM
-    8: Kind.REJECTED,  # SQLITE_READONLY: a write to a read-only database
-    9: Kind.INTERRUPTED,  # SQLITE_INTERRUPT: sqlite3_interrupt, our cancel
-    10: Kind.UNAVAILABLE,  # SQLITE_IOERR
-    11: Kind.UNAVAILABLE,  # SQLITE_CORRUPT
-    13: Kind.UNAVAILABLE,  # SQLITE_FULL
-    14: Kind.UNAVAILABLE,  # SQLITE_CANTOPEN ("connect failed" at connect time)
-    17: Kind.TRANSIENT,  # SQLITE_SCHEMA: the schema changed under a prepared statement
-    18: Kind.REJECTED,  # SQLITE_TOOBIG
-    19: Kind.CONSTRAINT,  # SQLITE_CONSTRAINT
-    20: Kind.REJECTED,  # SQLITE_MISMATCH
-    25: Kind.REJECTED,  # SQLITE_RANGE
-    26: Kind.UNAVAILABLE,  # SQLITE_NOTADB
-}
 
 # Substrings (lower case) of messages, for when no code is available. The psqlODBC
 # ones come with 08S01/57P0x in every case we produced (terminate, crash, stop, RST,
@@ -216,22 +123,6 @@ _BROKEN_MESSAGES = (
     "the connection is no longer usable",
     "session is in the kill state",
 )
-_SQLITE_MESSAGES: tuple[tuple[str, Kind], ...] = (
-    ("no such column", Kind.MISSING),
-    ("no such table", Kind.MISSING),
-    ("database is locked", Kind.TRANSIENT),
-    ("database table is locked", Kind.TRANSIENT),
-    ("interrupted", Kind.INTERRUPTED),
-    ("constraint failed", Kind.CONSTRAINT),
-    ("disk i/o error", Kind.UNAVAILABLE),
-    ("malformed", Kind.UNAVAILABLE),
-    ("not a database", Kind.UNAVAILABLE),
-    ("unable to open database", Kind.UNAVAILABLE),
-    ("connect failed", Kind.UNAVAILABLE),
-    ("database or disk is full", Kind.UNAVAILABLE),
-    ("out of memory", Kind.UNAVAILABLE),
-)
-
 # SQL Server's native error numbers, for states too coarse to act on (42000, 01000,
 # HY000). Both Microsoft ODBC 18 and FreeTDS print the number in parentheses after a
 # message they mark ``[SQL Server]`` (the server's), FreeTDS its own library errors
@@ -274,19 +165,6 @@ _PG_TEXT_MISSING_RE = re.compile(
 
 _STATE_RE = re.compile(r"^[0-9A-Z]{5}$")
 _SQLITE_RE = re.compile(r"\[SQLite\]\s*(?P<text>.*?)\s*\((?P<code>\d+)\)", re.DOTALL)
-_BRACKETS_RE = re.compile(r"^(\s*\[[^\]]*\])+\s*")
-_TRAILER_RE = re.compile(r"(\s*\((?:-?\d+|SQL\w+)\))+\s*$")
-_LIBPQ_PREFIX_RE = re.compile(r'^connection to server (?:at|on) "[^"]*"(?:, port \d+)? failed:\s*')
-_SEVERITY_RE = re.compile(r"^(?:ERROR|FATAL|PANIC|WARNING):\s*")
-_SECRET_RE = re.compile(
-    r"(?i)\b(pwd|password|passwd|secret|token|accesstoken)\s*=\s*(\{(?:[^}]|\}\})*\}?|[^;\s]*)"
-)
-_MISSING_NAME_RE = re.compile(
-    r'column "(?P<target>[^"]+)" of relation'
-    r'|(?:column|relation|table) "?(?P<pg>[^"\s]+)"? does not exist'
-    r"|no such (?:column|table): (?P<lite>\S+)"
-    r"|Invalid (?:column|object) name '(?P<ms>[^']+)'"
-)
 
 
 def sqlstate_of(exc: BaseException) -> str | None:
@@ -312,30 +190,6 @@ def message_of(exc: BaseException) -> str:
     return clean_message(_raw_message(exc)) or "the backend reported an error"
 
 
-def clean_message(raw: str) -> str:
-    """Strip driver decoration from ``raw``, keep the first line, mask secrets."""
-    text = raw
-    # psqlODBC appends ";\n<its own remark>" to the server's message.
-    text = text.split(";\n", 1)[0]
-    text = _BRACKETS_RE.sub("", text)
-    text = _TRAILER_RE.sub("", text)
-    text = _LIBPQ_PREFIX_RE.sub("", text.strip())
-    text = _SEVERITY_RE.sub("", text.strip())
-    text = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    text = _SECRET_RE.sub(lambda m: f"{m.group(1)}=***", text)
-    if len(text) > MAX_MESSAGE:
-        text = text[: MAX_MESSAGE - 3] + "..."
-    return text
-
-
-def _by_prefix(state: str) -> Kind | None:
-    for length in (5, 2):
-        kind = _BY_SQLSTATE.get(state[:length])
-        if kind is not None:
-            return kind
-    return None
-
-
 def classify(exc: BaseException) -> Kind:
     """What ``exc`` (a pyodbc error) means; see the module's table."""
     state = sqlstate_of(exc)
@@ -351,18 +205,14 @@ def classify(exc: BaseException) -> Kind:
         if _PG_TEXT_MISSING_RE.match(mssql.group("text").strip()):
             return Kind.MISSING
     if state is not None:
-        kind = _by_prefix(state)
+        kind = kind_of_sqlstate(state)
         if kind is not None:
             return kind
     sqlite = _SQLITE_RE.search(raw)
     if sqlite is not None:
-        text = sqlite.group("text").lower()
-        for needle, kind in _SQLITE_MESSAGES:
-            if needle in text:
-                return kind
-        by_code = _BY_SQLITE_CODE.get(int(sqlite.group("code")))
-        if by_code is not None:
-            return by_code
+        kind = kind_of_sqlite(int(sqlite.group("code")), sqlite.group("text"))
+        if kind is not None:
+            return kind
     if state is not None and not state.startswith(("HY", "IM", "01")):
         # A server-side state we do not list: deterministic, the statement's fault.
         return Kind.REJECTED
@@ -378,69 +228,12 @@ def translate(exc: pyodbc.Error, *, timed_out: bool = False) -> ProxyError:
 
     Raise it with ``raise translate(e, timed_out=...) from e``.
     """
-    kind = classify(exc)
     state = sqlstate_of(exc)
-    message = message_of(exc)
     # HY000 is sqliteodbc's answer to everything: it tells a caller nothing.
     shown_state = state if state not in (None, "HY000") else None
-    error: ProxyError
-    if timed_out or kind is Kind.TIMEOUT:
-        error = StatementTimeout(
-            "the statement was cancelled: it ran past its timeout", sqlstate=shown_state
-        )
-    elif kind is Kind.BROKEN:
-        error = ConnectionLost(
-            f"the connection to the backend failed: {message}",
-            retry_after=RETRY_AFTER_UNAVAILABLE,
-            sqlstate=shown_state,
-        )
-    elif kind is Kind.TRANSIENT:
-        error = BackendUnavailable(
-            f"the backend asks to retry: {message}",
-            retry_after=RETRY_AFTER_TRANSIENT,
-            sqlstate=shown_state,
-        )
-    elif kind is Kind.INTERRUPTED:
-        # Not our watchdog: someone else interrupted the statement (shutdown).
-        error = BackendUnavailable(
-            f"the statement was interrupted: {message}",
-            retry_after=RETRY_AFTER_UNAVAILABLE,
-            sqlstate=shown_state,
-        )
-    elif kind is Kind.UNAVAILABLE:
-        error = BackendUnavailable(
-            f"the backend is unavailable: {message}",
-            retry_after=RETRY_AFTER_UNAVAILABLE,
-            sqlstate=shown_state,
-        )
-    elif kind is Kind.CONSTRAINT:
-        error = ConstraintViolation(message, sqlstate=shown_state)
-    elif kind is Kind.MISSING:
-        error = _object_missing(message, state, shown_state)
-    else:
-        error = BackendRejected(message, sqlstate=shown_state)
+    error = error_for(classify(exc), message_of(exc), sqlstate=shown_state, timed_out=timed_out)
     error.__cause__ = exc
     return error
-
-
-def _object_missing(message: str, state: str | None, shown_state: str | None) -> ProxyError:
-    lowered = message.lower()
-    table = state in ("42P01", "42S02") or any(
-        word in lowered for word in ("table", "relation", "object name")
-    )
-    if state in ("42703", "42S22") or lowered.startswith(("column", "invalid column")):
-        table = False
-    match = _MISSING_NAME_RE.search(message)
-    name = None
-    if match is not None:
-        name = match.group("target") or match.group("pg") or match.group("lite")
-        name = name or match.group("ms")
-    return BackendObjectMissing(
-        message,
-        sqlstate=shown_state,
-        object_kind="table" if table else "column",
-        object_name=name,
-    )
 
 
 def is_broken(exc: BaseException) -> bool:

@@ -44,24 +44,22 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import decimal
 import functools
 import logging
 import math
 import re
 import struct
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import pyodbc
 
+from proxy.drivers.base import ResultColumn, ResultSet, column_type, empty_result
+from proxy.drivers.odbc.pool import ConnectionPool, PooledConnection
+from proxy.drivers.odbc.sqlstate import message_of, sqlstate_of, translate
+from proxy.drivers.odbc.watchdog import Handle, Watchdog
 from proxy.errors import BackendRejected, ProxyError, StatementTimeout
-from proxy.pool import ConnectionPool, PooledConnection
-from proxy.sqlstate import message_of, sqlstate_of, translate
-from proxy.watchdog import Handle, Watchdog
 
-__all__ = ["ResultColumn", "ResultSet", "column_type", "execute", "prepare_connection"]
+__all__ = ["apply_timeout", "execute", "prepare_connection"]
 
 log = logging.getLogger(__name__)
 
@@ -81,54 +79,6 @@ _MSSQL_SESSION_SQL = (
 _LOGIN_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:.]{8,12}")
 _MSSQL_LAST_RESORT_S = 5
 """Seconds past the KILL backstop before ODBC's own query timeout gives up."""
-
-_TYPE_NAMES: dict[type, str] = {
-    int: "integer",
-    decimal.Decimal: "decimal",
-    float: "number",
-    str: "string",
-    bool: "boolean",
-    datetime.date: "date",
-    datetime.datetime: "datetime",
-    datetime.time: "time",
-    bytes: "binary",
-    bytearray: "binary",
-    memoryview: "binary",
-    uuid.UUID: "uuid",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ResultColumn:
-    name: str
-    type: str
-    """A stable type name: integer, decimal, number, string, boolean, date, datetime,
-    time, binary, uuid or unknown."""
-
-
-@dataclass(frozen=True, slots=True)
-class ResultSet:
-    columns: list[ResultColumn]
-    rows: list[list[object]]
-    row_count: int
-    """Rows returned for a result set; rows affected (``cursor.rowcount``, -1 when the
-    driver does not know) for a statement without one."""
-    truncated: bool
-    """True when the statement had more than ``max_rows`` rows."""
-
-
-def column_type(python_type: object) -> str:
-    """The stable name of a ``cursor.description`` type code.
-
-    The driver decides the Python type: psqlODBC reports ``uuid`` columns as ``str``
-    (so "string"), and booleans as ``str`` unless the connection string says
-    ``BoolsAsChar=0``; sqliteodbc reports ``DECIMAL`` columns as ``str`` and
-    ``NUMERIC`` as ``float``.
-    """
-    if isinstance(python_type, type):
-        return _TYPE_NAMES.get(python_type, "unknown")
-    return "unknown"
-
 
 # SQL Server's datetimeoffset (SQL_SS_TIMESTAMPOFFSET): pyodbc has no conversion of its
 # own and raises HY106 for the whole row. Both Microsoft ODBC 18 and FreeTDS deliver the
@@ -262,7 +212,7 @@ def _collect(
             # drop is a batch) only from SQLMoreResults; Microsoft's driver at execute.
             while cursor.nextset():
                 pass
-        return ResultSet(columns=[], rows=[], row_count=count, truncated=False)
+        return empty_result(count)
     columns = [ResultColumn(str(d[0]), column_type(d[1])) for d in description]
     fetched = cursor.fetchmany(max_rows + 1)
     truncated = len(fetched) > max_rows

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING
 
 import pyodbc
 
-from proxy.executor import prepare_connection
-from proxy.pool import ConnectionPool, ServerLimiter, check_count, check_seconds
+from proxy.drivers.odbc.execute import prepare_connection
+from proxy.drivers.odbc.pool import ConnectionPool, ServerLimiter
+from proxy.drivers.sizing import check_count, check_seconds
 from tenancy.backends import BackendKind
 
 if TYPE_CHECKING:
