@@ -7,8 +7,9 @@ with the option's name, raised when a pool is built, never at first use.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-__all__ = ["check_count", "check_seconds"]
+__all__ = ["PoolOptions", "check_count", "check_seconds"]
 
 
 def check_seconds(name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -23,3 +24,33 @@ def check_seconds(name: str, value: float, *, allow_zero: bool = False) -> None:
 def check_count(name: str, value: int, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolOptions:
+    """How every driver sizes and ages its pools; checked once, here.
+
+    ``max_size`` bounds one pool (a PostgreSQL database, a SQLite file, a SQL Server
+    server and login); ``max_per_server`` bounds the pools of one server together.
+    """
+
+    max_size: int = 10
+    min_size: int = 0
+    acquire_timeout: float = 2.0
+    login_timeout: float = 5.0
+    max_idle: float = 300.0
+    max_lifetime: float = 3600.0
+    max_per_server: int = 50
+
+    def __post_init__(self) -> None:
+        check_count("max_size", self.max_size, 1)
+        check_count("min_size", self.min_size, 0)
+        if self.min_size > self.max_size:
+            raise ValueError(
+                f"min_size ({self.min_size}) must not exceed max_size ({self.max_size})"
+            )
+        check_seconds("acquire_timeout", self.acquire_timeout, allow_zero=True)
+        check_seconds("login_timeout", self.login_timeout)
+        check_seconds("max_idle", self.max_idle)
+        check_seconds("max_lifetime", self.max_lifetime)
+        check_count("max_per_server", self.max_per_server, 1)
