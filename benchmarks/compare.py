@@ -60,7 +60,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from proxy.schema_seed import custom_columns, seed_tenant  # noqa: E402
+from proxy.demo.seed import custom_columns, seed_tenant  # noqa: E402
 from tests.support.pg import PgServer, pg_server  # noqa: E402
 from tests.support.stack import FULL_TOKEN, PG_CONTACTS, Stack, running_stack  # noqa: E402
 

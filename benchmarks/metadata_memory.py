@@ -3,7 +3,7 @@
 Three scenarios, each filling a fresh ``tenancy.MetadataCache`` through its real API
 (``MetadataCache.get`` for every table of every tenant), with a ``source_for`` that
 opens real connections (stdlib ``sqlite3``, or the SQLite3 ODBC driver with
-``--driver odbc``) to real SQLite files built with ``proxy.schema_seed``:
+``--driver odbc``) to real SQLite files built with ``proxy.demo.seed``:
 
 * ``default``: ``--tenants`` tenants (10,000) of the default shape (``Accounts``,
   ``Contacts``, ``Opportunities``): identical shapes, so one interned
@@ -52,7 +52,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from proxy.schema_seed import BASE_MODEL, Column, custom_columns, schema_ddl  # noqa: E402
+from proxy.demo.seed import BASE_MODEL, Column, custom_columns, schema_ddl  # noqa: E402
 from tenancy import connstr  # noqa: E402
 from tenancy.location import TenantLocation, locate  # noqa: E402
 from tenancy.metadata import BaseModel, MetadataCache, interned_count  # noqa: E402

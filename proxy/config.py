@@ -16,9 +16,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from tenancy.backends import BackendKind
+
 STATEMENT_CLASSES = frozenset({"read", "write", "admin"})
 DIALECTS = frozenset({"tsql", "postgres", "sqlite"})
-BACKENDS = ("sqlserver", "postgresql", "sqlite")
+BACKENDS = tuple(kind.value for kind in BackendKind)
 
 
 class ConfigError(Exception):
@@ -90,6 +92,8 @@ class Settings:
     query: QuerySettings = field(default_factory=QuerySettings)
     metadata: MetadataSettings = field(default_factory=MetadataSettings)
     backend_templates: Mapping[str, str] = field(default_factory=dict)
+    backend_drivers: Mapping[str, str] = field(default_factory=dict)
+    """Backend → client library (``native`` or ``odbc``); see ``proxy.drivers.manager``."""
     base_model: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -116,9 +120,15 @@ def _validate(s: Settings) -> None:
             problems.append(f"token {t.name!r}: tenants must not be empty (use ['*'])")
         if t.rate_per_s < 0:
             problems.append(f"token {t.name!r}: rate_per_s must be >= 0")
-    for kind in s.backend_templates:
+    for kind in {*s.backend_templates, *s.backend_drivers}:
         if kind not in BACKENDS:
             problems.append(f"[backends.{kind}]: unknown backend, expected one of {BACKENDS}")
+    from proxy.drivers.manager import CHOICES  # noqa: PLC0415 - drivers import config's users
+
+    for kind, chosen in s.backend_drivers.items():
+        allowed = CHOICES.get(BackendKind(kind), ()) if kind in BACKENDS else ()
+        if allowed and chosen not in allowed:
+            problems.append(f"[backends.{kind}] driver must be one of {list(allowed)}")
     if s.query.default_dialect not in DIALECTS:
         problems.append(f"query.default_dialect must be one of {sorted(DIALECTS)}")
     positive = {
@@ -187,10 +197,14 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     if unknown:
         raise ConfigError(f"unknown sections: {sorted(unknown)}")
     templates: dict[str, str] = {}
+    drivers: dict[str, str] = {}
     for kind, section in (data.get("backends") or {}).items():
-        if not isinstance(section, dict) or set(section) - {"template"}:
-            raise ConfigError(f"[backends.{kind}] takes only 'template'")
-        templates[kind] = str(section.get("template", ""))
+        if not isinstance(section, dict) or set(section) - {"template", "driver"}:
+            raise ConfigError(f"[backends.{kind}] takes only 'template' and 'driver'")
+        if "template" in section:
+            templates[kind] = str(section["template"])
+        if "driver" in section:
+            drivers[kind] = str(section["driver"])
     base_model: dict[str, tuple[str, ...]] = {}
     for table, cols in (data.get("base_model") or {}).items():
         if not isinstance(cols, list) or not all(isinstance(c, str) and c for c in cols):
@@ -213,6 +227,7 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
             query=_section(QuerySettings, data.get("query"), "query", env),
             metadata=_section(MetadataSettings, data.get("metadata"), "metadata", env),
             backend_templates=templates,
+            backend_drivers=drivers,
             base_model=base_model,
             tokens=tuple(tokens),
         )

@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-PHASES = ("resolve", "metadata", "rewrite", "pool_wait", "execute", "serialize")
+PHASES = ("resolve", "metadata", "rewrite", "execute", "serialize")
+"""``execute`` includes the wait for a pooled connection (see ``tenantgate_pool_wait_seconds``)."""
 
 # Point selects take well under a millisecond on a warm path; wide rows and slow
 # statements take seconds. Buckets span both.

@@ -322,6 +322,20 @@ class MetadataCache:
         )
         return found if isinstance(found, TableMetadata) else None
 
+    def peek(self, location: TenantLocation, table: str) -> tuple[bool, TableMetadata | None]:
+        """``get`` from the cache alone: ``(False, None)`` when answering needs the catalog.
+
+        For callers that must not block (an event loop); ``(True, None)`` is a cached
+        "no such table".
+        """
+        key = _key(location, table)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is None:
+                return False, None
+            self._stats["hits" if isinstance(cached, TableMetadata) else "negative_hits"] += 1
+        return True, cached if isinstance(cached, TableMetadata) else None
+
     def refresh(self, location: TenantLocation, table: str | None = None) -> None:
         """Forget one table of a tenant, or all of them; the next ``get`` reloads."""
         now = self._clock()

@@ -126,6 +126,22 @@ class TenantResolver:
             raise found.exception()
         return found
 
+    def peek(self, ref: str | int) -> Tenant | None:
+        """``resolve`` from the cache alone: ``None`` when answering needs the controller.
+
+        For callers that must not block (an event loop): a cached unknown reference
+        raises as ``resolve`` would.
+        """
+        key = parse_reference(ref)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is None:
+                return None
+            self._stats["hits" if isinstance(cached, Tenant) else "negative_hits"] += 1
+        if isinstance(cached, _Negative):
+            raise cached.exception()
+        return cached
+
     def invalidate(self, ref: str | int) -> None:
         """Forget what is cached for ``ref`` (and, for a tenant, its other key)."""
         key = parse_reference(ref)

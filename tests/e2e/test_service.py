@@ -13,8 +13,8 @@ import orjson
 import pyodbc
 import pytest
 
+from proxy.demo.seed import BASE_MODEL
 from proxy.jsonenc import dumps
-from proxy.schema_seed import BASE_MODEL
 from tests.e2e.conftest import SQLSERVER_DRIVERS, sqlserver_tenant
 from tests.support.slow import SLOW_SQL, create_slow_view
 from tests.support.stack import BETA_READ_TOKEN, PG_PASSWORD, SqlServerTenant, Stack

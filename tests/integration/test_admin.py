@@ -1,4 +1,4 @@
-"""Custom-field administration through ``proxy.admin`` on real PostgreSQL and SQLite,
+"""Custom-field administration through ``proxy.tables.custom_fields`` on real PostgreSQL and SQLite,
 checked against the tenant's catalog directly and through queries."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from proxy.admin import CustomFields
+from proxy.demo.seed import custom_columns
 from proxy.errors import (
     BaseColumnProtected,
     ColumnExists,
@@ -18,8 +18,8 @@ from proxy.errors import (
     Forbidden,
     InvalidCustomField,
 )
-from proxy.schema_seed import custom_columns
-from proxy.service import QueryRequest
+from proxy.pipeline.request import QueryRequest
+from proxy.tables.custom_fields import CustomFields
 from rewriter.errors import UnknownColumn, UnknownTable
 from tenancy import ddl
 from tests.support.pg import PgServer
@@ -35,7 +35,7 @@ def tenants(tmp_path: Path, pg: PgServer, pg_database: str) -> Iterator[Tenants]
 
 
 def admin(t: Tenants) -> CustomFields:
-    return CustomFields(t.service)
+    return t.service.custom_fields()
 
 
 def add(t: Tenants, tenant: str, **body: Any) -> dict[str, Any]:

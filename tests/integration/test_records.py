@@ -1,4 +1,4 @@
-"""The records API through ``proxy.records`` on real PostgreSQL and SQLite."""
+"""The records API through ``proxy.tables.records`` on real PostgreSQL and SQLite."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from proxy.demo.seed import BASE_MODEL, custom_columns
 from proxy.errors import (
     Forbidden,
     InvalidFieldValue,
@@ -17,8 +18,7 @@ from proxy.errors import (
     RecordNotFound,
     UnsupportedPrimaryKey,
 )
-from proxy.records import Records, etag_for
-from proxy.schema_seed import BASE_MODEL, custom_columns
+from proxy.tables.records import Records, etag_for
 from rewriter.errors import UnknownColumn
 from tests.support.pg import PgServer
 from tests.support.tenants import ADMIN, READER, TENANTS, WRITER, Tenants, seeded_service
@@ -36,7 +36,7 @@ def tenants(tmp_path: Path, pg: PgServer, pg_database: str) -> Iterator[Tenants]
 
 @pytest.fixture
 def records(tenants: Tenants) -> Records:
-    return Records(tenants.service)
+    return tenants.service.records()
 
 
 @BACKENDS

@@ -1,4 +1,4 @@
-"""proxy.schema_seed.seed_tenant on a real PostgreSQL server through psqlODBC."""
+"""proxy.demo.seed.seed_tenant on a real PostgreSQL server through psqlODBC."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pyodbc
 import pytest
 
-from proxy import schema_seed as ss
+from proxy.demo import seed as ss
 from tests.support.pg import PgServer
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from proxy.demo.seed import BASE_MODEL, custom_columns
 from proxy.errors import StatementTimeout
-from proxy.schema_seed import BASE_MODEL, custom_columns
-from proxy.service import QueryRequest, Service
+from proxy.pipeline.request import QueryRequest
 from rewriter.errors import UnknownColumn
+from tests.support.blocking import BlockingService
 from tests.support.pg import PgServer
 from tests.support.slow import SLOW_SQL, create_slow_view
 from tests.support.tenants import seeded_service, token
@@ -20,7 +21,7 @@ TOKEN = "integration-token"
 
 
 @pytest.fixture
-def service(tmp_path: Path, pg: PgServer, pg_database: str) -> Iterator[Service]:
+def service(tmp_path: Path, pg: PgServer, pg_database: str) -> Iterator[BlockingService]:
     with seeded_service(
         tmp_path,
         pg,
@@ -40,7 +41,7 @@ BACKENDS = pytest.mark.parametrize("tenant", ["lite.example", "pg.example"])
 
 
 @BACKENDS
-def test_star_and_custom_fields(service: Service, tenant: str) -> None:
+def test_star_and_custom_fields(service: BlockingService, tenant: str) -> None:
     principal = service.auth.authenticate(f"Bearer {TOKEN}")
     outcome = service.query(
         principal,
@@ -53,11 +54,11 @@ def test_star_and_custom_fields(service: Service, tenant: str) -> None:
     names = [c.name for c in outcome.result.columns]
     assert names == list(BASE_MODEL["Contacts"]) + [c.name for c in CUSTOM]
     assert outcome.result.rows[0][0] == 3
-    assert set(outcome.phases) >= {"resolve", "metadata", "rewrite", "pool_wait", "execute"}
+    assert set(outcome.phases) >= {"resolve", "metadata", "rewrite", "execute"}
 
 
 @BACKENDS
-def test_unknown_column_and_null_policy(service: Service, tenant: str) -> None:
+def test_unknown_column_and_null_policy(service: BlockingService, tenant: str) -> None:
     principal = service.auth.authenticate(f"Bearer {TOKEN}")
     sql = "SELECT ContactID, NoSuchField FROM Contacts WHERE ContactID = 1"
     with pytest.raises(UnknownColumn):
@@ -67,7 +68,9 @@ def test_unknown_column_and_null_policy(service: Service, tenant: str) -> None:
 
 
 @BACKENDS
-def test_plans_are_shared_between_tenants_with_equal_shapes(service: Service, tenant: str) -> None:
+def test_plans_are_shared_between_tenants_with_equal_shapes(
+    service: BlockingService, tenant: str
+) -> None:
     principal = service.auth.authenticate(f"Bearer {TOKEN}")
     req = QueryRequest(tenant=tenant, sql="SELECT FirstName FROM Contacts WHERE ContactID = 2")
     first = service.explain(principal, req)
@@ -76,13 +79,23 @@ def test_plans_are_shared_between_tenants_with_equal_shapes(service: Service, te
     assert first["sql"] == second["sql"]
 
 
-def test_catalog_reads_do_not_inherit_a_short_statement_timeout(service: Service) -> None:
+def test_catalog_reads_do_not_inherit_a_short_statement_timeout(service: BlockingService) -> None:
     principal = service.auth.authenticate(f"Bearer {TOKEN}")
     with pytest.raises(StatementTimeout):
         service.query(principal, QueryRequest(tenant="pg.example", sql=SLOW_SQL, timeout_ms=20))
     location = service.resolver.resolve("pg.example").location
     # The pool has one connection: the session that just ran with a 20 ms timeout.
-    with service.catalog_connection(location) as conn:
-        assert conn.raw.execute("SHOW statement_timeout").fetchval() == "10s"
+    source = service.drivers.for_location(location).blocking_source(location, timeout_s=10.0)
+
+    def show() -> object:
+        with source() as conn:
+            cursor = conn.cursor()
+            try:
+                cursor.execute("SHOW statement_timeout")
+                return cursor.fetchone()[0]
+            finally:
+                cursor.close()
+
+    assert service.offload(show) == "10s"
     service.metadata.refresh(location)
     assert service.metadata.get(location, "Contacts") is not None

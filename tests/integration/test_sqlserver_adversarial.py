@@ -2,7 +2,7 @@
 engine, once per ODBC driver (issue #7 item 6).
 
 ``tests/unit/rewriter/test_adversarial.py`` checks the corpus as text. Here every
-statement goes through ``Service.query`` and ``Service.explain`` for a tenant whose
+statement goes through ``BlockingService.query`` and ``BlockingService.explain`` for a tenant whose
 database sits on the engine next to things worth stealing:
 
 * ``OtherDb``, another tenant's database (the name most hostile statements reach for),
@@ -12,10 +12,10 @@ database sits on the engine next to things worth stealing:
   in ``master``, so an unqualified name that slipped through would read them.
 
 Each hostile statement must be refused with the code the text-level test expects,
-and no statement of it may reach the engine: ``proxy.service.execute`` (what runs a
+and no statement of it may reach the engine: ``proxy.drivers.odbc.driver.execute`` (what runs a
 tenant's SQL) is wrapped to record every statement sent. The decoys (hostile-looking,
 harmless) must run, return the attacked tenant's rows, and have sent only SQL that
-names the attacked tenant's tables, qualified by its database. One ``Service`` (four
+names the attacked tenant's tables, qualified by its database. One ``BlockingService`` (four
 tenants: the attacked one and ``OtherDb``, each through both drivers) serves the whole
 module: refusals happen before any statement is sent, so the corpus runs in seconds.
 """
@@ -37,12 +37,13 @@ from prometheus_client import CollectorRegistry
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
+import proxy.drivers.odbc.driver
 import proxy.drivers.odbc.execute
-import proxy.service
 from proxy.auth import Principal, hash_token
 from proxy.config import ControllerSettings, PoolSettings, Settings, TokenSettings
-from proxy.service import QueryRequest, Service
+from proxy.pipeline.request import QueryRequest
 from rewriter import RewriteError
+from tests.support.blocking import BlockingService
 from tests.support.tds import DRIVERS, TdsServer
 from tests.unit.rewriter.shapes import SCHEMA
 from tests.unit.rewriter.test_adversarial import DECOYS, REFUSED, Case
@@ -151,12 +152,12 @@ def _drop_master_table(server: TdsServer, table: str) -> None:
 
 @dataclass
 class Corpus:
-    service: Service
+    service: BlockingService
     principal: Principal
     tenant_db: str
     other_db: str
     sent: list[str] = field(default_factory=list)
-    """Every statement ``proxy.service.execute`` sent to a tenant, in order."""
+    """Every statement ``proxy.drivers.odbc.driver.execute`` sent to a tenant, in order."""
 
     def tenant(self, driver: str) -> str:
         return f"attacked-{driver}.example"
@@ -206,7 +207,7 @@ def corpus(tds_server: TdsServer, tmp_path_factory: pytest.TempPathFactory) -> I
                 TokenSettings(name="writer", sha256=hash_token(TOKEN), classes=PRINCIPAL_CLASSES),
             ),
         )
-        service = Service(settings, registry=CollectorRegistry())
+        service = BlockingService(settings, registry=CollectorRegistry())
         cleanup.callback(service.close)
         state = Corpus(service, service.auth.authenticate(f"Bearer {TOKEN}"), tenant_db, other_db)
         real_execute = proxy.drivers.odbc.execute.execute
@@ -216,7 +217,7 @@ def corpus(tds_server: TdsServer, tmp_path_factory: pytest.TempPathFactory) -> I
             return real_execute(*args, **kwargs)
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(proxy.service, "execute", recording_execute)
+            patch.setattr(proxy.drivers.odbc.driver, "execute", recording_execute)
             yield state
 
 

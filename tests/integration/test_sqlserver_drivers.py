@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.schema_seed import seed_tenant
-from proxy.service import QueryRequest
+from proxy.demo.seed import seed_tenant
+from proxy.pipeline.request import QueryRequest
 from tenancy.errors import TenantMisconfigured
 from tests.support.tds import MSODBC18, TdsServer, msodbc18_library
 from tests.support.tenants import READER, service_for

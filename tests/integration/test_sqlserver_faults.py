@@ -27,6 +27,7 @@ import pytest
 
 from proxy.auth import Principal
 from proxy.config import PoolSettings
+from proxy.demo.seed import seed_tenant
 from proxy.errors import (
     BackendUnavailable,
     ConnectionLost,
@@ -34,9 +35,9 @@ from proxy.errors import (
     StatementTimeout,
     status_for,
 )
-from proxy.schema_seed import seed_tenant
-from proxy.service import QueryRequest, Service
+from proxy.pipeline.request import QueryRequest
 from tenancy.errors import TenancyError
+from tests.support.blocking import BlockingService
 from tests.support.tds import TdsServer
 from tests.support.tenants import READER, service_for
 
@@ -51,7 +52,7 @@ LOGIN_TIMEOUT_S = 2
 
 @dataclass
 class Faults:
-    service: Service
+    service: BlockingService
     principal: Principal
     tds: TdsServer
     database: str
@@ -62,7 +63,7 @@ class Faults:
         return self.service.query(self.principal, request).result.rows
 
     def pool_stats(self) -> dict[str, int]:
-        stats = self.service.pools.get_stats()
+        stats = self.service.drivers.odbc.pools.get_stats()
         return next(v for k, v in stats.items() if k.startswith("sqlserver://"))
 
     def session_ids(self) -> set[int]:
@@ -75,7 +76,7 @@ class Faults:
 
     def pooled_session_id(self) -> int:
         location = self.service.resolver.resolve("ok.example").location
-        with self.service.pools.pool_for(location).connection() as conn:
+        with self.service.drivers.odbc.pools.pool_for(location).connection() as conn:
             return int(conn.raw.execute("SELECT @@SPID").fetchone()[0])
 
 

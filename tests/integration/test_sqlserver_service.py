@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from proxy.admin import CustomFields
+from proxy.demo.seed import BASE_MODEL, Column, custom_columns
 from proxy.errors import (
     BackendObjectMissing,
     BaseColumnProtected,
@@ -35,9 +35,8 @@ from proxy.errors import (
     PreconditionFailed,
     ProxyError,
 )
-from proxy.records import Records
-from proxy.schema_seed import BASE_MODEL, Column, custom_columns
-from proxy.service import QueryRequest
+from proxy.pipeline.request import QueryRequest
+from proxy.tables.records import Records
 from rewriter.errors import ConstructNotAllowed, UnknownColumn, UnknownTable
 from tenancy import ddl
 from tenancy.backends import BackendKind
@@ -128,7 +127,7 @@ def heals(t: TdsTenants, outcome: str) -> float:
 
 
 def pool_stats(t: TdsTenants, tenant: str) -> dict[str, int]:
-    return t.service.pools.get_stats()[t.location(tenant).server_key]
+    return t.service.drivers.odbc.pools.get_stats()[t.location(tenant).server_key]
 
 
 def session_of(t: TdsTenants, tenant: str) -> tuple[int, str]:
@@ -159,7 +158,7 @@ def test_tenant_databases_share_one_pool_and_each_reads_its_own(shared: TdsTenan
     # Seeded with different seeds: a tenant reading another's database would show here.
     assert seen[ZERO] != seen[TWENTY] != seen[WIDE] != seen[ZERO]
 
-    stats = shared.service.pools.get_stats()
+    stats = shared.service.drivers.odbc.pools.get_stats()
     sqlserver = {key: value for key, value in stats.items() if key.startswith("sqlserver://")}
     assert list(sqlserver) == [locations[ZERO].server_key]
     only = sqlserver[locations[ZERO].server_key]
@@ -617,7 +616,7 @@ def test_column_added_behind_tenantgates_back_is_seen(single: TdsTenants) -> Non
 
 @pytest.fixture
 def records(fresh: TdsTenants) -> Records:
-    return Records(fresh.service)
+    return fresh.service.records()
 
 
 def test_records_get_patch_insert_against_direct_reads(fresh: TdsTenants, records: Records) -> None:
@@ -722,11 +721,11 @@ def test_records_two_concurrent_patches_with_one_etag_only_one_wins(
 
 
 def admin_add(t: TdsTenants, tenant: str, **body: Any) -> dict[str, Any]:
-    return CustomFields(t.service).add(t.principal(ADMIN), tenant, "Contacts", body)
+    return t.service.custom_fields().add(t.principal(ADMIN), tenant, "Contacts", body)
 
 
 def admin_drop(t: TdsTenants, tenant: str, name: str) -> dict[str, Any]:
-    return CustomFields(t.service).drop(t.principal(ADMIN), tenant, "Contacts", name)
+    return t.service.custom_fields().drop(t.principal(ADMIN), tenant, "Contacts", name)
 
 
 def column_default(t: TdsTenants, tenant: str, column: str) -> tuple[Any, ...] | None:
@@ -757,7 +756,7 @@ def test_admin_adds_each_type_lists_it_and_drops_it(
     created = admin_add(fresh, ALPHA, name="Select", **body)  # a reserved word, quoted
     assert created["name"] == "Select" and created["type"] == body["type"]
     assert fresh.columns(ALPHA)[-1] == "Select" and "Select" not in fresh.columns(BETA)
-    listed = CustomFields(fresh.service).list_fields(fresh.principal(ADMIN), ALPHA, "Contacts")
+    listed = fresh.service.custom_fields().list_fields(fresh.principal(ADMIN), ALPHA, "Contacts")
     assert [f["name"] for f in listed["custom_fields"]] == [
         *(c.name for c in FRESH_CUSTOM),
         "Select",
@@ -871,7 +870,7 @@ def test_admin_ddl_switches_database_and_back_on_the_one_pooled_connection(
     assert session_of(t, BETA) == (spid, home)
     # A failed DDL switches back too.
     with pytest.raises(ProxyError):
-        CustomFields(t.service)._run(  # a DDL the engine refuses
+        t.service.custom_fields()._run(  # a DDL the engine refuses
             t.location(ALPHA), "Contacts", ["ALTER TABLE [dbo].[Contacts] DROP COLUMN [Nope]"]
         )
     assert session_of(t, BETA) == (spid, home)

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from proxy.auth import Principal
-from proxy.service import QueryRequest, Service
+from proxy.pipeline.request import QueryRequest
+from tests.support.blocking import BlockingService
 from tests.support.tds import TdsServer
 from tests.support.tenants import WRITER, service_for
 
@@ -35,7 +36,7 @@ ROW = (
 @pytest.fixture
 def kinds(
     tmp_path: Path, tds_server: TdsServer, tds_driver: str, tds_database: str
-) -> Iterator[tuple[Service, Principal]]:
+) -> Iterator[tuple[BlockingService, Principal]]:
     with contextlib.closing(tds_server.connect(tds_driver, tds_database)) as conn:
         conn.execute(TABLE)
         conn.execute(ROW)
@@ -50,7 +51,7 @@ def kinds(
 
 
 def test_every_type_comes_back_as_the_driver_reads_it(
-    kinds: tuple[Service, Principal], tds_driver: str
+    kinds: tuple[BlockingService, Principal], tds_driver: str
 ) -> None:
     service, principal = kinds
     out = service.query(principal, QueryRequest("kinds.example", "SELECT * FROM Kinds ORDER BY Id"))
@@ -77,7 +78,7 @@ def test_every_type_comes_back_as_the_driver_reads_it(
 
 
 def test_a_datetime_sent_as_text_keeps_its_fraction_with_both_drivers(
-    kinds: tuple[Service, Principal],
+    kinds: tuple[BlockingService, Principal],
 ) -> None:
     # Requests carry datetimes as ISO strings, which the engine converts exactly. (A
     # Python datetime bound by Microsoft ODBC 18 loses its fraction on Babelfish; JSON

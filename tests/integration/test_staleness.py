@@ -1,6 +1,6 @@
 """Metadata staleness healed: tables altered outside tenantgate, on PostgreSQL and SQLite.
 
-Through ``proxy.service.Service`` in-process, like ``test_service.py``. The DDL runs on
+Through ``proxy.pipeline.service.Service`` in-process, like ``test_service.py``. The DDL runs on
 a separate connection, as another application would: tenantgate's cache still holds
 the old shape when the next request arrives.
 """
@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from proxy.auth import Principal
+from proxy.demo.seed import BASE_MODEL, custom_columns, quote_identifier
 from proxy.errors import BackendObjectMissing
-from proxy.schema_seed import BASE_MODEL, custom_columns, quote_identifier
-from proxy.service import QueryRequest, Service
+from proxy.pipeline.request import QueryRequest
 from rewriter.errors import UnknownColumn
+from tests.support.blocking import BlockingService
 from tests.support.pg import PgServer
 from tests.support.tenants import Tenants, seeded_service, token
 
@@ -34,7 +35,7 @@ class World:
     principal: Principal
 
     @property
-    def service(self) -> Service:
+    def service(self) -> BlockingService:
         return self.tenants.service
 
     def query(self, tenant: str, sql: str, *params: Any, **kw: Any) -> Any:

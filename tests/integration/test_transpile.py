@@ -25,7 +25,7 @@ from typing import Any
 import pyodbc
 import pytest
 
-from proxy.schema_seed import quote_identifier
+from proxy.demo.seed import quote_identifier
 from rewriter import parse_statement, rewrite
 from tenancy.metadata import Column, TableMetadata
 from tests.support.pg import PgServer

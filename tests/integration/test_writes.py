@@ -1,4 +1,4 @@
-"""Writes through ``proxy.service.Service`` on real PostgreSQL (psqlODBC) and SQLite
+"""Writes through ``proxy.pipeline.service.Service`` on real PostgreSQL (psqlODBC) and SQLite
 (sqliteodbc), each checked by reading the data back directly, not through tenantgate."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from proxy.auth import Principal
+from proxy.demo.seed import custom_columns
 from proxy.errors import ConstraintViolation, Forbidden
-from proxy.schema_seed import custom_columns
-from proxy.service import QueryOutcome, QueryRequest
+from proxy.pipeline.request import QueryRequest
+from proxy.pipeline.service import QueryOutcome
 from rewriter.errors import UnfilteredWrite, UnknownColumn
 from tests.support.pg import PgServer
 from tests.support.tenants import READER, WRITER, Tenants, seeded_service, token

@@ -41,7 +41,7 @@ import httpx
 import pyodbc
 
 from proxy.auth import hash_token
-from proxy.schema_seed import BASE_MODEL, custom_columns, seed_tenant
+from proxy.demo.seed import BASE_MODEL, custom_columns, seed_tenant
 from tests.support.pg import PgServer
 from tests.support.stack import serve
 from tests.support.tds import TdsServer

@@ -28,11 +28,11 @@ from pathlib import Path
 import httpx
 
 from proxy.auth import hash_token
-from proxy.demo import DemoLayout, create_demo
-from proxy.schema_seed import BASE_MODEL, custom_columns, seed_tenant
+from proxy.demo.layout import DemoLayout, create_demo
+from proxy.demo.seed import BASE_MODEL, custom_columns, seed_tenant
 from tests.support.pg import PgServer
 from tests.support.tds import FREETDS, MSODBC18, TdsServer
-from tests.support.tenants import write_controller
+from tests.support.tenants import suite_drivers, write_controller
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL_TOKEN = "e2e-full-token-5d1c"
@@ -108,6 +108,7 @@ def _free_port() -> int:
 
 
 def _config(controller: Path) -> str:
+    drivers = suite_drivers()
     base_model = "\n".join(
         f"{table} = [{', '.join(repr(c) for c in cols)}]" for table, cols in BASE_MODEL.items()
     )
@@ -122,9 +123,11 @@ negative_ttl_s = 2
 
 [backends.sqlite]
 template = "Timeout=5000"
+driver = "{drivers['sqlite']}"
 
 [backends.postgresql]
 template = "BoolsAsChar=0"
+driver = "{drivers['postgresql']}"
 
 [pool]
 max_size = 4

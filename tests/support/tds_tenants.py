@@ -1,8 +1,8 @@
-"""A ``Service`` over several SQL Server tenant databases on ONE T-SQL server.
+"""A ``BlockingService`` over several SQL Server tenant databases on ONE T-SQL server.
 
 The SQL Server counterpart of ``tests/support/tenants.py``: each tenant is a database of
 the engine ``tests/support/tds.py`` provides (Babelfish here, or the server of
-``TENANTGATE_TEST_TDS_DSN``), seeded with ``proxy.schema_seed.seed_tenant``, and listed in
+``TENANTGATE_TEST_TDS_DSN``), seeded with ``proxy.demo.seed.seed_tenant``, and listed in
 a SQLite controller with the connection string of the driver under test
 (``TdsServer.odbc(driver, database)``). tenantgate strips ``Database=`` from those
 strings, so every tenant of one server, login and driver shares one pool and is reached
@@ -27,10 +27,12 @@ import pyodbc
 
 from proxy.auth import Principal
 from proxy.config import PoolSettings, TokenSettings
+from proxy.demo.seed import Column, seed_tenant
 from proxy.drivers.odbc.pool import ConnectionPool
-from proxy.schema_seed import Column, seed_tenant
-from proxy.service import QueryOutcome, QueryRequest, Service
+from proxy.pipeline.request import QueryRequest
+from proxy.pipeline.service import QueryOutcome
 from tenancy.location import TenantLocation
+from tests.support.blocking import BlockingService
 from tests.support.tds import TdsServer
 from tests.support.tenants import ADMIN, TOKENS, service_for
 
@@ -78,7 +80,7 @@ def seed_databases(
 
 @dataclass
 class TdsTenants:
-    service: Service
+    service: BlockingService
     server: TdsServer
     driver: str
     databases: dict[str, str]
@@ -98,7 +100,7 @@ class TdsTenants:
         token: str = ADMIN,
         **options: Any,
     ) -> QueryOutcome:
-        """``sql`` through tenantgate (``Service.query``), as ``tenant``."""
+        """``sql`` through tenantgate (``BlockingService.query``), as ``tenant``."""
         request = QueryRequest(tenant=tenant, sql=sql, params=params, **options)
         return self.service.query(self.principal(token), request)
 
@@ -139,7 +141,7 @@ class TdsTenants:
         return self.service.resolver.resolve(tenant).location
 
     def pool(self, tenant: str) -> ConnectionPool:
-        return self.service.pools.pool_for(self.location(tenant))
+        return self.service.drivers.odbc.pools.pool_for(self.location(tenant))
 
 
 @contextlib.contextmanager
@@ -153,7 +155,7 @@ def tds_service(
     tokens: Sequence[TokenSettings] = TOKENS,
     extra_tenants: Mapping[str, str] | None = None,
 ) -> Iterator[TdsTenants]:
-    """A ``Service`` whose controller lists ``databases`` (domain -> database, already
+    """A ``BlockingService`` whose controller lists ``databases`` (domain -> database, already
     seeded) as SQL Server tenants reached through ``driver``; closed afterwards.
 
     ``extra_tenants`` adds domain -> raw connection string rows (a tenant on another

@@ -5,6 +5,7 @@ and the records APIs. Each tenant's ``Contacts`` carries ``custom`` custom colum
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,8 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from proxy.auth import Principal, hash_token
 from proxy.config import ControllerSettings, PoolSettings, Settings, TokenSettings
-from proxy.schema_seed import BASE_MODEL, Column, seed_tenant
-from proxy.service import Service
+from proxy.demo.seed import BASE_MODEL, Column, seed_tenant
+from tests.support.blocking import BlockingService
 from tests.support.pg import PgServer
 
 ADMIN = "integration-admin"
@@ -58,7 +59,8 @@ def service_for(
     pool: PoolSettings | None = None,
     backend_templates: Mapping[str, str] | None = None,
     tokens: Sequence[TokenSettings] = TOKENS,
-) -> Service:
+    backend_drivers: Mapping[str, str] | None = None,
+) -> BlockingService:
     """A ``Service`` over a new controller at ``controller`` listing ``customers``
     (domain -> connection string, ids from 1 in order), with the default base model;
     the caller closes it."""
@@ -67,15 +69,28 @@ def service_for(
         controller=ControllerSettings(connection_string=write_controller(controller, rows)),
         pool=pool or PoolSettings(),
         backend_templates=dict(backend_templates or {}),
+        backend_drivers=dict(backend_drivers if backend_drivers is not None else suite_drivers()),
         base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
         tokens=tuple(tokens),
     )
-    return Service(settings, registry=CollectorRegistry())
+    return BlockingService(settings, registry=CollectorRegistry())
+
+
+def suite_drivers() -> dict[str, str]:
+    """The client libraries the suite runs PostgreSQL and SQLite tenants on.
+
+    ``TENANTGATE_TEST_DRIVERS=odbc`` runs them through pyodbc (psqlODBC, sqliteodbc);
+    the default is the native drivers (psycopg, sqlite3). ``make test`` runs both.
+    """
+    choice = os.environ.get("TENANTGATE_TEST_DRIVERS", "native")
+    if choice not in ("native", "odbc"):
+        raise ValueError(f"TENANTGATE_TEST_DRIVERS must be native or odbc, not {choice!r}")
+    return {"postgresql": choice, "sqlite": choice}
 
 
 @dataclass
 class Tenants:
-    service: Service
+    service: BlockingService
     sqlite_file: Path
     pg: PgServer
     pg_database: str

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from proxy.config import load
-from proxy.schema_seed import BASE_MODEL
+from proxy.demo.seed import BASE_MODEL
 from tenancy import connstr
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
 """The SQLite demo (proxy.demo) read back through the real SQLite ODBC driver, and the
-pure parts of proxy.schema_seed it is built from."""
+pure parts of proxy.demo.seed it is built from."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import pyodbc
 import pytest
 
-from proxy import schema_seed as ss
-from proxy.demo import DemoLayout, create_demo, odbc_sqlite
+from proxy.demo import seed as ss
+from proxy.demo.layout import DemoLayout, create_demo, odbc_sqlite
 from tenancy import connstr
 
 CUSTOM = {1: 0, 2: 20, 3: 800}

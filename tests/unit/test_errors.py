@@ -4,12 +4,12 @@ import inspect
 
 import pytest
 
-import proxy.app  # noqa: F401 - importing proves the app module loads
 import proxy.errors as proxy_errors
+import proxy.frontends.http.app  # noqa: F401 - importing proves the app module loads
 import rewriter.errors as rewriter_errors
 import tenancy.errors as tenancy_errors
 from proxy.errors import status_for
-from proxy.openapi import ERROR_CODES, openapi_document
+from proxy.frontends.http.openapi import ERROR_CODES, openapi_document
 
 # Abstract roots of each hierarchy: never raised themselves.
 BASES = {proxy_errors.ProxyError, rewriter_errors.RewriteError, tenancy_errors.TenancyError}

@@ -4,7 +4,7 @@ import pytest
 
 from proxy.config import ControllerSettings, Settings, TokenSettings
 from proxy.errors import InvalidRequest
-from proxy.service import bind_params, validate_request
+from proxy.pipeline.request import bind_params, validate_request
 from rewriter import RowCap
 from rewriter.errors import InvalidParameters
 

@@ -18,10 +18,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from proxy.auth import Principal
-from proxy.drivers.base import ResultSet
-from proxy.drivers.odbc.execute import execute
-from proxy.drivers.odbc.pool import PooledConnection
-from proxy.drivers.odbc.sqlstate import is_broken
+from proxy.drivers.base import Session
+from proxy.drivers.errors import is_broken
 from proxy.errors import (
     BaseColumnProtected,
     ColumnExists,
@@ -39,7 +37,7 @@ from tenancy.metadata import TableMetadata
 from tenancy.resolver import Tenant
 
 if TYPE_CHECKING:
-    from proxy.service import Service
+    from proxy.pipeline.service import Service
 
 log = logging.getLogger("tenantgate.admin")
 
@@ -59,24 +57,23 @@ class CustomFields:
     def __init__(self, service: Service) -> None:
         self._service = service
 
-    def _tenant(self, principal: Principal, ref: str | int) -> Tenant:
+    async def _tenant(self, principal: Principal, ref: str | int) -> Tenant:
         principal.check_class("admin")
-        return self._service.resolve(principal, ref)
+        return await self._service.resolve(principal, ref)
 
-    def _table(self, tenant: Tenant, table: str, *, fresh: bool) -> TableMetadata:
-        metadata = self._service.metadata
+    async def _table(self, tenant: Tenant, table: str, *, fresh: bool) -> TableMetadata:
         if fresh:
-            metadata.refresh(tenant.location, table)
-        meta = metadata.get(tenant.location, table)
+            self._service.metadata.refresh(tenant.location, table)
+        meta = await self._service.table(tenant, table)
         if meta is None:
             raise UnknownTable(
                 f"table {table!r} does not exist for tenant {tenant.domain!r}", table=table
             )
         return meta
 
-    def list_fields(self, principal: Principal, ref: str | int, table: str) -> dict[str, Any]:
-        tenant = self._tenant(principal, ref)
-        meta = self._table(tenant, table, fresh=False)
+    async def list_fields(self, principal: Principal, ref: str | int, table: str) -> dict[str, Any]:
+        tenant = await self._tenant(principal, ref)
+        meta = await self._table(tenant, table, fresh=False)
         kind = tenant.location.kind
         return {
             "table": meta.name,
@@ -85,15 +82,17 @@ class CustomFields:
             "column_limit": ddl.COLUMN_LIMITS[kind],
         }
 
-    def add(self, principal: Principal, ref: str | int, table: str, body: Any) -> dict[str, Any]:
-        tenant = self._tenant(principal, ref)
+    async def add(
+        self, principal: Principal, ref: str | int, table: str, body: Any
+    ) -> dict[str, Any]:
+        tenant = await self._tenant(principal, ref)
         try:
             spec = ddl.field_spec(body)
         except ddl.FieldError as exc:
             raise InvalidCustomField(exc.message, field=exc.field) from None
         location = tenant.location
         kind = location.kind
-        meta = self._table(tenant, table, fresh=True)
+        meta = await self._table(tenant, table, fresh=True)
         existing = next(
             (c for c in meta.column_names if c.casefold() == spec.name.casefold()), None
         )
@@ -119,18 +118,20 @@ class CustomFields:
             )
         except ddl.FieldError as exc:
             raise InvalidCustomField(exc.message, field=exc.field) from None
-        self._run(location, meta.name, [sql])
+        await self._run(location, meta.name, [sql])
         log.info("custom field %s added to %s for tenant %s", spec.name, meta.name, tenant.domain)
-        after = self._table(tenant, table, fresh=False)
+        after = await self._table(tenant, table, fresh=False)
         physical = after.lookup(spec.name) or spec.name
         if after.column(physical) is None:  # dropped again in between: report what we made
             return {"table": after.name, "name": spec.name, **spec.type.describe()}
         return {"table": after.name, **describe_column(after, physical, kind)}
 
-    def drop(self, principal: Principal, ref: str | int, table: str, name: str) -> dict[str, Any]:
-        tenant = self._tenant(principal, ref)
+    async def drop(
+        self, principal: Principal, ref: str | int, table: str, name: str
+    ) -> dict[str, Any]:
+        tenant = await self._tenant(principal, ref)
         location = tenant.location
-        meta = self._table(tenant, table, fresh=True)
+        meta = await self._table(tenant, table, fresh=True)
         physical = meta.lookup(name)
         if physical is None:
             raise CustomFieldNotFound(
@@ -145,14 +146,14 @@ class CustomFields:
         statements = ddl.drop_column_sql(
             physical, meta.name, location.kind, catalog=location.catalog, schema=location.schema
         )
-        self._run(location, meta.name, statements)
+        await self._run(location, meta.name, statements)
         log.info(
             "custom field %s dropped from %s for tenant %s", physical, meta.name, tenant.domain
         )
         return {"table": meta.name, "name": physical, "dropped": True}
 
-    def _run(self, location: TenantLocation, table: str, statements: list[str]) -> None:
-        """Run the DDL on a connection of the tenant's pool.
+    async def _run(self, location: TenantLocation, table: str, statements: list[str]) -> None:
+        """Run the DDL on a session of the tenant's pool.
 
         SQL Server pools are shared by every tenant database of a server and login, which
         statements reach by three-part names. DDL runs from inside the tenant's database
@@ -162,42 +163,58 @@ class CustomFields:
         pool; if that fails, it is discarded, so that no later borrower inherits it.
         """
         service = self._service
+        timeout_s = service.settings.query.max_timeout_ms / 1000
+        driver = service.drivers.for_location(location)
         try:
-            pool = service.pools.pool_for(location)
-            conn = pool.getconn()
-            keep = False
-            original: str | None = None
-            try:
-                if location.kind is BackendKind.SQLSERVER and location.catalog:
-                    original = self._current_database(conn, location)
-                    statements = [ddl.use_database_sql(location.catalog), *statements]
-                self._execute(conn, location, statements)
-                keep = True
-            except Exception as exc:
-                keep = not is_broken(exc)
-                raise
-            finally:
-                # Also after a failed DDL: the caller gets the DDL's error either way.
-                if keep and original is not None:
-                    keep = self._switch_back(conn, location, original)
-                # Back to the pool before the refresh, which borrows from the same pool
-                # (it may hold this one connection only).
-                pool.putconn(conn, broken=not keep)
+            async with driver.connection(location) as session:
+                await self._run_in(session, location, statements, timeout_s)
+        except _Discarded as discarded:
+            if isinstance(discarded.__cause__, Exception):
+                raise discarded.__cause__ from None
         finally:
             # Even a failed ALTER may have changed something (SQL Server's two steps).
             # Plans need no invalidation: they are keyed by the shape's fingerprint.
             service.metadata.refresh(location, table)
 
-    def _current_database(self, conn: PooledConnection, location: TenantLocation) -> str:
-        result = self._execute(conn, location, ["SELECT DB_NAME()"], max_rows=1)
+    async def _run_in(
+        self, session: Session, location: TenantLocation, statements: list[str], timeout_s: float
+    ) -> None:
+        original: str | None = None
+        if location.kind is BackendKind.SQLSERVER and location.catalog:
+            original = await self._current_database(session, timeout_s)
+            statements = [ddl.use_database_sql(location.catalog), *statements]
+        failure: Exception | None = None
+        try:
+            for sql in statements:
+                await session.execute(sql, (), timeout_s=timeout_s, max_rows=0)
+        except Exception as exc:  # noqa: BLE001 - switched back whatever went wrong
+            failure = exc
+        # Also after a failed DDL: the caller gets the DDL's error either way.
+        usable = failure is None or not is_broken(failure)
+        if (
+            original is not None
+            and usable
+            and not await self._switch_back(session, location, original, timeout_s)
+        ):
+            # Leaving the block with a connection-lost error makes the driver close the
+            # connection; the caller still gets the DDL's outcome.
+            raise _Discarded("discarded after DDL") from failure
+        if failure is not None:
+            raise failure
+
+    async def _current_database(self, session: Session, timeout_s: float) -> str:
+        result = await session.execute("SELECT DB_NAME()", (), timeout_s=timeout_s, max_rows=1)
         name = result.rows[0][0] if result.rows else None
         if not isinstance(name, str) or not name:
             raise ConnectionLost("could not tell which database the pooled connection is in")
         return name
 
-    def _switch_back(self, conn: PooledConnection, location: TenantLocation, original: str) -> bool:
+    async def _switch_back(
+        self, session: Session, location: TenantLocation, original: str, timeout_s: float
+    ) -> bool:
         try:
-            self._execute(conn, location, [ddl.use_database_sql(original)])
+            sql = ddl.use_database_sql(original)
+            await session.execute(sql, (), timeout_s=timeout_s, max_rows=0)
         except (ProxyError, ddl.FieldError) as exc:
             log.warning(
                 "pooled connection to %s could not switch back to database %r after DDL; "
@@ -207,21 +224,6 @@ class CustomFields:
             return False
         return True
 
-    def _execute(
-        self, conn: PooledConnection, location: TenantLocation, statements: list[str],
-        max_rows: int = 0,
-    ) -> ResultSet:  # fmt: skip
-        service = self._service
-        timeout_s = service.settings.query.max_timeout_ms / 1000
-        result = ResultSet(columns=[], rows=[], row_count=0, truncated=False)
-        for sql in statements:
-            result = execute(
-                conn,
-                backend=location.kind.value,
-                sql=sql,
-                params=(),
-                timeout_s=timeout_s,
-                max_rows=max_rows,
-                watchdog=service.watchdog,
-            )
-        return result
+
+class _Discarded(ConnectionLost):
+    """Raised inside a session's block so that its driver closes the connection."""

@@ -40,24 +40,18 @@ which PostgreSQL does not assign to a ``date`` or ``timestamp`` column.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
 import re
-import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import pyodbc
 from cachetools import TTLCache
 
 from proxy.auth import Principal
-from proxy.drivers.base import ResultSet
-from proxy.drivers.odbc.execute import apply_timeout, execute
-from proxy.drivers.odbc.pool import PooledConnection
-from proxy.drivers.odbc.sqlstate import translate
+from proxy.drivers.base import ResultSet, Session
 from proxy.errors import (
-    ConnectionLost,
     InvalidFieldValue,
     InvalidRequest,
     PreconditionFailed,
@@ -65,7 +59,7 @@ from proxy.errors import (
     UnsupportedPrimaryKey,
 )
 from proxy.jsonenc import dumps
-from proxy.service import QueryRequest
+from proxy.pipeline.request import QueryRequest
 from rewriter.errors import UnknownColumn, UnknownTable
 from tenancy import catalog, ddl
 from tenancy.backends import BackendKind
@@ -73,10 +67,10 @@ from tenancy.errors import MetadataUnavailable
 from tenancy.location import TenantLocation
 from tenancy.metadata import TableMetadata
 from tenancy.resolver import Tenant
-from tenancy.sources import DB_ERRORS, sqlstate_of
+from tenancy.sources import sqlstate_of
 
 if TYPE_CHECKING:
-    from proxy.service import Service
+    from proxy.pipeline.service import Prepared, Service
 
 BASE, ALL = "b", "c"
 _ETAG = re.compile(r'"([bc])([0-9a-f]{64})"')
@@ -114,20 +108,19 @@ class Records:
         self._keys: TTLCache[tuple[str, str, str], tuple[str, ...]] = TTLCache(
             maxsize=100_000, ttl=service.settings.metadata.ttl_s
         )
-        self._lock = threading.Lock()
 
     # -- public ------------------------------------------------------------------
 
-    def get(
+    async def get(
         self, principal: Principal, ref: str | int, table: str, key: str, *, custom: bool = False
     ) -> Record:
-        target = self._target(principal, ref, table, key, "read")
+        target = await self._target(principal, ref, table, key, "read")
         scope = ALL if custom else BASE
-        outcome = self._service.query(principal, self._select(ref, target, scope))
+        outcome = await self._service.query(principal, self._select(ref, target, scope))
         values = self._one(outcome.result, target)
         return Record(target.meta.name, target.key, values, etag_for(scope, values))
 
-    def patch(
+    async def patch(
         self,
         principal: Principal,
         ref: str | int,
@@ -138,7 +131,7 @@ class Records:
         if_match: str | None = None,
         custom: bool = False,
     ) -> Record:
-        target = self._target(principal, ref, table, key, "write")
+        target = await self._target(principal, ref, table, key, "write")
         if not isinstance(body, dict) or not body:
             raise InvalidRequest("the body must be a JSON object with at least one field")
         fields = self._fields(target, body, allow_key=False)
@@ -153,12 +146,12 @@ class Records:
         where = f" WHERE {_q(target.pk)} = ?"
         sets = ", ".join(f"{_q(name)} = {_bind(kind, ftype)}" for name, (_, ftype) in fields)
         service = self._service
-        lock = service.prepare(
+        lock = await service.prepare(
             principal,
             self._request(ref, f"UPDATE {_q(target.meta.name)} SET {first} = {first}{where}",
                           [target.key]),
         )  # fmt: skip
-        update = service.prepare(
+        update = await service.prepare(
             principal,
             self._request(
                 ref,
@@ -166,27 +159,32 @@ class Records:
                 [value for _, (value, _) in fields] + [target.key],
             ),
         )
-        read = service.prepare(principal, self._select(ref, target, scope))
+        read = await service.prepare(principal, self._select(ref, target, scope))
         location = target.tenant.location
-        with self._transaction(location) as conn:
-            if self._run(conn, location, lock.sql, lock.params).row_count == 0:
+        timeout_s = service.settings.query.default_timeout_ms / 1000
+        run = functools.partial(_run, timeout_s=timeout_s)
+        driver = service.drivers.for_location(location)
+        async with driver.connection(location) as session, session.transaction():
+            if (await run(session, lock)).row_count == 0:
                 raise RecordNotFound(f"no {target.meta.name} record with key {key!r}", key=key)
             if expected is not None and expected != "*":
-                before = self._one(self._run(conn, location, read.sql, read.params), target)
+                before = self._one(await run(session, read), target)
                 if etag_for(scope, before) != expected[0]:
                     raise PreconditionFailed(
                         "the record changed since it was read (If-Match does not match)",
                         key=key,
                     )
-            self._run(conn, location, update.sql, update.params)
-            after = self._one(self._run(conn, location, read.sql, read.params), target)
+            await run(session, update)
+            after = self._one(await run(session, read), target)
         return Record(target.meta.name, target.key, after, etag_for(scope, after))
 
-    def insert(self, principal: Principal, ref: str | int, table: str, body: Any) -> dict[str, Any]:
+    async def insert(
+        self, principal: Principal, ref: str | int, table: str, body: Any
+    ) -> dict[str, Any]:
         principal.check_class("write")
-        tenant = self._service.resolve(principal, ref)
-        meta = self._meta(tenant, table)
-        pk = self._primary_key(tenant.location, meta)
+        tenant = await self._service.resolve(principal, ref)
+        meta = await self._meta(tenant, table)
+        pk = await self._primary_key(tenant.location, meta)
         if not isinstance(body, dict) or not body:
             raise InvalidRequest("the body must be a JSON object with at least one field")
         target = _Target(tenant, meta, pk, None)
@@ -195,7 +193,7 @@ class Records:
         names = ", ".join(_q(name) for name, _ in fields)
         marks = ", ".join(_bind(kind, ftype) for _, (_, ftype) in fields)
         sql = f"INSERT INTO {_q(meta.name)} ({names}) OUTPUT INSERTED.{_q(pk)} VALUES ({marks})"
-        outcome = self._service.query(
+        outcome = await self._service.query(
             principal, self._request(ref, sql, [value for _, (value, _) in fields])
         )
         rows = outcome.result.rows
@@ -225,21 +223,21 @@ class Records:
             raise UnsupportedPrimaryKey(f"the key of {target.meta.name!r} is not unique")
         return dict(zip((c.name for c in result.columns), result.rows[0], strict=True))
 
-    def _meta(self, tenant: Tenant, table: str) -> TableMetadata:
-        meta = self._service.metadata.get(tenant.location, table)
+    async def _meta(self, tenant: Tenant, table: str) -> TableMetadata:
+        meta = await self._service.table(tenant, table)
         if meta is None:
             raise UnknownTable(
                 f"table {table!r} does not exist for tenant {tenant.domain!r}", table=table
             )
         return meta
 
-    def _target(
+    async def _target(
         self, principal: Principal, ref: str | int, table: str, key: str, statement_class: str
     ) -> _Target:
         principal.check_class(statement_class)
-        tenant = self._service.resolve(principal, ref)
-        meta = self._meta(tenant, table)
-        pk = self._primary_key(tenant.location, meta)
+        tenant = await self._service.resolve(principal, ref)
+        meta = await self._meta(tenant, table)
+        pk = await self._primary_key(tenant.location, meta)
         column = meta.column(pk)
         ftype = ddl.field_type(column.type_name if column else "", tenant.location.kind)
         if ftype.kind == "integer":
@@ -250,14 +248,12 @@ class Records:
             value = key
         return _Target(tenant, meta, pk, value)
 
-    def _primary_key(self, location: TenantLocation, meta: TableMetadata) -> str:
+    async def _primary_key(self, location: TenantLocation, meta: TableMetadata) -> str:
         cache_key = (location.key, meta.name, meta.fingerprint)
-        with self._lock:
-            found = self._keys.get(cache_key)
+        found = self._keys.get(cache_key)
         if found is None:
-            found = self._read_primary_key(location, meta.name)
-            with self._lock:
-                self._keys[cache_key] = found
+            found = await self._service.offload(self._read_primary_key, location, meta.name)
+            self._keys[cache_key] = found
         physical = [meta.lookup(name) for name in found]
         if len(physical) != 1 or physical[0] is None:
             raise UnsupportedPrimaryKey(
@@ -268,10 +264,14 @@ class Records:
         return physical[0]
 
     def _read_primary_key(self, location: TenantLocation, table: str) -> tuple[str, ...]:
+        service = self._service
+        source = service.drivers.for_location(location).blocking_source(
+            location, timeout_s=service.settings.metadata.timeout_ms / 1000
+        )
         try:
-            with self._service.catalog_connection(location) as conn:
+            with source() as conn:
                 return catalog.read_primary_key(conn, location, table)
-        except DB_ERRORS as error:
+        except service.drivers.db_errors as error:
             state = sqlstate_of(error)
             raise MetadataUnavailable(
                 f"the primary key of {table!r} could not be read on {location.server_key} "
@@ -311,50 +311,9 @@ class Records:
                 raise InvalidFieldValue(exc.message, column=physical) from None
         return list(fields.items())
 
-    @contextlib.contextmanager
-    def _transaction(self, location: TenantLocation) -> Iterator[PooledConnection]:
-        service = self._service
-        timeout_s = service.settings.query.default_timeout_ms / 1000
-        with service.pools.pool_for(location).connection() as conn:
-            # Before BEGIN: PostgreSQL undoes a SET made in a transaction that rolls back,
-            # and the executor's per-session record of the timeout would then be wrong.
-            apply_timeout(conn, location.kind.value, timeout_s)
-            raw = conn.raw
-            try:
-                raw.autocommit = False
-            except pyodbc.Error as exc:
-                raise translate(exc) from exc
-            try:
-                yield conn
-                try:
-                    raw.commit()
-                except pyodbc.Error as exc:
-                    raise translate(exc) from exc
-            except BaseException:
-                with contextlib.suppress(pyodbc.Error):
-                    raw.rollback()
-                raise
-            finally:
-                try:
-                    raw.autocommit = True
-                except pyodbc.Error as exc:
-                    # A pooled connection left in manual-commit mode would silently never
-                    # commit the next borrower's writes: make the pool discard it.
-                    raise ConnectionLost("could not restore autocommit") from exc
 
-    def _run(
-        self, conn: PooledConnection, location: TenantLocation, sql: str, params: Sequence[Any]
-    ) -> ResultSet:
-        service = self._service
-        return execute(
-            conn,
-            backend=location.kind.value,
-            sql=sql,
-            params=params,
-            timeout_s=service.settings.query.default_timeout_ms / 1000,
-            max_rows=2,
-            watchdog=service.watchdog,
-        )
+async def _run(session: Session, prepared: Prepared, *, timeout_s: float) -> ResultSet:
+    return await session.execute(prepared.sql, prepared.params, timeout_s=timeout_s, max_rows=2)
 
 
 def _bind(kind: BackendKind, ftype: ddl.FieldType) -> str:

@@ -5,7 +5,7 @@
 * ``controller.db``: table ``Customer(customer_id, domainname, sqlconnectstring)``
   with customers 1 ``alpha.example``, 2 ``beta.example`` and 3 ``gamma.example``,
   each pointing at its file with ``Driver=SQLite3;Database=<absolute path>``;
-* ``tenant_1.db`` .. ``tenant_3.db``: the default schema of ``proxy.schema_seed``
+* ``tenant_1.db`` .. ``tenant_3.db``: the default schema of ``proxy.demo.seed``
   with 1,000 contacts each (by default), 200 accounts and 500 opportunities; tenant
   1 has no custom columns, tenant 2 has 20 on ``Contacts`` and tenant 3 has 800;
 * ``demo.json``: the manifest, written last. A folder whose manifest matches the
@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from proxy.schema_seed import Column, custom_columns, seed_tenant
+from proxy.demo.seed import Column, custom_columns, seed_tenant
 
 __all__ = ["DEMO_TENANTS", "DemoLayout", "DemoTenant", "create_demo", "odbc_sqlite"]
 

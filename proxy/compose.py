@@ -1,0 +1,102 @@
+"""The composition root: the only place that builds tenantgate's parts and wires them.
+
+Front ends (HTTP today) and tools take a ``Service`` from ``build`` and nothing else;
+tests build theirs the same way, with a registry of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from proxy.auth import Authenticator
+from proxy.config import Settings
+from proxy.drivers.manager import Drivers
+from proxy.drivers.sizing import PoolOptions
+from proxy.metrics import Metrics
+from proxy.pipeline.heal import Heal
+from proxy.pipeline.service import Service
+from rewriter.plan_cache import PlanCache
+from tenancy import connstr
+from tenancy.backends import BackendKind
+from tenancy.controller import ControllerDirectory
+from tenancy.location import TenantLocation, locate
+from tenancy.metadata import BaseModel, MetadataCache
+from tenancy.resolver import TenantResolver
+
+__all__ = ["build", "pool_options"]
+
+
+def pool_options(settings: Settings) -> PoolOptions:
+    p = settings.pool
+    return PoolOptions(
+        max_size=p.max_size,
+        min_size=p.min_size,
+        acquire_timeout=p.acquire_timeout_ms / 1000,
+        login_timeout=p.login_timeout_s,
+        max_idle=p.max_idle_s,
+        max_lifetime=p.max_lifetime_s,
+        max_per_server=p.max_per_server,
+    )
+
+
+def build(settings: Settings, *, registry: CollectorRegistry | None = None) -> Service:
+    metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    drivers = Drivers(
+        pool_options(settings),
+        choices={BackendKind(k): v for k, v in settings.backend_drivers.items()},
+        threads=settings.server.worker_threads,
+    )
+    templates = {
+        BackendKind(kind): connstr.parse(text) for kind, text in settings.backend_templates.items()
+    }
+
+    def where(connection_string: str) -> TenantLocation:
+        return locate(connstr.parse(connection_string), templates)
+
+    c = settings.controller
+    controller = ControllerDirectory(
+        drivers.odbc.controller_source(connstr.parse(c.connection_string).to_odbc()),
+        table=c.table,
+        id_column=c.id_column,
+        domain_column=c.domain_column,
+        connection_column=c.connection_column,
+    )
+    resolver = TenantResolver(
+        controller, locate=where, ttl=c.cache_ttl_s, negative_ttl=c.negative_ttl_s
+    )
+    catalog_timeout_s = settings.metadata.timeout_ms / 1000
+
+    def catalog_source(location: TenantLocation) -> Callable[[], AbstractContextManager[Any]]:
+        return drivers.for_location(location).blocking_source(location, timeout_s=catalog_timeout_s)
+
+    metadata = MetadataCache(
+        source_for=catalog_source,
+        base_model=BaseModel(settings.base_model),
+        ttl=settings.metadata.ttl_s,
+        negative_ttl=settings.metadata.negative_ttl_s,
+        db_errors=drivers.db_errors,
+    )
+    plans = PlanCache()
+    metrics.watch(
+        caches={
+            "tenant": resolver.get_stats,
+            "metadata": metadata.get_stats,
+            "plan": plans.get_stats,
+        },
+        pools=drivers.get_stats,
+    )
+    return Service(
+        settings=settings,
+        metrics=metrics,
+        auth=Authenticator(settings.tokens),
+        drivers=drivers,
+        controller=controller,
+        resolver=resolver,
+        metadata=metadata,
+        plans=plans,
+        heal=Heal(metadata, metrics),
+    )

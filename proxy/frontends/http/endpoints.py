@@ -1,0 +1,192 @@
+"""The HTTP endpoints, one function each: authenticate, decode, call the pipeline.
+
+Each takes the Starlette request and returns a ``Response`` or a JSON-able payload;
+errors propagate as exceptions to ``proxy.frontends.http.app``, which maps them to
+statuses and records metrics in one place. Nothing here blocks the event loop: the
+pipeline hops to a thread itself when it must.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from proxy.auth import Principal
+from proxy.frontends.http.body import flag, read_json
+from proxy.frontends.http.openapi import openapi_document
+from proxy.jsonenc import dumps
+from proxy.pipeline.request import validate_request
+from proxy.pipeline.service import Service
+from proxy.tables.custom_fields import CustomFields
+from proxy.tables.records import Record, Records
+
+__all__ = [
+    "add_custom_field",
+    "drop_custom_field",
+    "explain",
+    "get_record",
+    "healthz",
+    "insert_record",
+    "list_custom_fields",
+    "metrics",
+    "openapi",
+    "patch_record",
+    "query",
+    "readyz",
+    "refresh",
+    "schema",
+]
+
+_OPENAPI = openapi_document()
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
+
+
+def service_of(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def authenticate(request: Request) -> Principal:
+    return service_of(request).auth.authenticate(request.headers.get("authorization"))
+
+
+async def _body(request: Request) -> Any:
+    return await read_json(request, service_of(request).settings.server.max_body_bytes)
+
+
+async def query(request: Request) -> Response:
+    service = service_of(request)
+    principal = authenticate(request)
+    req = validate_request(await _body(request), service.settings)
+    outcome = await service.query(principal, req)
+    t0 = time.perf_counter()
+    result = outcome.result
+    body = dumps(
+        {
+            "columns": [{"name": c.name, "type": c.type} for c in result.columns],
+            "rows": result.rows,
+            "row_count": result.row_count,
+            "truncated": result.truncated,
+        }
+    )
+    outcome.phases["serialize"] = time.perf_counter() - t0
+    service.metrics.observe_phases(outcome.backend, outcome.statement_class, outcome.phases)
+    service.metrics.observe_rows(outcome.backend, len(result.rows), truncated=result.truncated)
+    return Response(body, media_type="application/json")
+
+
+async def explain(request: Request) -> Any:
+    service = service_of(request)
+    principal = authenticate(request)
+    req = validate_request(await _body(request), service.settings)
+    return await service.explain(principal, req)
+
+
+async def schema(request: Request) -> Any:
+    principal = authenticate(request)
+    return await service_of(request).schema(principal, request.path_params["tenant"])
+
+
+async def refresh(request: Request) -> Any:
+    principal = authenticate(request)
+    return await service_of(request).refresh(principal, request.path_params["tenant"])
+
+
+async def healthz(request: Request) -> Any:
+    return {"status": "ok"}
+
+
+async def readyz(request: Request) -> Any:
+    await service_of(request).ready()
+    return {"status": "ready"}
+
+
+async def metrics(request: Request) -> Response:
+    service = service_of(request)
+    if service.settings.server.metrics_require_token:
+        authenticate(request)
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi(request: Request) -> Any:
+    return _OPENAPI
+
+
+# -- custom fields and records ----------------------------------------------------------
+
+
+async def list_custom_fields(request: Request) -> Any:
+    principal = authenticate(request)
+    p = request.path_params
+    return await CustomFields(service_of(request)).list_fields(principal, p["tenant"], p["table"])
+
+
+async def add_custom_field(request: Request) -> Response:
+    principal = authenticate(request)
+    body = await _body(request)
+    p = request.path_params
+    fields = CustomFields(service_of(request))
+    created = await fields.add(principal, p["tenant"], p["table"], body)
+    return JSONResponse(created, status_code=201)
+
+
+async def drop_custom_field(request: Request) -> Any:
+    principal = authenticate(request)
+    p = request.path_params
+    fields = CustomFields(service_of(request))
+    return await fields.drop(principal, p["tenant"], p["table"], p["name"])
+
+
+def _records(request: Request) -> Records:
+    records: Records = request.app.state.records
+    return records
+
+
+def _record_response(record: Record) -> Response:
+    return JSONResponse(record.values, headers={"ETag": record.etag})
+
+
+async def get_record(request: Request) -> Response:
+    principal = authenticate(request)
+    p = request.path_params
+    custom = flag(request, "custom")
+    record = await _records(request).get(
+        principal, p["tenant"], p["table"], p["key"], custom=custom
+    )
+    return _record_response(record)
+
+
+async def patch_record(request: Request) -> Response:
+    principal = authenticate(request)
+    p = request.path_params
+    custom = flag(request, "custom")
+    body = await _body(request)
+    record = await _records(request).patch(
+        principal,
+        p["tenant"],
+        p["table"],
+        p["key"],
+        body,
+        if_match=request.headers.get("if-match"),
+        custom=custom,
+    )
+    return _record_response(record)
+
+
+async def insert_record(request: Request) -> Response:
+    principal = authenticate(request)
+    p = request.path_params
+    body = await _body(request)
+    created = await _records(request).insert(principal, p["tenant"], p["table"], body)
+    location = f"{request.url.path}/{created['key']}"
+    return JSONResponse(created, status_code=201, headers={"Location": location})

@@ -1,0 +1,299 @@
+"""The request pipeline, independent of any front end.
+
+    resolve tenant → check scope → parse (cached) → load metadata (cached)
+      → plan (cached, tenant-free) → bind location → run on the tenant's driver
+
+It runs on the event loop. When every cache answers (the steady state), nothing
+blocks: the tenant, the table shapes and the plan come from memory, and the statement
+goes to the driver, which for PostgreSQL and SQLite runs it on the loop too. A cache
+miss needs the controller or a catalog, which are read through blocking DB-API
+sources: then the whole preparation runs once more in a worker thread, where it may
+block (``_prepare(..., blocking=True)``), and the request comes back to the loop to
+run. So a request hops to a thread only when it has to wait for I/O the loop cannot
+drive, and at most once.
+
+Staleness (a table changed behind tenantgate's back) is healed by
+``proxy.pipeline.heal``, one policy for both ways it shows.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+
+import rewriter
+from proxy.auth import Authenticator, Principal
+from proxy.config import Settings
+from proxy.drivers.base import ResultSet
+from proxy.drivers.manager import Drivers
+from proxy.errors import BackendObjectMissing
+from proxy.metrics import Metrics
+from proxy.pipeline.heal import Heal
+from proxy.pipeline.request import QueryRequest, bind_params
+from rewriter.errors import UnknownColumn
+from rewriter.plan_cache import PlanCache
+from tenancy.controller import ControllerDirectory
+from tenancy.errors import UnknownTenant
+from tenancy.metadata import MetadataCache, TableMetadata
+from tenancy.resolver import Tenant, TenantResolver
+
+__all__ = ["Prepared", "QueryOutcome", "Service"]
+
+log = logging.getLogger("tenantgate")
+
+T = TypeVar("T")
+
+
+class _CacheMiss(Exception):
+    """Preparing from the caches alone was not possible: do it again where I/O may block."""
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A statement made ready for one tenant, not yet run."""
+
+    tenant: Tenant
+    plan: rewriter.Plan
+    sql: str
+    params: list[Any]
+    cached: bool
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class QueryOutcome:
+    result: ResultSet
+    backend: str
+    statement_class: str
+    phases: dict[str, float]
+
+
+@dataclass(slots=True)
+class Service:
+    """Everything a request needs, wired by ``proxy.compose``."""
+
+    settings: Settings
+    metrics: Metrics
+    auth: Authenticator
+    drivers: Drivers
+    controller: ControllerDirectory
+    resolver: TenantResolver
+    metadata: MetadataCache
+    plans: PlanCache
+    heal: Heal
+
+    # -- blocking work ------------------------------------------------------------
+
+    async def offload(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` (which reads the controller or a catalog) in a worker thread."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+    # -- the pipeline -------------------------------------------------------------
+
+    async def resolve(self, principal: Principal, ref: str | int) -> Tenant:
+        try:
+            return self._tenant(principal, ref, blocking=False)
+        except _CacheMiss:
+            return await self.offload(self._tenant, principal, ref, blocking=True)
+
+    async def table(self, tenant: Tenant, name: str) -> TableMetadata | None:
+        """The tenant's table ``name`` (``None``: no such table)."""
+        found, meta = self.metadata.peek(tenant.location, name)
+        if found:
+            return meta
+        return await self.offload(self.metadata.get, tenant.location, name)
+
+    async def prepare(self, principal: Principal, req: QueryRequest) -> Prepared:
+        try:
+            return self._prepare(principal, req, blocking=False)
+        except _CacheMiss:
+            return await self.offload(self._prepare, principal, req, blocking=True)
+
+    def _tenant(self, principal: Principal, ref: str | int, *, blocking: bool) -> Tenant:
+        try:
+            tenant = self.resolver.resolve(ref) if blocking else self.resolver.peek(ref)
+        except UnknownTenant:
+            if not principal.all_tenants:
+                # A token limited to some tenants learns nothing about which others exist.
+                principal.check_tenant(ref)
+            raise
+        if tenant is None:
+            raise _CacheMiss
+        principal.check_tenant(tenant.customer_id, tenant.domain, ref)
+        return tenant
+
+    def _shape(self, tenant: Tenant, name: str, *, blocking: bool) -> TableMetadata | None:
+        if blocking:
+            return self.metadata.get(tenant.location, name)
+        found, meta = self.metadata.peek(tenant.location, name)
+        if not found:
+            raise _CacheMiss
+        return meta
+
+    def _prepare(self, principal: Principal, req: QueryRequest, *, blocking: bool) -> Prepared:
+        phases: dict[str, float] = {}
+        t0 = time.perf_counter()
+        tenant = self._tenant(principal, req.tenant, blocking=blocking)
+        t1 = time.perf_counter()
+        phases["resolve"] = t1 - t0
+
+        parsed = self.plans.parse(req.sql, dialect=req.dialect)
+        principal.check_class(parsed.statement_class)
+        location = tenant.location
+        shapes: dict[str, TableMetadata | None] = {
+            name: self._shape(tenant, name, blocking=blocking) for name in sorted(parsed.tables)
+        }
+        t2 = time.perf_counter()
+        phases["metadata"] = t2 - t1
+
+        plan_for = functools.partial(
+            self.plans.plan,
+            parsed,
+            backend=location.kind.value,
+            missing_columns=req.missing_columns,
+            tenant_label=tenant.domain,
+            allow_unfiltered=req.allow_unfiltered,
+            # Bound a read's result in the SQL: some drivers buffer it all at execute.
+            row_cap=True,
+        )
+        try:
+            plan, cached = plan_for(tables=shapes)
+        except UnknownColumn:
+            if not blocking:
+                raise _CacheMiss from None  # healing reads the catalog
+            fresh = self.heal.revalidate(location, shapes)
+            if fresh is None:
+                raise
+            plan, cached = plan_for(tables=fresh)
+        sql = plan.bind(catalog=location.catalog, schema=location.schema)
+        params = bind_params(
+            plan.param_order, req.params, parsed.positional_params, max_rows=req.max_rows
+        )
+        phases["rewrite"] = time.perf_counter() - t2
+        return Prepared(tenant, plan, sql, params, cached, phases)
+
+    async def query(self, principal: Principal, req: QueryRequest) -> QueryOutcome:
+        prepared = await self.prepare(principal, req)
+        try:
+            return await self._execute(prepared, req)
+        except BackendObjectMissing as error:
+            if not self.heal.after_missing(prepared.tenant.location, prepared.plan):
+                raise
+            stale_error = error
+        return await self._rerun(principal, req, prepared, stale_error)
+
+    async def _rerun(
+        self,
+        principal: Principal,
+        req: QueryRequest,
+        stale: Prepared,
+        error: BackendObjectMissing,
+    ) -> QueryOutcome:
+        """A read that failed on stale metadata, prepared and run once more."""
+        try:
+            prepared = await self.prepare(principal, req)
+        except Exception:
+            # Fresh metadata refuses it (a dropped column is now ``unknown_column``).
+            self.heal.record("rerun_refused")
+            raise
+        if prepared.sql == stale.sql:
+            # Same shapes, same SQL: running it again would fail the same way.
+            self.heal.record("rerun_failed")
+            raise error
+        try:
+            outcome = await self._execute(prepared, req)
+        except BackendObjectMissing:
+            self.metadata.refresh(prepared.tenant.location)
+            self.heal.record("rerun_failed")
+            raise
+        self.heal.record("rerun_ok")
+        return outcome
+
+    async def _execute(self, prepared: Prepared, req: QueryRequest) -> QueryOutcome:
+        location = prepared.tenant.location
+        t0 = time.perf_counter()
+        result = await self.drivers.for_location(location).run(
+            location,
+            prepared.sql,
+            prepared.params,
+            timeout_s=req.timeout_ms / 1000,
+            max_rows=req.max_rows,
+            # A write's OUTPUT/RETURNING rows are its affected rows: count them all.
+            count_all_rows=prepared.plan.statement_class == "write",
+        )
+        prepared.phases["execute"] = time.perf_counter() - t0
+        kind = location.kind.value
+        return QueryOutcome(result, kind, prepared.plan.statement_class, prepared.phases)
+
+    async def explain(self, principal: Principal, req: QueryRequest) -> dict[str, Any]:
+        prepared = await self.prepare(principal, req)
+        location = prepared.tenant.location
+        return {
+            "tenant": {"id": prepared.tenant.customer_id, "domain": prepared.tenant.domain},
+            "backend": location.kind.value,
+            "driver": self.drivers.for_location(location).name,
+            "server": location.server_key,
+            "database": location.database,
+            "sql": prepared.sql,
+            "params": prepared.params,
+            "columns": list(prepared.plan.columns),
+            "statement_class": prepared.plan.statement_class,
+            "plan_cached": prepared.cached,
+        }
+
+    async def schema(self, principal: Principal, ref: str | int) -> dict[str, Any]:
+        tenant = await self.resolve(principal, ref)
+        return await self.offload(self._schema, tenant)
+
+    def _schema(self, tenant: Tenant) -> dict[str, Any]:
+        location = tenant.location
+        tables = []
+        for name in self.metadata.list_tables(location):
+            meta = self.metadata.get(location, name)
+            if meta is None:  # dropped between the listing and the read
+                continue
+            custom = set(meta.custom_columns)
+            tables.append(
+                {
+                    "name": meta.name,
+                    "columns": [
+                        {
+                            "name": col.name,
+                            "type": col.type_name,
+                            "nullable": col.nullable,
+                            "custom": col.name in custom,
+                        }
+                        for col in meta.columns
+                    ],
+                    "base_columns": list(meta.base_columns),
+                    "custom_columns": list(meta.custom_columns),
+                    "fingerprint": meta.fingerprint,
+                }
+            )
+        return {
+            "tenant": {"id": tenant.customer_id, "domain": tenant.domain},
+            "backend": location.kind.value,
+            "tables": tables,
+        }
+
+    async def refresh(self, principal: Principal, ref: str | int) -> dict[str, Any]:
+        principal.check_class("admin")
+        tenant = await self.resolve(principal, ref)
+        self.resolver.invalidate(ref)
+        self.metadata.refresh(tenant.location)
+        return {"tenant": {"id": tenant.customer_id, "domain": tenant.domain}, "refreshed": True}
+
+    async def ready(self) -> None:
+        await self.offload(self.controller.ping)
+
+    async def aclose(self) -> None:
+        await self.drivers.aclose()
+
+    def pool_stats(self) -> Mapping[str, Mapping[str, int]]:
+        return self.drivers.get_stats()
