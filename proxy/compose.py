@@ -6,6 +6,7 @@ tests build theirs the same way, with a registry of their own.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -18,10 +19,12 @@ from proxy.drivers.manager import Drivers
 from proxy.drivers.sizing import PoolOptions
 from proxy.metrics import Metrics
 from proxy.pipeline.heal import Heal
+from proxy.pipeline.invalidation import Bell, Invalidation
 from proxy.pipeline.service import Service
 from rewriter.plan_cache import PlanCache
 from tenancy import connstr
-from tenancy.backends import BackendKind
+from tenancy.backends import BackendKind, kind_for_driver
+from tenancy.changes import ChangeLog
 from tenancy.controller import ControllerDirectory
 from tenancy.location import TenantLocation, locate
 from tenancy.metadata import BaseModel, MetadataCache
@@ -31,20 +34,32 @@ __all__ = ["build", "pool_options"]
 
 
 def pool_options(settings: Settings) -> PoolOptions:
+    """This process's share of the pool settings: each cap divided among the workers,
+    so that together they hold it."""
     p = settings.pool
+    workers = settings.server.workers
     return PoolOptions(
-        max_size=p.max_size,
-        min_size=p.min_size,
+        max_size=p.max_size // workers,
+        min_size=min(p.min_size, p.max_size // workers),
         acquire_timeout=p.acquire_timeout_ms / 1000,
         login_timeout=p.login_timeout_s,
         max_idle=p.max_idle_s,
         max_lifetime=p.max_lifetime_s,
-        max_per_server=p.max_per_server,
+        max_per_server=p.max_per_server // workers,
     )
 
 
-def build(settings: Settings, *, registry: CollectorRegistry | None = None) -> Service:
-    metrics = Metrics(registry if registry is not None else CollectorRegistry())
+def build(
+    settings: Settings,
+    *,
+    registry: CollectorRegistry | None = None,
+    run_dir: str | None = None,
+) -> Service:
+    """Everything a process serves with. ``run_dir`` is the folder the workers of one
+    host share (multi-process metrics, the change bell); ``None`` for one process."""
+    metrics = Metrics(
+        registry if registry is not None else CollectorRegistry(), multiprocess_dir=run_dir
+    )
     drivers = Drivers(
         pool_options(settings),
         choices={BackendKind(k): v for k, v in settings.backend_drivers.items()},
@@ -89,7 +104,7 @@ def build(settings: Settings, *, registry: CollectorRegistry | None = None) -> S
         },
         pools=drivers.get_stats,
     )
-    return Service(
+    service = Service(
         settings=settings,
         metrics=metrics,
         auth=Authenticator(settings.tokens),
@@ -100,3 +115,18 @@ def build(settings: Settings, *, registry: CollectorRegistry | None = None) -> S
         plans=plans,
         heal=Heal(metadata, metrics),
     )
+    if c.changes_table:
+        controller_kind = kind_for_driver(connstr.parse(c.connection_string).get("Driver") or "")
+        service.invalidation = Invalidation(
+            ChangeLog(
+                drivers.odbc.controller_source(connstr.parse(c.connection_string).to_odbc()),
+                backend=controller_kind,
+                table=c.changes_table,
+            ),
+            resolver=resolver,
+            metadata=metadata,
+            offload=service.offload,
+            poll_interval=c.poll_interval_s,
+            bell=Bell(os.path.join(run_dir, "changes.bell")) if run_dir is not None else None,
+        )
+    return service

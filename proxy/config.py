@@ -32,6 +32,8 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8040
     worker_threads: int = 32
+    workers: int = 1
+    """Processes serving the port (see docs/deploy.md); pool caps are divided among them."""
     max_body_bytes: int = 1_048_576
     metrics_require_token: bool = False
 
@@ -45,6 +47,10 @@ class ControllerSettings:
     connection_column: str = "sqlconnectstring"
     cache_ttl_s: float = 60.0
     negative_ttl_s: float = 5.0
+    changes_table: str = ""
+    """The change log in the controller database (``tenancy.changes``); required with
+    several workers or hosts, off ("") by default."""
+    poll_interval_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +156,21 @@ def _validate(s: Settings) -> None:
     problems.extend(f"{k} must be > 0" for k, v in positive.items() if v <= 0)
     if not 0 <= s.pool.min_size <= s.pool.max_size:
         problems.append("pool.min_size must be between 0 and pool.max_size")
+    if s.server.workers < 1:
+        problems.append("server.workers must be >= 1")
+    elif s.server.workers > 1:
+        if not s.controller.changes_table:
+            problems.append(
+                "server.workers > 1 needs controller.changes_table (how workers tell each "
+                "other of schema changes)"
+            )
+        if s.pool.max_size < s.server.workers or s.pool.max_per_server < s.server.workers:
+            problems.append(
+                "pool.max_size and pool.max_per_server are divided among server.workers: "
+                "each must be at least server.workers"
+            )
+    if not s.controller.poll_interval_s > 0:
+        problems.append("controller.poll_interval_s must be > 0")
     if s.query.default_max_rows > s.query.max_rows_cap:
         problems.append("query.default_max_rows must not exceed query.max_rows_cap")
     if s.query.default_timeout_ms > s.query.max_timeout_ms:

@@ -5,15 +5,29 @@ are already counted by the caches and pools themselves (``get_stats()``); a
 collector reads them at scrape time, so the request path pays nothing extra for
 them. No metric has a per-tenant label: with thousands of tenants the series
 count would explode. Pools are labelled by ``server``, a secret-free server key.
+
+Several worker processes (``server.workers``) add up in one scrape, whichever process
+answers it: counters and histograms use prometheus_client's multiprocess mode (each
+process writes its values to files in ``multiprocess_dir``, the scrape merges them),
+and each process writes a snapshot of its cache and pool figures to the same folder
+about once a second (``write_snapshot``), which the scrape sums over the processes
+still alive. So cache and pool figures may lag by a second with several workers, and
+a worker that exits takes its share of those counters with it (Prometheus's ``rate``
+treats that as a counter reset).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 PHASES = ("resolve", "metadata", "rewrite", "execute", "serialize")
@@ -31,8 +45,16 @@ PoolStatsSource = Callable[[], Mapping[str, Mapping[str, int]]]
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, multiprocess_dir: str | None = None) -> None:
         self.registry = registry
+        """What a scrape reads (``generate_latest(metrics.registry)``)."""
+        self.multiprocess_dir = multiprocess_dir
+        if multiprocess_dir is not None:
+            # The values live in the folder's files; the scrape merges every process's.
+            MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
+            registry = CollectorRegistry()  # the metric objects' own, never scraped
+        self._caches: Mapping[str, StatsSource] = {}
+        self._pools: PoolStatsSource = dict
         self.requests = Counter(
             "tenantgate_requests",
             "HTTP requests by endpoint, outcome and error code.",
@@ -119,7 +141,72 @@ class Metrics:
             child.inc()
 
     def watch(self, *, caches: Mapping[str, StatsSource], pools: PoolStatsSource) -> None:
-        self.registry.register(_StatsCollector(caches, pools))
+        self._caches = caches
+        self._pools = pools
+        if self.multiprocess_dir is None:
+            self.registry.register(_StatsCollector(caches, pools))
+        else:
+            folder = self.multiprocess_dir
+            self.registry.register(
+                _StatsCollector(
+                    {name: functools.partial(_summed_caches, folder, name) for name in caches},
+                    functools.partial(_summed_pools, folder),
+                )
+            )
+
+    def write_snapshot(self) -> None:
+        """Write this process's cache and pool figures for a multi-process scrape."""
+        if self.multiprocess_dir is None:
+            return
+        snapshot = {
+            "caches": {name: dict(source()) for name, source in self._caches.items()},
+            "pools": {server: dict(s) for server, s in self._pools().items()},
+        }
+        path = os.path.join(self.multiprocess_dir, f"{_SNAPSHOT_PREFIX}{os.getpid()}.json")
+        temporary = f"{path}.tmp"
+        with open(temporary, "wb") as f:
+            f.write(orjson.dumps(snapshot))
+        os.replace(temporary, path)  # a scrape never reads half a file
+
+
+_SNAPSHOT_PREFIX = "tenantgate_stats_"
+
+
+def _snapshots(folder: str) -> list[dict[str, Any]]:
+    """The snapshots of the processes still alive (a dead worker's figures are gone)."""
+    found = []
+    for name in os.listdir(folder):
+        if not (name.startswith(_SNAPSHOT_PREFIX) and name.endswith(".json")):
+            continue
+        pid = name[len(_SNAPSHOT_PREFIX) : -len(".json")]
+        if not pid.isdigit() or not os.path.exists(f"/proc/{pid}"):
+            continue
+        with (
+            contextlib.suppress(OSError, orjson.JSONDecodeError),
+            open(os.path.join(folder, name), "rb") as f,
+        ):
+            found.append(orjson.loads(f.read()))
+    return found
+
+
+def _add(total: dict[str, int], stats: Mapping[str, int]) -> None:
+    for key, value in stats.items():
+        total[key] = total.get(key, 0) + value
+
+
+def _summed_caches(folder: str, cache: str) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for snapshot in _snapshots(folder):
+        _add(total, snapshot["caches"].get(cache, {}))
+    return total
+
+
+def _summed_pools(folder: str) -> dict[str, dict[str, int]]:
+    totals: dict[str, dict[str, int]] = {}
+    for snapshot in _snapshots(folder):
+        for server, stats in snapshot["pools"].items():
+            _add(totals.setdefault(server, {}), stats)
+    return totals
 
 
 class _StatsCollector(Collector):

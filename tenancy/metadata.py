@@ -354,6 +354,13 @@ class MetadataCache:
                 with contextlib.suppress(KeyError):
                     del self._cache[key]
 
+    def clear(self) -> None:
+        """Forget every table of every tenant."""
+        with self._lock:
+            self._stats["refreshes"] += 1
+            self._flights.clear()
+            self._cache.clear()
+
     def refresh_if_quiet(self, location: TenantLocation, tables: Iterable[str]) -> bool:
         """``refresh`` those of ``tables`` not refreshed in the last ``quiet`` seconds.
 

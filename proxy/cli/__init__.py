@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "serve":
-            serve(load(args.config), host=args.host, port=args.port)
+            serve(load(args.config), config_path=args.config, host=args.host, port=args.port)
         elif args.command == "demo":
             token = os.environ.get(DEMO_TOKEN_ENV) or secrets.token_urlsafe(24)
             settings = demo_settings(Path(args.dir).resolve(), token, args.port)

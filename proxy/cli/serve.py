@@ -1,26 +1,74 @@
-"""``tenantgate serve``: one process serving the HTTP front end with uvicorn."""
+"""``tenantgate serve``: the HTTP front end on uvicorn, in one process or several.
+
+With ``server.workers = 1`` the app runs in this process. With more, uvicorn's
+supervisor binds the port once and starts that many worker processes that accept on
+it (the ecosystem's usual multi-process model; each worker builds its own service from
+the configuration file named by ``TENANTGATE_CONFIG``, see ``app_from_environment``).
+The workers of a host share a run folder (``TENANTGATE_RUN_DIR``): prometheus_client's
+multi-process files, each worker's cache and pool snapshot, and the change bell (see
+``proxy.pipeline.invalidation``). Pool caps are divided among the workers
+(``proxy.compose.pool_options``).
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import uvicorn
+from starlette.applications import Starlette
 
 from proxy.compose import build
-from proxy.config import Settings
+from proxy.config import Settings, load
 from proxy.frontends.http.app import create_app
 
-__all__ = ["serve"]
+__all__ = ["app_from_environment", "serve"]
+
+CONFIG_ENV = "TENANTGATE_CONFIG"
+RUN_DIR_ENV = "TENANTGATE_RUN_DIR"
+_UVICORN = {
+    "http": "httptools",
+    "loop": "uvloop",
+    "access_log": False,
+    "log_level": "info",
+}
 
 
-def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
-    app = create_app(build(settings))
-    uvicorn.run(
-        app,
-        host=host or settings.server.host,
-        port=port or settings.server.port,
-        http="httptools",
-        loop="uvloop",
-        access_log=False,
-        log_level="info",
-        # One process: pools, caches and rate buckets live in it.
-        workers=None,
-    )
+def serve(
+    settings: Settings,
+    *,
+    config_path: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> None:
+    host = host or settings.server.host
+    port = port or settings.server.port
+    workers = settings.server.workers
+    if workers == 1:
+        uvicorn.run(create_app(build(settings)), host=host, port=port, **_UVICORN)  # type: ignore[arg-type]
+        return
+    if config_path is None:
+        raise ValueError("several workers read their settings from a configuration file")
+    run_dir = tempfile.mkdtemp(prefix="tenantgate-run-")
+    # Before the workers start: prometheus_client reads it when a worker imports it.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = run_dir
+    os.environ[RUN_DIR_ENV] = run_dir
+    os.environ[CONFIG_ENV] = os.path.abspath(config_path)
+    try:
+        uvicorn.run(
+            f"{__name__}:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            **_UVICORN,  # type: ignore[arg-type]
+        )
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def app_from_environment() -> Starlette:
+    """A worker's app (uvicorn calls this in each worker process)."""
+    settings = load(os.environ[CONFIG_ENV])
+    return create_app(build(settings, run_dir=os.environ[RUN_DIR_ENV]))

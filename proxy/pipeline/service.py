@@ -35,11 +35,12 @@ from proxy.drivers.manager import Drivers
 from proxy.errors import BackendObjectMissing
 from proxy.metrics import Metrics
 from proxy.pipeline.heal import Heal
+from proxy.pipeline.invalidation import Invalidation
 from proxy.pipeline.request import QueryRequest, bind_params
 from rewriter.errors import UnknownColumn
 from rewriter.plan_cache import PlanCache
 from tenancy.controller import ControllerDirectory
-from tenancy.errors import UnknownTenant
+from tenancy.errors import TenancyError, UnknownTenant
 from tenancy.metadata import MetadataCache, TableMetadata
 from tenancy.resolver import Tenant, TenantResolver
 
@@ -87,6 +88,8 @@ class Service:
     metadata: MetadataCache
     plans: PlanCache
     heal: Heal
+    invalidation: Invalidation | None = None
+    """Cross-process cache invalidation (``controller.changes_table``), if configured."""
 
     # -- blocking work ------------------------------------------------------------
 
@@ -110,6 +113,8 @@ class Service:
         return await self.offload(self.metadata.get, tenant.location, name)
 
     async def prepare(self, principal: Principal, req: QueryRequest) -> Prepared:
+        if self.invalidation is not None and self.invalidation.rang():
+            await self._catch_up()
         try:
             return self._prepare(principal, req, blocking=False)
         except _CacheMiss:
@@ -287,7 +292,40 @@ class Service:
         tenant = await self.resolve(principal, ref)
         self.resolver.invalidate(ref)
         self.metadata.refresh(tenant.location)
+        await self.publish(tenant, None, kind="tenant")
         return {"tenant": {"id": tenant.customer_id, "domain": tenant.domain}, "refreshed": True}
+
+    async def publish(self, tenant: Tenant, table: str | None, *, kind: str = "schema") -> None:
+        """Tell the other processes that ``tenant`` changed (this one already knows)."""
+        if self.invalidation is None:
+            return
+        try:
+            await self.invalidation.publish(tenant.customer_id, table, kind)
+        except TenancyError as exc:
+            # The change itself is made; the other processes see it when their cache
+            # entries expire, and staleness healing covers the meantime.
+            log.warning("could not announce a change of tenant %s: %s", tenant.domain, exc.message)
+
+    async def _catch_up(self) -> None:
+        assert self.invalidation is not None
+        try:
+            await self.invalidation.catch_up()
+        except TenancyError as exc:
+            # Staleness healing still guards correctness; the request goes on.
+            log.warning("could not read the change log: %s", exc.message)
+
+    async def background(self) -> None:
+        """What a serving process runs beside its requests, until cancelled."""
+        async with anyio.create_task_group() as tasks:
+            if self.invalidation is not None:
+                tasks.start_soon(self.invalidation.run)
+            if self.metrics.multiprocess_dir is not None:
+                tasks.start_soon(self._write_snapshots)
+
+    async def _write_snapshots(self) -> None:
+        while True:
+            await self.offload(self.metrics.write_snapshot)
+            await anyio.sleep(1.0)
 
     async def ready(self) -> None:
         await self.offload(self.controller.ping)

@@ -118,7 +118,7 @@ class CustomFields:
             )
         except ddl.FieldError as exc:
             raise InvalidCustomField(exc.message, field=exc.field) from None
-        await self._run(location, meta.name, [sql])
+        await self._run(tenant, meta.name, [sql])
         log.info("custom field %s added to %s for tenant %s", spec.name, meta.name, tenant.domain)
         after = await self._table(tenant, table, fresh=False)
         physical = after.lookup(spec.name) or spec.name
@@ -146,13 +146,13 @@ class CustomFields:
         statements = ddl.drop_column_sql(
             physical, meta.name, location.kind, catalog=location.catalog, schema=location.schema
         )
-        await self._run(location, meta.name, statements)
+        await self._run(tenant, meta.name, statements)
         log.info(
             "custom field %s dropped from %s for tenant %s", physical, meta.name, tenant.domain
         )
         return {"table": meta.name, "name": physical, "dropped": True}
 
-    async def _run(self, location: TenantLocation, table: str, statements: list[str]) -> None:
+    async def _run(self, tenant: Tenant, table: str, statements: list[str]) -> None:
         """Run the DDL on a session of the tenant's pool.
 
         SQL Server pools are shared by every tenant database of a server and login, which
@@ -163,6 +163,7 @@ class CustomFields:
         pool; if that fails, it is discarded, so that no later borrower inherits it.
         """
         service = self._service
+        location = tenant.location
         timeout_s = service.settings.query.max_timeout_ms / 1000
         driver = service.drivers.for_location(location)
         try:
@@ -175,6 +176,7 @@ class CustomFields:
             # Even a failed ALTER may have changed something (SQL Server's two steps).
             # Plans need no invalidation: they are keyed by the shape's fingerprint.
             service.metadata.refresh(location, table)
+            await service.publish(tenant, table)
 
     async def _run_in(
         self, session: Session, location: TenantLocation, statements: list[str], timeout_s: float

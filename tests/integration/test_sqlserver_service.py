@@ -871,7 +871,9 @@ def test_admin_ddl_switches_database_and_back_on_the_one_pooled_connection(
     # A failed DDL switches back too.
     with pytest.raises(ProxyError):
         t.service.custom_fields()._run(  # a DDL the engine refuses
-            t.location(ALPHA), "Contacts", ["ALTER TABLE [dbo].[Contacts] DROP COLUMN [Nope]"]
+            t.service.resolver.resolve(ALPHA),
+            "Contacts",
+            ["ALTER TABLE [dbo].[Contacts] DROP COLUMN [Nope]"],
         )
     assert session_of(t, BETA) == (spid, home)
     stats = pool_stats(t, ALPHA)

@@ -107,7 +107,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _config(controller: Path) -> str:
+def _config(controller: Path, *, workers: int = 1) -> str:
     drivers = suite_drivers()
     base_model = "\n".join(
         f"{table} = [{', '.join(repr(c) for c in cols)}]" for table, cols in BASE_MODEL.items()
@@ -115,11 +115,13 @@ def _config(controller: Path) -> str:
     return f"""
 [server]
 max_body_bytes = 65536
+workers = {workers}
 
 [controller]
 connection_string = "Driver=SQLite3;Database={controller}"
 cache_ttl_s = 30
 negative_ttl_s = 2
+changes_table = "TenantgateChanges"
 
 [backends.sqlite]
 template = "Timeout=5000"
@@ -189,7 +191,9 @@ def _seed_postgresql(pg: PgServer, cleanup: contextlib.ExitStack) -> dict[int, s
 
 
 @contextlib.contextmanager
-def running_stack(root: Path, pg: PgServer, tds: TdsServer | None = None) -> Iterator[Stack]:
+def running_stack(
+    root: Path, pg: PgServer, tds: TdsServer | None = None, *, workers: int = 1
+) -> Iterator[Stack]:
     """The service over the demo, PostgreSQL and (with ``tds``) SQL Server tenants."""
     with contextlib.ExitStack() as cleanup:
         demo = create_demo(root / "demo")
@@ -217,7 +221,7 @@ def running_stack(root: Path, pg: PgServer, tds: TdsServer | None = None) -> Ite
         write_controller(controller, rows)
 
         config = root / "tenantgate.toml"
-        config.write_text(_config(controller), encoding="utf-8")
+        config.write_text(_config(controller, workers=workers), encoding="utf-8")
         log_path = root / "service.log"
         with serve(config, log_path) as (url, pid):
             yield Stack(url, demo, pg, pg_databases, log_path, tds, sqlserver, pid)

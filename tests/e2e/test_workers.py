@@ -1,0 +1,111 @@
+"""End to end over HTTP with ``server.workers = 2``: two processes on one port.
+
+What must hold whichever worker answers: a custom field added or dropped through one
+request is seen by the next request (the change bell and the controller's change log,
+``proxy.pipeline.invalidation``); the metrics of one scrape add up over both workers;
+each worker got its share of the pool caps. Requests are spread over the workers by
+the kernel, so every check is made over many requests, each of which must pass.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.pg import PgServer
+from tests.support.stack import Stack, running_stack
+
+pytestmark = pytest.mark.e2e
+
+WORKERS = 2
+TENANTS = (2, 12)  # beta.example on SQLite, pg12.example on PostgreSQL
+ROUNDS = 24
+
+
+@pytest.fixture(scope="module")
+def workers_stack(tmp_path_factory: pytest.TempPathFactory, pg: PgServer) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("workers")
+    with running_stack(root, pg, workers=WORKERS) as stack:
+        yield stack
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command may hold spaces and parentheses: the ppid follows the last ')'.
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _star_columns(client: httpx.Client, tenant: int) -> list[str]:
+    r = client.post(
+        "/v1/query",
+        json={"tenant": tenant, "sql": "SELECT * FROM Opportunities WHERE 1 = 0"},
+    )
+    assert r.status_code == 200, r.text
+    return [c["name"] for c in r.json()["columns"]]
+
+
+def test_two_worker_processes_serve_the_port(workers_stack: Stack) -> None:
+    children = _children(workers_stack.pid)
+    # uvicorn's supervisor, then its workers (and possibly a resource tracker).
+    assert len(children) >= WORKERS
+    with workers_stack.client() as c:
+        for _ in range(ROUNDS):
+            assert c.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_a_field_added_through_one_worker_is_seen_by_the_next_request(
+    workers_stack: Stack, tenant: int
+) -> None:
+    name = f"w_{uuid.uuid4().hex[:10]}"
+    url = f"/v1/tenants/{tenant}/tables/Opportunities/custom-fields"
+    with workers_stack.client() as c:
+        # Both workers cache the table's shape first.
+        for _ in range(ROUNDS):
+            assert name not in _star_columns(c, tenant)
+        r = c.post(url, json={"name": name, "type": "integer"})
+        assert r.status_code == 201, r.text
+        for _ in range(ROUNDS):
+            assert name in _star_columns(c, tenant)
+        r = c.delete(f"{url}/{name}")
+        assert r.status_code == 200, r.text
+        for _ in range(ROUNDS):
+            assert name not in _star_columns(c, tenant)
+
+
+def _requests_total(text: str, endpoint: str) -> float:
+    total = 0.0
+    pattern = re.compile(r'^tenantgate_requests_total\{([^}]*)\} (\S+)$', re.M)
+    for labels, value in pattern.findall(text):
+        if f'endpoint="{endpoint}"' in labels:
+            total += float(value)
+    return total
+
+
+def test_metrics_add_up_over_the_workers(workers_stack: Stack) -> None:
+    with workers_stack.client() as c:
+        before = _requests_total(c.get("/metrics").text, "query")
+        for _ in range(ROUNDS):
+            r = c.post("/v1/query", json={"tenant": 2, "sql": "SELECT 1 AS one"})
+            assert r.status_code == 200, r.text
+        after = _requests_total(c.get("/metrics").text, "query")
+        assert after - before == ROUNDS
+        text = c.get("/metrics").text
+    # Each worker caps a pool at max_size // workers = 2: together at most 4.
+    for line in re.findall(r'^tenantgate_pool_max_connections\{[^}]*\} (\S+)$', text, re.M):
+        assert float(line) <= 4
