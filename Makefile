@@ -52,7 +52,7 @@ bench: setup
 	$(BIN)/python benchmarks/point_select.py
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/rewrite.py
-	$(BIN)/python benchmarks/churn.py
+	$(BIN)/python benchmarks/churn.py --sqlserver
 	$(BIN)/python benchmarks/compare.py
 
 clean:

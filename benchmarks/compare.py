@@ -23,7 +23,8 @@ of them, nor is the load generator's. Figures are medians across rounds.
 
 Then one 818-column row (a tenant seeded with 800 custom columns): 1 row and 1,000
 rows through tenantgate versus the same backend SQL on a direct psycopg 3 connection
-(prepared), or pyodbc when psycopg is not installed (the report says which).
+(prepared), or pyodbc when psycopg is not installed (the report says which). Last, 10
+against 10,000 tenants (``many_tenants.py``): p50, RSS per tenant, backend connections.
 
     .venv/bin/python benchmarks/compare.py [--rounds 3] [--seconds 4] \\
         [--concurrency 1,16,64] [--tiny]
@@ -59,6 +60,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import many_tenants  # noqa: E402
 
 from proxy.demo.seed import custom_columns, seed_tenant  # noqa: E402
 from tests.support.pg import PgServer, pg_server  # noqa: E402
@@ -514,6 +517,8 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,16,64", help="comma-separated, e.g. 1,16,64")
     parser.add_argument("--wide-rows", type=int, default=1000)
     parser.add_argument("--wide-reps", type=int, default=30)
+    parser.add_argument("--tenants", type=int, default=10_000)
+    parser.add_argument("--tenant-samples", type=int, default=2000)
     parser.add_argument(
         "--tiny", action="store_true", help="the smoke test's size: seconds, not minutes"
     )
@@ -522,6 +527,7 @@ def main() -> None:
     if args.tiny:
         args.rounds, args.seconds, args.concurrency = 1, 1, [16]
         args.wide_rows, args.wide_reps = 20, 3
+        args.tenants, args.tenant_samples = 60, 100
     missing = missing_tools()
     if missing:
         sys.exit(f"missing: {', '.join(missing)} (`make bench` installs wrk and pgbouncer)")
@@ -533,7 +539,7 @@ def main() -> None:
     ):
         point_select(stack, args, Path(tmp))
         wide_row(stack, args, Path(tmp))
-    print("\n10 vs 10,000 tenants: not measured (optional in issue #8; not built yet)")
+        many_tenants.run(pg, tenants=args.tenants, samples=args.tenant_samples, driver="native")
     print(f"\ncompare.py done in {time.monotonic() - started:.0f} s")
 
 

@@ -12,6 +12,7 @@ multi-process files, each worker's cache and pool snapshot, and the change bell 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ __all__ = ["app_from_environment", "serve"]
 
 CONFIG_ENV = "TENANTGATE_CONFIG"
 RUN_DIR_ENV = "TENANTGATE_RUN_DIR"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 _UVICORN = {
     "http": "httptools",
     "loop": "uvloop",
@@ -70,5 +72,7 @@ def serve(
 
 def app_from_environment() -> Starlette:
     """A worker's app (uvicorn calls this in each worker process)."""
+    # A spawned worker starts afresh: the parent's logging set-up is not inherited.
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     settings = load(os.environ[CONFIG_ENV])
     return create_app(build(settings, run_dir=os.environ[RUN_DIR_ENV]))

@@ -100,6 +100,8 @@ class Invalidation:
 
     async def publish(self, customer_id: int, table: str | None, kind: str = "schema") -> None:
         """Tell every process (this one has already refreshed its own caches)."""
+        if self._seq is None:
+            await self.catch_up()  # creates the log if no process has yet
         await self._offload(self._changes.record, customer_id, table, kind)
         if self._bell is not None:
             self._bell.ring()

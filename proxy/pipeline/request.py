@@ -1,8 +1,9 @@
 """A query request as the pipeline takes it, and its parameters as a driver binds them.
 
-``validate_request`` turns a decoded JSON body into a ``QueryRequest`` or says exactly
-what is wrong (400); ``bind_params`` orders the caller's values the way the generated
-SQL wants them, with the row cap's bound value where the rewriter put one.
+A front end makes the ``QueryRequest``: it validates what its caller sent and applies
+the defaults and caps of ``[query]`` (HTTP: ``proxy.frontends.http.models``).
+``bind_params`` orders the caller's values the way the generated SQL wants them, with
+the row cap's bound value where the rewriter put one.
 """
 
 from __future__ import annotations
@@ -11,12 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.config import Settings
-from proxy.errors import InvalidRequest
 from rewriter.errors import InvalidParameters
 from rewriter.row_cap import RowCap
 
-__all__ = ["QueryRequest", "bind_params", "validate_request"]
+__all__ = ["QueryRequest", "bind_params"]
 
 # Values JSON can carry that every driver binds as the same SQL type.
 _BINDABLE = (str, int, float, bool, type(None))
@@ -93,47 +92,3 @@ def _row_cap(cap: RowCap, given: Any, max_rows: int | None) -> int:
     if isinstance(own, bool) or not isinstance(own, int) or own < 0:
         raise InvalidParameters("a row count (TOP, FETCH, LIMIT) must be a non-negative integer")
     return min(own, max_rows + 1)
-
-
-def validate_request(body: Any, settings: Settings) -> QueryRequest:
-    """Turn a decoded JSON body into a ``QueryRequest``, or say exactly what is wrong."""
-    q = settings.query
-    if not isinstance(body, dict):
-        raise InvalidRequest("the body must be a JSON object")
-    allowed = {
-        "tenant", "sql", "params", "dialect", "max_rows", "timeout_ms", "missing_columns",
-        "allow_unfiltered",
-    }  # fmt: skip
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise InvalidRequest(f"unknown fields: {', '.join(unknown)}")
-    tenant = body.get("tenant")
-    if isinstance(tenant, bool) or not isinstance(tenant, str | int) or tenant == "":
-        raise InvalidRequest("'tenant' must be a customer id or a domain name")
-    sql = body.get("sql")
-    if not isinstance(sql, str) or not sql.strip():
-        raise InvalidRequest("'sql' must be a non-empty string")
-    params = body.get("params", [])
-    if not isinstance(params, list | dict):
-        raise InvalidRequest("'params' must be a list (for ?) or an object (for @name)")
-    dialect = body.get("dialect", q.default_dialect)
-    if dialect not in ("tsql", "postgres", "sqlite"):
-        raise InvalidRequest("'dialect' must be one of tsql, postgres, sqlite")
-    max_rows = _bounded_int(body, "max_rows", q.default_max_rows, q.max_rows_cap)
-    timeout_ms = _bounded_int(body, "timeout_ms", q.default_timeout_ms, q.max_timeout_ms)
-    missing = body.get("missing_columns", "error")
-    if missing not in ("error", "null"):
-        raise InvalidRequest("'missing_columns' must be 'error' or 'null'")
-    allow_unfiltered = body.get("allow_unfiltered", False)
-    if not isinstance(allow_unfiltered, bool):
-        raise InvalidRequest("'allow_unfiltered' must be true or false")
-    return QueryRequest(
-        tenant, sql, params, dialect, max_rows, timeout_ms, missing, allow_unfiltered
-    )
-
-
-def _bounded_int(body: Mapping[str, Any], key: str, default: int, cap: int) -> int:
-    value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidRequest(f"'{key}' must be a positive integer")
-    return min(value, cap)

@@ -53,7 +53,7 @@ def _children(pid: int) -> list[int]:
 def _star_columns(client: httpx.Client, tenant: int) -> list[str]:
     r = client.post(
         "/v1/query",
-        json={"tenant": tenant, "sql": "SELECT * FROM Opportunities WHERE 1 = 0"},
+        json={"tenant": tenant, "sql": "SELECT *, CUSTOM_FIELDS() FROM Opportunities WHERE 1 = 0"},
     )
     assert r.status_code == 200, r.text
     return [c["name"] for c in r.json()["columns"]]
@@ -90,7 +90,7 @@ def test_a_field_added_through_one_worker_is_seen_by_the_next_request(
 
 def _requests_total(text: str, endpoint: str) -> float:
     total = 0.0
-    pattern = re.compile(r'^tenantgate_requests_total\{([^}]*)\} (\S+)$', re.M)
+    pattern = re.compile(r"^tenantgate_requests_total\{([^}]*)\} (\S+)$", re.M)
     for labels, value in pattern.findall(text):
         if f'endpoint="{endpoint}"' in labels:
             total += float(value)
@@ -107,5 +107,5 @@ def test_metrics_add_up_over_the_workers(workers_stack: Stack) -> None:
         assert after - before == ROUNDS
         text = c.get("/metrics").text
     # Each worker caps a pool at max_size // workers = 2: together at most 4.
-    for line in re.findall(r'^tenantgate_pool_max_connections\{[^}]*\} (\S+)$', text, re.M):
+    for line in re.findall(r"^tenantgate_pool_max_connections\{[^}]*\} (\S+)$", text, re.M):
         assert float(line) <= 4

@@ -45,12 +45,18 @@ class BlockingService(Blocking):
 
     target: Service
 
-    def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        run_dir: str | None = None,
+    ) -> None:
         self._stack = contextlib.ExitStack()
         portal = self._stack.enter_context(start_blocking_portal(backend="asyncio"))
         try:
             service = portal.call(
-                functools.partial(_build, settings, registry or CollectorRegistry())
+                functools.partial(_build, settings, registry or CollectorRegistry(), run_dir)
             )
         except BaseException:
             self._stack.close()
@@ -74,6 +80,6 @@ class BlockingService(Blocking):
             self._stack.close()
 
 
-async def _build(settings: Settings, registry: CollectorRegistry) -> Service:
+async def _build(settings: Settings, registry: CollectorRegistry, run_dir: str | None) -> Service:
     # On the loop, like the real server: drivers may bind loop-local state.
-    return build(settings, registry=registry)
+    return build(settings, registry=registry, run_dir=run_dir)

@@ -125,11 +125,11 @@ changes_table = "TenantgateChanges"
 
 [backends.sqlite]
 template = "Timeout=5000"
-driver = "{drivers['sqlite']}"
+driver = "{drivers["sqlite"]}"
 
 [backends.postgresql]
 template = "BoolsAsChar=0"
-driver = "{drivers['postgresql']}"
+driver = "{drivers["postgresql"]}"
 
 [pool]
 max_size = 4

@@ -60,20 +60,24 @@ def service_for(
     backend_templates: Mapping[str, str] | None = None,
     tokens: Sequence[TokenSettings] = TOKENS,
     backend_drivers: Mapping[str, str] | None = None,
+    changes_table: str = "",
+    run_dir: str | None = None,
 ) -> BlockingService:
     """A ``Service`` over a new controller at ``controller`` listing ``customers``
     (domain -> connection string, ids from 1 in order), with the default base model;
     the caller closes it."""
     rows = [(i, domain, cs) for i, (domain, cs) in enumerate(customers.items(), start=1)]
     settings = Settings(
-        controller=ControllerSettings(connection_string=write_controller(controller, rows)),
+        controller=ControllerSettings(
+            connection_string=write_controller(controller, rows), changes_table=changes_table
+        ),
         pool=pool or PoolSettings(),
         backend_templates=dict(backend_templates or {}),
         backend_drivers=dict(backend_drivers if backend_drivers is not None else suite_drivers()),
         base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
         tokens=tuple(tokens),
     )
-    return BlockingService(settings, registry=CollectorRegistry())
+    return BlockingService(settings, registry=CollectorRegistry(), run_dir=run_dir)
 
 
 def suite_drivers() -> dict[str, str]:

@@ -5,10 +5,10 @@ import inspect
 import pytest
 
 import proxy.errors as proxy_errors
-import proxy.frontends.http.app  # noqa: F401 - importing proves the app module loads
 import rewriter.errors as rewriter_errors
 import tenancy.errors as tenancy_errors
 from proxy.errors import status_for
+from proxy.frontends.http.app import ROUTES
 from proxy.frontends.http.openapi import ERROR_CODES, openapi_document
 
 # Abstract roots of each hierarchy: never raised themselves.
@@ -37,7 +37,7 @@ def test_foreign_exceptions_are_internal_errors() -> None:
 
 
 def test_openapi_documents_every_route() -> None:
-    doc = openapi_document()
+    doc = openapi_document(ROUTES)
     expected = {
         "/v1/query", "/v1/explain", "/v1/tenants/{tenant}/schema",
         "/v1/tenants/{tenant}/schema/refresh", "/healthz", "/readyz", "/metrics", "/openapi.json",
@@ -48,3 +48,9 @@ def test_openapi_documents_every_route() -> None:
     }  # fmt: skip
     assert set(doc["paths"]) == expected
     assert doc["openapi"].startswith("3.")
+
+
+def test_the_error_schema_lists_every_code() -> None:
+    schemas = openapi_document(ROUTES)["components"]["schemas"]
+    assert schemas["ErrorDetail"]["properties"]["code"]["enum"] == ERROR_CODES
+    assert len(set(ERROR_CODES)) == len(ERROR_CODES)

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 import pytest
 
 from proxy.config import ControllerSettings, Settings, TokenSettings
 from proxy.errors import InvalidRequest
-from proxy.pipeline.request import bind_params, validate_request
+from proxy.frontends.http.models import query_request
+from proxy.pipeline.request import QueryRequest, bind_params
 from rewriter import RowCap
 from rewriter.errors import InvalidParameters
 
@@ -12,6 +16,11 @@ SETTINGS = Settings(
     controller=ControllerSettings(connection_string="Driver=SQLite3;Database=/c.db"),
     tokens=(TokenSettings(name="t", sha256="a" * 64),),
 )
+
+
+def validate_request(body: Any, settings: Settings) -> QueryRequest:
+    """A decoded body as the HTTP front end validates it (from its JSON bytes)."""
+    return query_request(orjson.dumps(body), settings)
 
 
 def test_defaults_and_caps_apply() -> None:

@@ -1,9 +1,11 @@
 """The HTTP API (Starlette on uvicorn): routes as data, errors and metrics in one place.
 
-``ROUTES`` lists every endpoint once: path, method, metric name, function. ``create_app``
-wraps each function with ``_instrumented``, the single place where an exception
-becomes the JSON error shape (status from ``proxy.errors.status_for`` and nowhere
-else) and where every request's duration and outcome is recorded.
+``ROUTES`` lists every endpoint once: path, method, metric name, function; the OpenAPI
+document is derived from it (``proxy.frontends.http.openapi``, operation ids are the
+metric names). ``create_app`` wraps each function with ``_instrumented``, the single
+place where an exception becomes the JSON error shape (status from
+``proxy.errors.status_for`` and nowhere else) and where every request's duration and
+outcome is recorded.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -23,6 +26,8 @@ from starlette.routing import Route
 from proxy.errors import MethodNotAllowed, NotFound, status_for
 from proxy.frontends.http import endpoints as ep
 from proxy.frontends.http.endpoints import JSONResponse
+from proxy.frontends.http.openapi import openapi_document
+from proxy.jsonenc import dumps
 from proxy.pipeline.service import Service
 from proxy.tables.records import Records
 
@@ -105,7 +110,11 @@ def create_app(service: Service) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            yield
+            async with anyio.create_task_group() as background:
+                # The change-log poller and the metrics snapshots, beside the requests.
+                background.start_soon(service.background)
+                yield
+                background.cancel_scope.cancel()
         finally:
             await service.aclose()
 
@@ -118,6 +127,8 @@ def create_app(service: Service) -> Starlette:
         lifespan=lifespan,
     )
     app.state.service = service
+    # Rendered once: the routes, the models and this configuration's defaults and caps.
+    app.state.openapi = dumps(openapi_document(ROUTES, service.settings))
     # Per process: its primary-key cache outlives requests.
     app.state.records = Records(service)
     return app

@@ -1,19 +1,20 @@
-"""Reading what an HTTP caller sent: a bounded JSON body, query flags."""
+"""Reading what an HTTP caller sent: a bounded body, query flags.
+
+The body's bytes go to a model of ``proxy.frontends.http.models``, which decodes and
+validates them in one pass.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from starlette.requests import Request
 
 from proxy.errors import InvalidRequest, RequestTooLarge
 
-__all__ = ["flag", "read_json"]
+__all__ = ["flag", "read_body"]
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
-    """The decoded body; 413 past ``max_bytes`` (declared or streamed), 400 if not JSON."""
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The body's bytes; 413 past ``max_bytes`` (declared or streamed)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise RequestTooLarge(f"request body exceeds {max_bytes} bytes")
@@ -23,10 +24,7 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         if size > max_bytes:
             raise RequestTooLarge(f"request body exceeds {max_bytes} bytes")
         chunks.append(chunk)
-    try:
-        return orjson.loads(b"".join(chunks))
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc.msg}") from None
+    return b"".join(chunks)
 
 
 def flag(request: Request, name: str) -> bool:

@@ -1,6 +1,7 @@
 """The HTTP endpoints, one function each: authenticate, decode, call the pipeline.
 
 Each takes the Starlette request and returns a ``Response`` or a JSON-able payload;
+bodies are decoded and validated by their models (``proxy.frontends.http.models``);
 errors propagate as exceptions to ``proxy.frontends.http.app``, which maps them to
 statuses and records metrics in one place. Nothing here blocks the event loop: the
 pipeline hops to a thread itself when it must.
@@ -16,10 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.auth import Principal
-from proxy.frontends.http.body import flag, read_json
-from proxy.frontends.http.openapi import openapi_document
+from proxy.frontends.http.body import flag, read_body
+from proxy.frontends.http.models import RECORD, custom_field, query_request
 from proxy.jsonenc import dumps
-from proxy.pipeline.request import validate_request
 from proxy.pipeline.service import Service
 from proxy.tables.custom_fields import CustomFields
 from proxy.tables.records import Record, Records
@@ -41,8 +41,6 @@ __all__ = [
     "schema",
 ]
 
-_OPENAPI = openapi_document()
-
 
 class JSONResponse(Response):
     media_type = "application/json"
@@ -60,14 +58,14 @@ def authenticate(request: Request) -> Principal:
     return service_of(request).auth.authenticate(request.headers.get("authorization"))
 
 
-async def _body(request: Request) -> Any:
-    return await read_json(request, service_of(request).settings.server.max_body_bytes)
+async def _body(request: Request) -> bytes:
+    return await read_body(request, service_of(request).settings.server.max_body_bytes)
 
 
 async def query(request: Request) -> Response:
     service = service_of(request)
     principal = authenticate(request)
-    req = validate_request(await _body(request), service.settings)
+    req = query_request(await _body(request), service.settings)
     outcome = await service.query(principal, req)
     t0 = time.perf_counter()
     result = outcome.result
@@ -88,7 +86,7 @@ async def query(request: Request) -> Response:
 async def explain(request: Request) -> Any:
     service = service_of(request)
     principal = authenticate(request)
-    req = validate_request(await _body(request), service.settings)
+    req = query_request(await _body(request), service.settings)
     return await service.explain(principal, req)
 
 
@@ -118,8 +116,10 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-async def openapi(request: Request) -> Any:
-    return _OPENAPI
+async def openapi(request: Request) -> Response:
+    # Rendered once per app by ``create_app``, from the models and the routes.
+    document: bytes = request.app.state.openapi
+    return Response(document, media_type="application/json")
 
 
 # -- custom fields and records ----------------------------------------------------------
@@ -133,7 +133,7 @@ async def list_custom_fields(request: Request) -> Any:
 
 async def add_custom_field(request: Request) -> Response:
     principal = authenticate(request)
-    body = await _body(request)
+    body = custom_field(await _body(request))
     p = request.path_params
     fields = CustomFields(service_of(request))
     created = await fields.add(principal, p["tenant"], p["table"], body)
@@ -170,7 +170,7 @@ async def patch_record(request: Request) -> Response:
     principal = authenticate(request)
     p = request.path_params
     custom = flag(request, "custom")
-    body = await _body(request)
+    body = RECORD.decode(await _body(request))
     record = await _records(request).patch(
         principal,
         p["tenant"],
@@ -186,7 +186,7 @@ async def patch_record(request: Request) -> Response:
 async def insert_record(request: Request) -> Response:
     principal = authenticate(request)
     p = request.path_params
-    body = await _body(request)
+    body = RECORD.decode(await _body(request))
     created = await _records(request).insert(principal, p["tenant"], p["table"], body)
     location = f"{request.url.path}/{created['key']}"
     return JSONResponse(created, status_code=201, headers={"Location": location})

@@ -1,14 +1,42 @@
 """The OpenAPI 3.1 document of the HTTP API, served at ``/openapi.json``.
 
-Written by hand rather than derived from handlers: the contract (DESIGN section 3)
-is the source of truth, and a test checks that every route is described here.
+Derived, not written out: paths, methods and operation ids (the metric names) come from
+the routes (``proxy.frontends.http.app.ROUTES``), path parameters from their templates,
+and every schema from the models of ``proxy.frontends.http.models`` through msgspec's
+JSON Schema, with the defaults and caps of the configuration filled in. What only prose
+can say (a summary, the statuses an operation may answer, headers) is in
+``OPERATIONS``, one entry per route name: building the document fails if a route has no
+entry or an entry no route. ``tests/unit/test_openapi_routes.py`` compares the document
+with the routes of a real app and validates the bodies the tests send against it.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import msgspec
+
 from proxy import __version__
+from proxy.config import QuerySettings, Settings
+from proxy.frontends.http.models import (
+    CUSTOM_FIELD,
+    QUERY,
+    RECORD,
+    Body,
+    CustomField,
+    CustomFieldBody,
+    CustomFieldList,
+    Error,
+    Explain,
+    QueryBody,
+    QueryResult,
+    RecordFields,
+)
+
+__all__ = ["ERROR_CODES", "OPERATIONS", "Operation", "openapi_document"]
 
 ERROR_CODES = [
     "invalid_request", "request_too_large", "unauthenticated", "forbidden", "rate_limited",
@@ -24,28 +52,186 @@ ERROR_CODES = [
     "custom_field_not_found", "record_not_found", "column_exists", "column_limit_reached",
     "base_column_protected", "precondition_failed",
 ]  # fmt: skip
+"""Every stable error code (``tests/unit/test_errors.py`` checks each error class's)."""
 
-_ERROR = {"$ref": "#/components/responses/Error"}
+_SCHEMAS = "#/components/schemas/"
+
+DOCUMENTED: tuple[tuple[str, Any], ...] = (
+    ("QueryRequest", QueryBody),
+    ("QueryResult", QueryResult),
+    ("Explain", Explain),
+    ("CustomField", CustomField),
+    ("CustomFieldList", CustomFieldList),
+    ("CustomFieldRequest", CustomFieldBody),
+    ("RecordFields", RecordFields),
+    ("Error", Error),
+)
+"""Component name of each documented model (nested ones keep their class names)."""
+
+PATH_PARAMETERS = {
+    "tenant": "Customer id or domain name.",
+    "table": "Table name (matched case-insensitively).",
+    "name": "The field's name.",
+    "key": "Primary-key value.",
+}
+_PATH_PARAMETER = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(s): _ERROR for s in statuses}
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """What the document says about one route beyond its method and path."""
+
+    summary: str
+    ok: str
+    """Description of the success answer."""
+    status: int = 200
+    response: Any = None
+    """The documented model of the success body (one of ``DOCUMENTED``), if any."""
+    body: Body[Any] | None = None
+    example: Any = None
+    """A request body that ``body`` accepts (the test checks it)."""
+    errors: tuple[int, ...] = ()
+    secured: bool = True
+    parameters: tuple[Mapping[str, Any], ...] = ()
+    """Beyond the path's own (query flags, headers)."""
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    media_type: str | None = None
+    """A success body that is not JSON (``/metrics``)."""
 
 
-def openapi_document() -> dict[str, Any]:
-    query_body = {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/QueryRequest"}}},
-    }
-    tenant_param = {
-        "name": "tenant",
-        "in": "path",
-        "required": True,
-        "description": "Customer id or domain name.",
+_COMMON = (400, 401, 403, 404, 413, 429, 502, 503, 504)
+_CUSTOM = {
+    "name": "custom",
+    "in": "query",
+    "required": False,
+    "description": "Also return the custom fields (read only when asked for).",
+    "schema": {"type": "boolean", "default": False},
+}
+_ETAG = {
+    "ETag": {
+        "description": "Strong hash of the record's returned values.",
         "schema": {"type": "string"},
     }
-    secured: list[dict[str, list[str]]] = [{"bearer": []}]
-    common_errors = _errors(400, 401, 403, 404, 413, 429, 502, 503, 504)
+}
+_IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "An ETag from GET; 412 precondition_failed if the record changed since. "
+    "'*' requires only that it exists.",
+    "schema": {"type": "string"},
+}
+_QUERY_EXAMPLE = {
+    "tenant": "beta.example",
+    "sql": "SELECT * FROM Contacts WHERE ContactID = ?",
+    "params": [5],
+}
+
+OPERATIONS: Mapping[str, Operation] = {
+    "query": Operation(
+        "Run one logical statement for a tenant",
+        "Rows, or rows affected by a write.",
+        response=QueryResult,
+        body=QUERY,
+        example=_QUERY_EXAMPLE,
+        errors=_COMMON,
+    ),
+    "explain": Operation(
+        "Show the backend SQL a statement becomes, without running it",
+        "The generated statement.",
+        response=Explain,
+        body=QUERY,
+        example=_QUERY_EXAMPLE,
+        errors=_COMMON,
+    ),
+    "schema": Operation(
+        "A tenant's tables with base and custom columns",
+        "Tables and columns.",
+        errors=(400, 401, 403, 404, 502, 503),
+    ),
+    "schema_refresh": Operation(
+        "Forget cached metadata of a tenant (admin)",
+        "Refreshed.",
+        errors=(400, 401, 403, 404, 503),
+    ),
+    "custom_fields_list": Operation(
+        "A table's custom fields with their types (admin)",
+        "Custom fields.",
+        response=CustomFieldList,
+        errors=(400, 401, 403, 404, 502, 503),
+    ),
+    "custom_fields_add": Operation(
+        "Add a custom field (admin); the metadata cache reflects it at once",
+        "The field as the catalog now reports it.",
+        status=201,
+        response=CustomField,
+        body=CUSTOM_FIELD,
+        example={"name": "Region", "type": "text", "length": 50},
+        errors=(400, 401, 403, 404, 409, 413, 502, 503, 504),
+    ),
+    "custom_fields_drop": Operation(
+        "Drop a custom field (admin); base columns are refused",
+        "Dropped.",
+        errors=(400, 401, 403, 404, 409, 502, 503, 504),
+    ),
+    "record_insert": Operation(
+        "Insert a record from the given fields (write); returns its key",
+        "Created: {table, key, primary_key}; Location set.",
+        status=201,
+        body=RECORD,
+        example={"FirstName": "Ada", "LastName": "Lovelace", "IsActive": True},
+        errors=(400, 401, 403, 404, 409, 413, 502, 503, 504),
+    ),
+    "record_get": Operation(
+        "One record by primary key (read)",
+        "The record, keyed by physical column name.",
+        response=RecordFields,
+        parameters=(_CUSTOM,),
+        headers=_ETAG,
+        errors=(400, 401, 403, 404, 502, 503, 504),
+    ),
+    "record_patch": Operation(
+        "Change only the given fields (write); If-Match for optimistic concurrency",
+        "The record after the change, with its new ETag.",
+        response=RecordFields,
+        body=RECORD,
+        example={"Title": "Engineer"},
+        parameters=(_CUSTOM, _IF_MATCH),
+        headers=_ETAG,
+        errors=(400, 401, 403, 404, 409, 412, 413, 502, 503, 504),
+    ),
+    "healthz": Operation("The process is alive", "ok", secured=False),
+    "readyz": Operation("The controller is reachable", "ready", secured=False, errors=(503,)),
+    "metrics": Operation(
+        "Prometheus metrics in the text exposition format",
+        "metrics",
+        secured=False,  # unless server.metrics_require_token: see openapi_document
+        media_type="text/plain",
+    ),
+    "openapi": Operation("This document", "ok", secured=False),
+}
+
+
+def openapi_document(
+    routes: Iterable[tuple[str, str, str, Any]], settings: Settings | None = None
+) -> dict[str, Any]:
+    """The document for ``routes`` ((method, path, name, endpoint), as ``ROUTES``), with
+    the defaults and caps of ``settings`` (the shipped ones without)."""
+    routes = list(routes)
+    names = [name for _, _, name, _ in routes]
+    if len(set(names)) != len(names):
+        raise ValueError("route names (operation ids) must be unique")
+    undocumented = sorted(set(names) - OPERATIONS.keys())
+    stray = sorted(OPERATIONS.keys() - set(names))
+    if undocumented or stray:
+        raise ValueError(f"routes without OPERATIONS: {undocumented}; without a route: {stray}")
+    metrics_secured = settings is not None and settings.server.metrics_require_token
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, name, _ in routes:
+        op = OPERATIONS[name]
+        if name == "metrics" and metrics_secured:
+            op = replace(op, secured=True, errors=(401,))
+        paths.setdefault(path, {})[method.lower()] = _operation(path, name, op)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -54,367 +240,97 @@ def openapi_document() -> dict[str, Any]:
             "description": "Tenant-aware SQL proxy: one logical statement in, "
             "the right tenant's rows out.",
         },
-        "paths": {
-            "/v1/query": {
-                "post": {
-                    "summary": "Run one logical statement for a tenant",
-                    "security": secured,
-                    "requestBody": query_body,
-                    "responses": {
-                        "200": {
-                            "description": "Rows, or rows affected by a write.",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/QueryResult"}
-                                }
-                            },
-                        },
-                        **common_errors,
-                    },
-                }
-            },
-            "/v1/explain": {
-                "post": {
-                    "summary": "Show the backend SQL a statement becomes, without running it",
-                    "security": secured,
-                    "requestBody": query_body,
-                    "responses": {
-                        "200": {
-                            "description": "The generated statement.",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Explain"}
-                                }
-                            },
-                        },
-                        **common_errors,
-                    },
-                }
-            },
-            "/v1/tenants/{tenant}/schema": {
-                "get": {
-                    "summary": "A tenant's tables with base and custom columns",
-                    "security": secured,
-                    "parameters": [tenant_param],
-                    "responses": {
-                        "200": {"description": "Tables and columns."},
-                        **_errors(400, 401, 403, 404, 502, 503),
-                    },
-                }
-            },
-            "/v1/tenants/{tenant}/schema/refresh": {
-                "post": {
-                    "summary": "Forget cached metadata of a tenant (admin)",
-                    "security": secured,
-                    "parameters": [tenant_param],
-                    "responses": {
-                        "200": {"description": "Refreshed."},
-                        **_errors(400, 401, 403, 404, 503),
-                    },
-                }
-            },
-            **_custom_field_and_record_paths(tenant_param, secured),
-            "/healthz": {
-                "get": {
-                    "summary": "The process is alive",
-                    "responses": {"200": {"description": "ok"}},
-                }
-            },
-            "/readyz": {
-                "get": {
-                    "summary": "The controller is reachable",
-                    "responses": {"200": {"description": "ready"}, **_errors(503)},
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics in the text exposition format",
-                    "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}},
-                }
-            },
-            "/openapi.json": {
-                "get": {"summary": "This document", "responses": {"200": {"description": "ok"}}}
-            },
-        },
+        "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "responses": {
                 "Error": {
                     "description": "An error with a stable code.",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                    },
+                    "content": {"application/json": {"schema": {"$ref": _SCHEMAS + "Error"}}},
                 }
             },
-            "schemas": {
-                "QueryRequest": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["tenant", "sql"],
-                    "properties": {
-                        "tenant": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
-                        "sql": {"type": "string", "minLength": 1},
-                        "params": {
-                            "oneOf": [
-                                {"type": "array", "description": "values for ? in order"},
-                                {"type": "object", "description": "values for @name"},
-                            ]
-                        },
-                        "dialect": {"enum": ["tsql", "postgres", "sqlite"], "default": "tsql"},
-                        "max_rows": {"type": "integer", "minimum": 1},
-                        "timeout_ms": {"type": "integer", "minimum": 1},
-                        "missing_columns": {
-                            "enum": ["error", "null"],
-                            "default": "error",
-                            "description": "reads only: writes always refuse a missing column",
-                        },
-                        "allow_unfiltered": {
-                            "type": "boolean",
-                            "default": False,
-                            "description": "let an UPDATE or DELETE without WHERE run "
-                            "(refused with unfiltered_write otherwise)",
-                        },
-                    },
-                },
-                "QueryResult": {
-                    "type": "object",
-                    "required": ["columns", "rows", "row_count", "truncated"],
-                    "properties": {
-                        "columns": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "name": {"type": "string"},
-                                    "type": {"type": "string"},
-                                },
-                            },
-                        },
-                        "rows": {"type": "array", "items": {"type": "array"}},
-                        "row_count": {
-                            "type": "integer",
-                            "description": "rows returned by a read; rows affected by a write "
-                            "(with OUTPUT/RETURNING too, even when rows are truncated)",
-                        },
-                        "truncated": {"type": "boolean"},
-                    },
-                },
-                "Explain": {
-                    "type": "object",
-                    "properties": {
-                        "backend": {"type": "string"},
-                        "server": {"type": "string"},
-                        "database": {"type": ["string", "null"]},
-                        "sql": {"type": "string"},
-                        "params": {
-                            "type": "array",
-                            "description": "The bind values in the SQL's order, including "
-                            "the row cap (max_rows + 1, or the statement's own smaller count) "
-                            "on PostgreSQL and SQLite reads",
-                        },
-                        "columns": {"type": "array", "items": {"type": "string"}},
-                        "statement_class": {"type": "string"},
-                        "plan_cached": {"type": "boolean"},
-                    },
-                },
-                **_custom_field_and_record_schemas(),
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "required": ["code", "message"],
-                            "properties": {
-                                "code": {"enum": ERROR_CODES},
-                                "message": {"type": "string"},
-                            },
-                            "additionalProperties": True,
-                        }
-                    },
-                },
-            },
+            "schemas": schemas(settings.query if settings is not None else QuerySettings()),
         },
     }
 
 
-def _custom_field_and_record_paths(
-    tenant_param: dict[str, Any], secured: list[dict[str, list[str]]]
-) -> dict[str, Any]:
-    def path_param(name: str, description: str) -> dict[str, Any]:
-        return {
-            "name": name,
+def schemas(query: QuerySettings) -> dict[str, Any]:
+    """The components' schemas: the models' JSON Schema under their documented names."""
+    types = [t for _, t in DOCUMENTED]
+    refs, components = msgspec.json.schema_components(types, ref_template=_SCHEMAS + "{name}")
+    out: dict[str, Any] = dict(components)
+    for (name, _), ref in zip(DOCUMENTED, refs, strict=True):
+        if "$ref" not in ref:  # not a Struct: its schema is inline
+            out[name] = ref
+            continue
+        own = ref["$ref"].removeprefix(_SCHEMAS)
+        if own != name:  # renamed: only if nothing else refers to it
+            if f'"{ref["$ref"]}"' in msgspec.json.encode(components).decode():
+                raise ValueError(f"{own} is nested in another model: it cannot be renamed")
+            out[name] = {**out.pop(own), "title": name}
+    for schema in out.values():  # a docstring of several lines: one line of prose
+        if "description" in schema:
+            schema["description"] = " ".join(schema["description"].split())
+    _configure(out["QueryRequest"], query)
+    detail = out["ErrorDetail"]
+    detail["properties"]["code"]["enum"] = ERROR_CODES
+    detail["additionalProperties"] = True
+    return dict(sorted(out.items()))
+
+
+def _configure(schema: dict[str, Any], q: QuerySettings) -> None:
+    """The defaults and caps of ``[query]``, which the model leaves to the configuration."""
+    props = schema["properties"]
+    props["dialect"]["default"] = q.default_dialect
+    props["max_rows"]["default"] = q.default_max_rows
+    props["max_rows"]["description"] = (
+        f"rows returned at most; larger values are capped at {q.max_rows_cap}"
+    )
+    props["timeout_ms"]["default"] = q.default_timeout_ms
+    props["timeout_ms"]["description"] = (
+        f"statement timeout; larger values are capped at {q.max_timeout_ms}"
+    )
+
+
+def _name_of(model: Any) -> str:
+    for name, t in DOCUMENTED:
+        if t is model:
+            return name
+    raise ValueError(f"{model!r} is not in DOCUMENTED")
+
+
+def _json(model: Any, example: Any = None) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": {"$ref": _SCHEMAS + _name_of(model)}}
+    if example is not None:
+        media["example"] = example
+    return {"application/json": media}
+
+
+def _operation(path: str, name: str, op: Operation) -> dict[str, Any]:
+    out: dict[str, Any] = {"operationId": name, "summary": op.summary}
+    if op.secured:
+        out["security"] = [{"bearer": []}]
+    parameters = [
+        {
+            "name": p,
             "in": "path",
             "required": True,
-            "description": description,
+            "description": PATH_PARAMETERS[p],
             "schema": {"type": "string"},
         }
-
-    table = path_param("table", "Table name (matched case-insensitively).")
-    custom = {
-        "name": "custom",
-        "in": "query",
-        "required": False,
-        "description": "Also return the custom fields (read only when asked for).",
-        "schema": {"type": "boolean", "default": False},
-    }
-    etag = {
-        "ETag": {
-            "description": "Strong hash of the record's returned values.",
-            "schema": {"type": "string"},
-        }
-    }
-
-    def content(schema: str) -> dict[str, Any]:
-        return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
-
-    def json_body(schema: str) -> dict[str, Any]:
-        return {"required": True, "content": content(schema)}
-
-    def ok(description: str, schema: str, **extra: Any) -> dict[str, Any]:
-        return {"description": description, "content": content(schema), **extra}
-
-    fields = "/v1/tenants/{tenant}/tables/{table}/custom-fields"
-    records = "/v1/tenants/{tenant}/tables/{table}/records"
-    return {
-        fields: {
-            "get": {
-                "summary": "A table's custom fields with their types (admin)",
-                "security": secured,
-                "parameters": [tenant_param, table],
-                "responses": {
-                    "200": ok("Custom fields.", "CustomFieldList"),
-                    **_errors(400, 401, 403, 404, 502, 503),
-                },
-            },
-            "post": {
-                "summary": "Add a custom field (admin); the metadata cache reflects it at once",
-                "security": secured,
-                "parameters": [tenant_param, table],
-                "requestBody": json_body("CustomFieldRequest"),
-                "responses": {
-                    "201": ok("The field as the catalog now reports it.", "CustomField"),
-                    **_errors(400, 401, 403, 404, 409, 413, 502, 503, 504),
-                },
-            },
-        },
-        fields + "/{name}": {
-            "delete": {
-                "summary": "Drop a custom field (admin); base columns are refused",
-                "security": secured,
-                "parameters": [tenant_param, table, path_param("name", "The field's name.")],
-                "responses": {
-                    "200": {"description": "Dropped."},
-                    **_errors(400, 401, 403, 404, 409, 502, 503, 504),
-                },
-            }
-        },
-        records: {
-            "post": {
-                "summary": "Insert a record from the given fields (write); returns its key",
-                "security": secured,
-                "parameters": [tenant_param, table],
-                "requestBody": json_body("RecordFields"),
-                "responses": {
-                    "201": {"description": "Created: {table, key, primary_key}; Location set."},
-                    **_errors(400, 401, 403, 404, 409, 413, 502, 503, 504),
-                },
-            }
-        },
-        records + "/{key}": {
-            "get": {
-                "summary": "One record by primary key (read)",
-                "security": secured,
-                "parameters": [
-                    tenant_param,
-                    table,
-                    path_param("key", "Primary-key value."),
-                    custom,
-                ],
-                "responses": {
-                    "200": ok(
-                        "The record, keyed by physical column name.", "RecordFields", headers=etag
-                    ),
-                    **_errors(400, 401, 403, 404, 502, 503, 504),
-                },
-            },
-            "patch": {
-                "summary": "Change only the given fields (write); If-Match for optimistic "
-                "concurrency",
-                "security": secured,
-                "parameters": [
-                    tenant_param,
-                    table,
-                    path_param("key", "Primary-key value."),
-                    custom,
-                    {
-                        "name": "If-Match",
-                        "in": "header",
-                        "required": False,
-                        "description": "An ETag from GET; 412 precondition_failed if the "
-                        "record changed since. '*' requires only that it exists.",
-                        "schema": {"type": "string"},
-                    },
-                ],
-                "requestBody": json_body("RecordFields"),
-                "responses": {
-                    "200": ok(
-                        "The record after the change, with its new ETag.",
-                        "RecordFields",
-                        headers=etag,
-                    ),
-                    **_errors(400, 401, 403, 404, 409, 412, 413, 502, 503, 504),
-                },
-            },
-        },
-    }
-
-
-def _custom_field_and_record_schemas() -> dict[str, Any]:
-    kinds = ["text", "integer", "decimal", "boolean", "date", "datetime"]
-    field = {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string"},
-            "type": {"enum": [*kinds, "float", "other"]},
-            "length": {"type": ["integer", "null"]},
-            "precision": {"type": ["integer", "null"]},
-            "scale": {"type": ["integer", "null"]},
-            "nullable": {"type": "boolean"},
-            "backend_type": {"type": "string"},
-        },
-    }  # fmt: skip
-    return {
-        "CustomField": field,
-        "CustomFieldList": {
-            "type": "object",
-            "properties": {
-                "table": {"type": "string"},
-                "custom_fields": {"type": "array", "items": field},
-                "column_count": {"type": "integer"},
-                "column_limit": {"type": "integer"},
-            },
-        },
-        "CustomFieldRequest": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["name", "type"],
-            "properties": {
-                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": 128},
-                "type": {"enum": kinds},
-                "length": {"type": "integer", "minimum": 1, "maximum": 4000},
-                "precision": {"type": "integer", "minimum": 1, "maximum": 38},
-                "scale": {"type": "integer", "minimum": 0},
-                "nullable": {"type": "boolean", "default": True},
-                "default": {
-                    "description": "a value of the field's type; required when nullable is false"
-                },
-            },
-        },
-        "RecordFields": {
-            "type": "object",
-            "description": "Column name to value; dates 'YYYY-MM-DD', date-times "
-            "'YYYY-MM-DD HH:MM:SS', decimals as numbers or strings.",
-            "additionalProperties": True,
-        },
-    }
+        for p in _PATH_PARAMETER.findall(path)
+    ] + [dict(p) for p in op.parameters]
+    if parameters:
+        out["parameters"] = parameters
+    if op.body is not None:
+        out["requestBody"] = {"required": True, "content": _json(op.body.type, op.example)}
+    ok: dict[str, Any] = {"description": op.ok}
+    if op.response is not None:
+        ok["content"] = _json(op.response)
+    elif op.media_type is not None:
+        ok["content"] = {op.media_type: {}}
+    if op.headers:
+        ok["headers"] = dict(op.headers)
+    error = {"$ref": "#/components/responses/Error"}
+    out["responses"] = {str(op.status): ok, **{str(s): error for s in op.errors}}
+    return out

@@ -1,0 +1,334 @@
+"""The HTTP API's bodies, declared once: decoded, validated and documented from here.
+
+Each request body is a msgspec type. ``Body.decode`` turns the raw bytes into it in one
+pass (a microsecond or two for a typical ``/v1/query`` body, see docs/decisions.md), and
+``proxy.frontends.http.openapi`` derives the JSON Schema of the OpenAPI document from the
+same types. A body that does not fit is a 400 whose message names the field; nothing a
+caller sends becomes a 500.
+
+What depends on the configuration (the defaults and caps of ``[query]``) is applied by
+``query_request``, which makes the pipeline's ``QueryRequest``. The semantic rules of a
+custom field (a length only for text, scale within precision, a default of the field's
+type) stay with ``tenancy.ddl.field_spec``, which ``proxy.tables.custom_fields`` runs on
+the decoded body; the model refuses what has the wrong shape.
+
+The response classes at the end document what the endpoints answer; they are not used
+to encode it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from proxy.config import Settings
+from proxy.errors import InvalidCustomField, InvalidRequest
+from proxy.pipeline.request import QueryRequest
+from tenancy import ddl
+
+__all__ = [
+    "CUSTOM_FIELD",
+    "QUERY",
+    "RECORD",
+    "Body",
+    "Column",
+    "CustomField",
+    "CustomFieldBody",
+    "CustomFieldList",
+    "Error",
+    "ErrorDetail",
+    "Explain",
+    "QueryBody",
+    "QueryResult",
+    "RecordFields",
+    "TenantRef",
+    "custom_field",
+    "query_request",
+]
+
+# -- request bodies -------------------------------------------------------------------
+
+Dialect = Literal["tsql", "postgres", "sqlite"]
+Kind = Literal["text", "integer", "decimal", "boolean", "date", "datetime"]
+"""``tenancy.ddl.CREATABLE_KINDS`` (a test keeps them equal)."""
+
+
+class QueryBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One logical statement for one tenant (POST /v1/query and /v1/explain)."""
+
+    tenant: Annotated[
+        Annotated[str, Meta(min_length=1)] | int,
+        Meta(description="Customer id or domain name."),
+    ]
+    sql: Annotated[
+        str,
+        Meta(pattern=r"\S", description="One statement, in `dialect`, naming logical tables."),
+    ]
+    params: Annotated[
+        Annotated[list[Any], Meta(description="values for ? in order")]
+        | Annotated[dict[str, Any], Meta(description="values for @name")],
+        Meta(description="Strings, numbers, booleans or null."),
+    ] = msgspec.field(default_factory=list)
+    dialect: Dialect | UnsetType = UNSET
+    max_rows: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    timeout_ms: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    missing_columns: Annotated[
+        Literal["error", "null"],
+        Meta(description="reads only: writes always refuse a missing column"),
+    ] = "error"
+    allow_unfiltered: Annotated[
+        bool,
+        Meta(
+            description="let an UPDATE or DELETE without WHERE run "
+            "(refused with unfiltered_write otherwise)"
+        ),
+    ] = False
+
+
+class CustomFieldBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A custom field to add. `length` applies to text only (required there), `precision`
+    and `scale` to decimal only (both required, scale at most precision)."""
+
+    name: Annotated[str, Meta(pattern="^[A-Za-z_][A-Za-z0-9_]*$", max_length=ddl.MAX_NAME)]
+    type: Kind
+    length: Annotated[int, Meta(ge=1, le=ddl.MAX_TEXT_LENGTH)] | UnsetType = UNSET
+    precision: Annotated[int, Meta(ge=1, le=38)] | UnsetType = UNSET
+    scale: Annotated[int, Meta(ge=0, le=38)] | UnsetType = UNSET
+    nullable: bool = True
+    default: Annotated[
+        Any, Meta(description="a value of the field's type; required when nullable is false")
+    ] = None
+
+
+RecordFields = Annotated[
+    dict[str, Any],
+    Meta(
+        min_length=1,
+        title="RecordFields",
+        description="Column name to value; dates 'YYYY-MM-DD', date-times "
+        "'YYYY-MM-DD HH:MM:SS', decimals as numbers or strings.",
+    ),
+]
+
+
+# -- decoding -------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+# msgspec's messages: "<what> - at `$.field...`" below the top; at the top "Object
+# missing required field `x`", "Object contains unknown field `x`", "Expected `object`...".
+_AT = re.compile(r"^(?P<what>.*) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
+_FIELD = re.compile(r"^\.(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<rest>.*)$", re.DOTALL)
+_MISSING = re.compile(r"^Object missing required field `(?P<name>.*)`$", re.DOTALL)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>.*)`$", re.DOTALL)
+_NOT_PLAIN = object()
+
+
+class Body(Generic[T]):
+    """A request body: its type, its decoder, and what to say when a body does not fit.
+
+    ``messages`` has one sentence per field, used when that field is missing or its value
+    does not fit; ``not_object`` answers a body that is JSON but not the expected object.
+    ``explain`` (optional) is given the body decoded as plain JSON when the model refuses
+    it, and may raise the error to answer with instead (a sentence of its own).
+    """
+
+    def __init__(
+        self,
+        type_: Any,
+        *,
+        not_object: str,
+        messages: Mapping[str, str] | None = None,
+        error: type[InvalidRequest] = InvalidRequest,
+        explain: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.type = type_
+        self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(type_)
+        self._not_object = not_object
+        self._messages = dict(messages or {})
+        self._error = error
+        self._explain = explain
+        fields: tuple[str, ...] = getattr(type_, "__struct_fields__", ())
+        self._fields = frozenset(fields)
+
+    def decode(self, raw: bytes) -> T:
+        """The decoded body; ``InvalidRequest`` (or ``error``) saying what is wrong."""
+        try:
+            return self._decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise self._refusal(raw, str(exc)) from None
+        except msgspec.DecodeError as exc:
+            raise _malformed(exc) from None
+
+    def _refusal(self, raw: bytes, text: str) -> InvalidRequest:
+        # The error path only: decode again as plain JSON, for a fuller answer.
+        try:
+            plain: Any = msgspec.json.decode(raw)
+        except msgspec.ValidationError:  # a number beyond any type's range
+            plain = _NOT_PLAIN
+        except msgspec.DecodeError as exc:  # the type refused it before the syntax did
+            return _malformed(exc)
+        if self._explain is not None and plain is not _NOT_PLAIN:
+            self._explain(plain)
+        if not (at := _AT.match(text)):
+            if (m := _UNKNOWN.match(text)) and isinstance(plain, dict) and self._fields:
+                unknown = sorted(set(plain) - self._fields) or [m["name"]]
+                return self._error(f"unknown fields: {', '.join(unknown)}", field=unknown[0])
+            if m := _MISSING.match(text):
+                return self._field(m["name"], text)
+            return self._error(self._not_object)
+        field = _FIELD.match(at["path"])
+        if field is None:  # inside a free-form object: msgspec's own words
+            return self._error(f"the body does not fit: {text}")
+        if field["rest"]:  # inside a field's value (a number out of range in params...)
+            return self._error(f"'{field['name']}': {text}", field=field["name"])
+        return self._field(field["name"], text)
+
+    def _field(self, name: str, text: str) -> InvalidRequest:
+        return self._error(self._messages.get(name, f"'{name}': {text}"), field=name)
+
+
+def _malformed(exc: msgspec.DecodeError) -> InvalidRequest:
+    text = str(exc).removeprefix("JSON is malformed: ")
+    return InvalidRequest(f"the body is not valid JSON: {text}")
+
+
+def _field_spec_refusal(plain: Any) -> None:
+    """The sentence ``tenancy.ddl.field_spec`` has for a body the model refused."""
+    try:
+        ddl.field_spec(plain)
+    except ddl.FieldError as exc:
+        raise InvalidCustomField(exc.message, field=exc.field) from None
+
+
+QUERY: Body[QueryBody] = Body(
+    QueryBody,
+    not_object="the body must be a JSON object",
+    messages={
+        "tenant": "'tenant' must be a customer id or a domain name",
+        "sql": "'sql' must be a non-empty string",
+        "params": "'params' must be a list (for ?) or an object (for @name)",
+        "dialect": "'dialect' must be one of tsql, postgres, sqlite",
+        "max_rows": "'max_rows' must be a positive integer",
+        "timeout_ms": "'timeout_ms' must be a positive integer",
+        "missing_columns": "'missing_columns' must be 'error' or 'null'",
+        "allow_unfiltered": "'allow_unfiltered' must be true or false",
+    },
+)
+CUSTOM_FIELD: Body[CustomFieldBody] = Body(
+    CustomFieldBody,
+    not_object="the body must be a JSON object",
+    error=InvalidCustomField,
+    explain=_field_spec_refusal,
+)
+RECORD: Body[dict[str, Any]] = Body(
+    RecordFields, not_object="the body must be a JSON object with at least one field"
+)
+
+
+def query_request(raw: bytes, settings: Settings) -> QueryRequest:
+    """A ``/v1/query`` or ``/v1/explain`` body as the pipeline takes it: the defaults of
+    ``[query]`` filled in, ``max_rows`` and ``timeout_ms`` clamped to their caps."""
+    body = QUERY.decode(raw)
+    q = settings.query
+    dialect, max_rows, timeout_ms = body.dialect, body.max_rows, body.timeout_ms
+    return QueryRequest(
+        body.tenant,
+        body.sql,
+        body.params,
+        q.default_dialect if dialect is UNSET else dialect,
+        q.default_max_rows if max_rows is UNSET else min(max_rows, q.max_rows_cap),
+        q.default_timeout_ms if timeout_ms is UNSET else min(timeout_ms, q.max_timeout_ms),
+        body.missing_columns,
+        body.allow_unfiltered,
+    )
+
+
+def custom_field(raw: bytes) -> dict[str, Any]:
+    """A custom-field body as ``tenancy.ddl.field_spec`` reads it (absent fields absent)."""
+    fields: dict[str, Any] = msgspec.to_builtins(CUSTOM_FIELD.decode(raw))
+    return fields
+
+
+# -- responses (documented shapes) ------------------------------------------------------
+
+
+class Column(msgspec.Struct):
+    name: str
+    type: str
+
+
+class QueryResult(msgspec.Struct):
+    """Rows of a read, or rows affected by a write."""
+
+    columns: list[Column]
+    rows: list[list[Any]]
+    row_count: Annotated[
+        int,
+        Meta(
+            description="rows returned by a read; rows affected by a write "
+            "(with OUTPUT/RETURNING too, even when rows are truncated)"
+        ),
+    ]
+    truncated: bool
+
+
+class TenantRef(msgspec.Struct):
+    id: int
+    domain: str
+
+
+class Explain(msgspec.Struct):
+    """The backend statement a logical one becomes, without running it."""
+
+    tenant: TenantRef
+    backend: str
+    driver: str
+    server: str
+    database: str | None
+    sql: str
+    params: Annotated[
+        list[Any],
+        Meta(
+            description="The bind values in the SQL's order, including the row cap "
+            "(max_rows + 1, or the statement's own smaller count) on reads"
+        ),
+    ]
+    columns: list[str]
+    statement_class: str
+    plan_cached: bool
+
+
+class CustomField(msgspec.Struct):
+    """A custom field as the catalog reports it; `length` for text, `precision` and
+    `scale` for decimal."""
+
+    name: str
+    type: Literal["text", "integer", "decimal", "boolean", "date", "datetime", "float", "other"]
+    backend_type: str
+    nullable: bool
+    length: int | UnsetType | None = UNSET
+    precision: int | UnsetType | None = UNSET
+    scale: int | UnsetType | None = UNSET
+
+
+class CustomFieldList(msgspec.Struct):
+    table: str
+    custom_fields: list[CustomField]
+    column_count: int
+    column_limit: int
+
+
+class ErrorDetail(msgspec.Struct):
+    """A stable `code`, a sentence, and details (`field`, `table`...) where known."""
+
+    code: str  # its enum (the error codes) is added by proxy.frontends.http.openapi
+    message: str
+
+
+class Error(msgspec.Struct):
+    error: ErrorDetail
