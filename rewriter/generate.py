@@ -1,43 +1,31 @@
-"""Pass 8: SQL text for the backend (T-SQL meaning kept by ``transforms``), every
-identifier quoted, parameters as ``?``."""
+"""SQL text for the backend: the ``generate`` rule (sqlglot's generator, every
+identifier quoted, comments dropped) and SQL Server's ``tsql_fetch_count``; the
+functions check and the T-SQL-meaning transforms before them are rules of their own
+(``rewriter.rules``). Also the qualifier markers and ``bind``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, UnsupportedError
 
-from rewriter import transforms
 from rewriter.errors import ConstructNotSupportedOnBackend
-from rewriter.functions import check_backend
 from rewriter.markers import BACKEND_DIALECTS, CATALOG_MARKER, SCHEMA_MARKER
-from rewriter.nodes import bfs
-from rewriter.shapes import TableShape
 
 
-def generate(
-    tree: exp.Expr,
-    backend: str,
-    shapes: Mapping[str, TableShape] | None = None,
-    source_dialect: str = "tsql",
-) -> str:
-    """Comments are dropped: nothing the caller wrote reaches the backend unparsed.
+def tsql_fetch_count(nodes: Iterable[exp.Expr]) -> None:
+    """SQL Server: sqlglot writes FETCH FIRST ROW ONLY without its implied count, which
+    is not T-SQL ("FETCH FIRST ROWS ONLY"): make the count explicit."""
+    for node in nodes:
+        if isinstance(node, exp.Fetch) and node.args.get("count") is None:
+            node.set("count", exp.Literal.number(1))
 
-    First the functions the backend cannot run are refused (``functions``), then the
-    transforms give each construct its T-SQL meaning there (``transforms``); ``tree``
-    is changed in place. ``shapes`` give column types to the transforms that need them.
-    """
-    nodes = bfs(tree)
-    check_backend(tree, backend, nodes)
-    transforms.apply(tree, backend, shapes or {}, source_dialect, nodes)
-    if backend == "sqlserver":
-        # sqlglot writes FETCH FIRST ROW ONLY without its implied count, which is not
-        # T-SQL ("FETCH FIRST ROWS ONLY"): make the count explicit.
-        for node in nodes:
-            if isinstance(node, exp.Fetch) and node.args.get("count") is None:
-                node.set("count", exp.Literal.number(1))
+
+def to_sql(tree: exp.Expr, backend: str) -> str:
+    """The backend's SQL for ``tree``. Comments are dropped: nothing the caller wrote
+    reaches the backend unparsed."""
     # A fresh generator per statement (sqlglot's generators keep state between runs,
     # such as a counter for generated aliases), from a dialect built once: looking a
     # dialect up by name and building it costs about as much as the generation.

@@ -12,7 +12,7 @@ its binding is its ``RowCap``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlglot import exp
 
@@ -58,7 +58,7 @@ def mark(tree: exp.Expr) -> list[Binding]:
     return bindings
 
 
-def unmark(sql: str, bindings: list[Binding]) -> tuple[str, tuple[Binding, ...]]:
+def unmark(sql: str, bindings: Sequence[Binding]) -> tuple[str, tuple[Binding, ...]]:
     """Markers -> ``?``; the bindings in the order the ``?`` appear in ``sql``."""
     found: list[int] = []
 

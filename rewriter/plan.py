@@ -1,16 +1,34 @@
 """``rewrite``: a checked statement plus the tenant's table shapes -> a ``Plan``.
 
-Passes, in order, on a copy of the parsed tree:
+The passes are data: ``rules.RULES``, named rules in pipeline order, each saying the
+backends it serves, the statement classes it applies to and any option that gates it
+(sqlglot's optimizer ``RULES``, in spirit). ``rewrite`` checks its arguments, looks the
+statement's tables up, and runs the rules that serve the backend, the statement class,
+the logical SQL's dialect and the options over one ``rules.State`` (on a copy of the
+parsed tree):
 
-6a. ``qualify.alias_tables``  every physical table gets an alias
-5.  ``columns``               per scope: expand stars and CUSTOM_FIELDS, check and
-                              qualify columns, name outputs (``expand``, ``sources``)
-6b. ``qualify.qualify_tables`` physical spelling, marker catalog/schema
-6c. ``row_cap.apply``         (``row_cap=True``, reads) a bound row count on the outermost
-                              query (LIMIT, TOP, FETCH; a SQL Server set operation
-                              without ORDER BY is wrapped, so the root may change)
-7.  ``params.mark``           parameters -> unique markers
-8.  ``generate``              backend SQL, then markers -> ``?`` in text order
+alias_tables                 every physical table gets an alias
+qualify_columns   (reads)    per scope: expand stars and CUSTOM_FIELDS, check and
+                             qualify columns, name outputs (``expand``, ``sources``)
+qualify_write     (writes)   the same for a write's queries; its own clauses against
+                             the target; OUTPUT/RETURNING names
+tsql_output, sqlite_write_columns                      (writes, one backend each)
+physical_names               the tenant's physical spelling of every table
+qualifier_markers            marker catalog/schema (SQL Server, PostgreSQL)
+tsql_delete_output, sqlite_returning_cte               (writes, one backend each)
+row_cap, tsql_row_cap        (``row_cap=True``, reads) a bound row count on the
+                             outermost query: LIMIT (PostgreSQL, SQLite), or TOP /
+                             FETCH / a wrapper around a set operation without ORDER BY
+                             (SQL Server: the root may change)
+mark_params                  parameters -> unique markers
+check_functions              functions the backend cannot run are refused
+convert_to_cast ... national_literals   the transforms (``rewriter.transforms``):
+                             T-SQL meaning on PostgreSQL and SQLite, each run only
+                             when the tree holds the node types it acts on
+tsql_fetch_count             FETCH's implied count made explicit (SQL Server)
+generate                     backend SQL (``generate``)
+unmark_params                markers -> ``?`` in text order: ``param_order``
+splice                       wide expansions' column lists put in as text
 
 The plan depends on the statement, the options and the shapes, never on where the
 tenant lives: ``bind`` drops the database/schema in by string replacement.
@@ -22,19 +40,14 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlglot import exp
-
-from rewriter import expand, params, qualify, writes
 from rewriter import generate as gen
-from rewriter.columns import qualify_columns
+from rewriter import rules, writes
 from rewriter.errors import ConstructNotAllowed, UnknownTable
 from rewriter.markers import BACKEND_DIALECTS
 from rewriter.parse import ParsedStatement
 from rewriter.row_cap import RowCap
-from rewriter.row_cap import apply as apply_row_cap
 from rewriter.shapes import TableShape
 from rewriter.sources import Context
-from rewriter.statement import WRITE
 
 MISSING_COLUMN_POLICIES = ("error", "null")
 
@@ -92,29 +105,27 @@ def rewrite(
         raise ValueError(f"missing_columns must be one of {MISSING_COLUMN_POLICIES}")
     shapes = _shapes(parsed, tables, tenant_label)
     ctx = Context(shapes=shapes, missing_null=missing_columns == "null", tenant=tenant_label)
-    tree: exp.Expr = parsed.expression.copy()
+    state = rules.State(
+        tree=parsed.expression.copy(), ctx=ctx, backend=backend, dialect=parsed.dialect
+    )
+    pipeline = rules.select(
+        backend, parsed.statement_class, parsed.dialect, _ROW_CAP if row_cap else _NO_OPTIONS
+    )
     try:
-        qualify.alias_tables(tree)
-        if parsed.statement_class == WRITE:
-            columns = writes.qualify_write(tree, ctx, backend)
-        else:
-            columns = qualify_columns(tree, ctx)
-        qualify.qualify_tables(tree, shapes, backend)
-        if row_cap and parsed.statement_class != WRITE:
-            tree = apply_row_cap(tree, backend, columns)
-        bindings = params.mark(tree)
-        generated = gen.generate(tree, backend, shapes, parsed.dialect)
-        sql, order = params.unmark(generated, bindings)
-        sql = expand.splice(sql, ctx, backend)
+        pipeline.run(state)
     except RecursionError:
         raise ConstructNotAllowed("the statement is nested too deeply") from None
     return Plan(
-        sql=sql,
-        columns=columns,
-        param_order=order,
+        sql=state.sql,
+        columns=state.columns,
+        param_order=state.param_order,
         statement_class=parsed.statement_class,
         backend=backend,
     )
+
+
+_ROW_CAP = frozenset({"row_cap"})
+_NO_OPTIONS: frozenset[str] = frozenset()
 
 
 def _shapes(

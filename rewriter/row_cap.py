@@ -1,5 +1,6 @@
-"""The request's row cap as a bind parameter on the outermost query (a rewrite
-pass, just before ``params.mark``).
+"""The request's row cap as a bind parameter on the outermost query (two rewrite
+rules, just before ``mark_params``: ``row_cap`` for PostgreSQL and SQLite, ``tsql_row_cap``
+for SQL Server; see ``rewriter.rules``).
 
 ``fetchmany(max_rows + 1)`` bounds what tenantgate returns, not what the database and
 the driver do: psqlODBC and sqliteodbc read a whole result into memory at execute time
@@ -72,16 +73,25 @@ class RowCap:
     param: int | str | None = None
 
 
-def apply(tree: exp.Expr, backend: str, columns: Sequence[str] = ()) -> exp.Expr:
-    """Put the cap on ``tree``'s outermost query (reads only); the tree to generate.
+def limit(tree: exp.Expr) -> exp.Expr:
+    """PostgreSQL and SQLite: put the cap on ``tree``'s outermost query (reads only),
+    in place, as its ``LIMIT`` (or its own LIMIT/FETCH count); the tree to generate."""
+    if isinstance(tree, exp.Select | exp.SetOperation):
+        _cap_limit(tree)
+    return tree
 
-    ``tree`` is changed in place; the result is ``tree`` itself except for a SQL Server
-    set operation without ORDER BY, which comes back inside its wrapper. ``columns``
-    are the statement's output names (``Plan.columns``), which that wrapper needs.
+
+def tsql(tree: exp.Expr, columns: Sequence[str] = ()) -> exp.Expr:
+    """SQL Server: put the cap on ``tree``'s outermost query (reads only); the tree to
+    generate.
+
+    ``tree`` is changed in place; the result is ``tree`` itself except for a set
+    operation without ORDER BY, which comes back inside its wrapper. ``columns`` are
+    the statement's output names (``Plan.columns``), which that wrapper needs.
     """
     if not isinstance(tree, exp.Select | exp.SetOperation):
         return tree
-    if backend == "sqlserver" and isinstance(tree, exp.SetOperation):
+    if isinstance(tree, exp.SetOperation):
         if tree.args.get("order") is not None:
             _cap_fetch(tree)
             return tree
@@ -91,7 +101,7 @@ def apply(tree: exp.Expr, backend: str, columns: Sequence[str] = ()) -> exp.Expr
         # reads it from a derived table it orders by (SELECT NULL); the cap is its FETCH.
         _cap_fetch(tree)
         return tree
-    if backend == "sqlserver" and tree.args.get("offset") is not None:
+    if tree.args.get("offset") is not None:
         _cap_fetch(tree)
         return tree
     _cap_limit(tree)

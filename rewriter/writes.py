@@ -21,7 +21,14 @@ target as the outer source a correlated subquery may name; the write's own
 clauses against the target alone. The missing-column policy does not apply to
 writes: a missing column is always ``unknown_column`` (a WHERE that read a missing
 column as NULL could match every row, ``WHERE x IS NULL``; a SET or INSERT
-column that was dropped would lose data silently).
+column that was dropped would lose data silently). The target gets its physical
+name and qualifiers with the read's tables (``qualify``).
+
+What one backend needs on top is a rule of its own in ``rewriter.rules`` (each
+named after its backend): ``tsql_output`` (SQL Server: OUTPUT reads ``INSERTED.x``
+/ ``DELETED.x``, every column named), ``sqlite_write_columns`` (SQLite: the write's
+own columns qualified with the target), ``tsql_delete_output`` (SQL Server: ``DELETE
+t OUTPUT ... WHERE``) and ``sqlite_returning_cte`` (SQLite: RETURNING behind a WITH).
 """
 
 from __future__ import annotations
@@ -35,8 +42,7 @@ from sqlglot.tokenizer_core import Token, TokenType
 from rewriter.allowlist import CUSTOM_FIELDS, refuse
 from rewriter.columns import qualify_columns
 from rewriter.errors import UnfilteredWrite, UnknownColumn, UnknownTable
-from rewriter.markers import CATALOG_MARKER, MARKER_PREFIX, META_TARGET, SCHEMA_MARKER
-from rewriter.qualify import QUALIFIED_BACKENDS
+from rewriter.markers import MARKER_PREFIX, META_TARGET
 from rewriter.shapes import TableShape
 from rewriter.sources import Context, Source
 
@@ -203,8 +209,9 @@ def _check_returning(tree: Write) -> None:
 # -- rewrite time ------------------------------------------------------------------
 
 
-def qualify_write(tree: exp.Expr, ctx: Context, backend: str) -> tuple[str, ...]:
-    """Resolve every column of a write in place; return its OUTPUT / RETURNING names."""
+def qualify_write(tree: exp.Expr, ctx: Context) -> tuple[exp.Table, tuple[str, ...]]:
+    """Resolve every column of a write in place; return its target (the ``exp.Table``
+    written to, still with its logical name) and its OUTPUT / RETURNING names."""
     assert isinstance(tree, Write)
     target = next(t for t in tree.find_all(exp.Table) if t.meta.get(META_TARGET))
     shape = ctx.shapes[target.name]
@@ -223,16 +230,46 @@ def qualify_write(tree: exp.Expr, ctx: Context, backend: str) -> tuple[str, ...]
             identifier.set("quoted", True)
     for column in list(_own_columns(tree)):
         _resolve_own(column, target.name, shape, ctx)
-    outputs = _returning(tree, target.name, shape, ctx, backend)
-    if backend == "sqlite":
-        _qualify_own_for_sqlite(tree, shape)
-    _qualify_target(tree, target, shape, backend)
-    if outputs and backend == "sqlite" and not tree.args.get("with_"):
-        # sqliteodbc (0.9998) treats a statement that starts with INSERT/UPDATE/DELETE
-        # as having no result set and drops RETURNING's rows; one that starts with
-        # WITH is read as a query. An unused CTE changes nothing else.
+    return target, _returning(tree, target.name, shape, ctx)
+
+
+def tsql_output(tree: exp.Expr) -> None:
+    """SQL Server: OUTPUT reads the ``INSERTED`` / ``DELETED`` pseudo-tables, and
+    every item is named."""
+    returning = tree.args.get("returning")
+    if returning is None:
+        return
+    pseudo = "DELETED" if isinstance(tree, exp.Delete) else "INSERTED"
+    items: list[exp.Expr] = []
+    for item in returning.expressions:
+        column = item.this if isinstance(item, exp.Alias) else item
+        output: exp.Expr = item
+        # Unquoted on purpose: INSERTED / DELETED are keywords of OUTPUT, not names.
+        column.set("table", exp.Var(this=pseudo))
+        if not isinstance(item, exp.Alias):
+            # Named explicitly: SQL Server labels the column with the spelling
+            # written, but Babelfish labels an unaliased OUTPUT column in lower
+            # case ("contactid"), unlike its SELECT columns.
+            alias = exp.Identifier(this=column.name, quoted=True)
+            output = exp.Alias(this=column, alias=alias)
+        items.append(output)
+    returning.set("expressions", items)
+
+
+def tsql_delete_output(tree: exp.Expr, target: exp.Table) -> None:
+    """SQL Server: sqlglot writes T-SQL's OUTPUT before FROM ("DELETE OUTPUT ... FROM
+    t", which SQL Server rejects); "DELETE t OUTPUT ... WHERE" is the same statement."""
+    if isinstance(tree, exp.Delete) and tree.args.get("returning"):
+        tree.set("this", None)
+        tree.set("tables", [target])
+
+
+def sqlite_returning_cte(tree: exp.Expr, outputs: tuple[str, ...]) -> None:
+    """SQLite: sqliteodbc (0.9998) treats a statement that starts with
+    INSERT/UPDATE/DELETE as having no result set and drops RETURNING's rows; one that
+    starts with WITH is read as a query. An unused CTE changes nothing else."""
+    if outputs and not tree.args.get("with_"):
         tree.set("with_", exp.With(expressions=[_unused_cte()]))
-    return outputs
 
 
 def _unused_cte() -> exp.CTE:
@@ -294,7 +331,7 @@ def _resolve_own(column: exp.Column, target: str, shape: TableShape, ctx: Contex
     column.set("table", None)
 
 
-def _qualify_own_for_sqlite(tree: Write, shape: TableShape) -> None:
+def sqlite_write_columns(tree: exp.Expr, shape: TableShape) -> None:
     """Qualify the write's own column references with the target's name.
 
     SQLite reads a double-quoted name that matches no column as a string literal, so
@@ -331,44 +368,16 @@ def _lookup(name: str, shape: TableShape, ctx: Context) -> str:
     return spelling
 
 
-def _returning(
-    tree: Write, target: str, shape: TableShape, ctx: Context, backend: str
-) -> tuple[str, ...]:
+def _returning(tree: Write, target: str, shape: TableShape, ctx: Context) -> tuple[str, ...]:
     returning = tree.args.get("returning")
     if returning is None:
         return ()
-    pseudo = "DELETED" if isinstance(tree, exp.Delete) else "INSERTED"
     names: list[str] = []
-    items: list[exp.Expr] = []
     for item in returning.expressions:
         column = item.this if isinstance(item, exp.Alias) else item
         _resolve_own(column, target, shape, ctx)
-        output: exp.Expr = item
-        if backend == "sqlserver":
-            # Unquoted on purpose: INSERTED / DELETED are keywords of OUTPUT, not names.
-            column.set("table", exp.Var(this=pseudo))
-            if not isinstance(item, exp.Alias):
-                # Named explicitly: SQL Server labels the column with the spelling
-                # written, but Babelfish labels an unaliased OUTPUT column in lower
-                # case ("contactid"), unlike its SELECT columns.
-                alias = exp.Identifier(this=column.name, quoted=True)
-                output = exp.Alias(this=column, alias=alias)
-        items.append(output)
         names.append(item.alias if isinstance(item, exp.Alias) else column.name)
-    returning.set("expressions", items)
     return tuple(names)
-
-
-def _qualify_target(tree: Write, target: exp.Table, shape: TableShape, backend: str) -> None:
-    target.set("this", exp.Identifier(this=shape.name, quoted=True))
-    if backend in QUALIFIED_BACKENDS:
-        target.set("db", exp.Identifier(this=SCHEMA_MARKER, quoted=True))
-        target.set("catalog", exp.Identifier(this=CATALOG_MARKER, quoted=True))
-    if backend == "sqlserver" and isinstance(tree, exp.Delete) and tree.args.get("returning"):
-        # sqlglot writes T-SQL's OUTPUT before FROM ("DELETE OUTPUT ... FROM t", which
-        # SQL Server rejects); "DELETE t OUTPUT ... WHERE" is the same statement.
-        tree.set("this", None)
-        tree.set("tables", [target])
 
 
 def delete_output_tokens(tokens: list[Token]) -> list[Token]:

@@ -17,6 +17,18 @@ class BackendKind(enum.StrEnum):
     SQLITE = "sqlite"
 
 
+def quote_identifier(name: str, kind: BackendKind | str) -> str:
+    """A delimited identifier: ``[name]`` (``]`` doubled) on SQL Server, else ``"name"``
+    (``"`` doubled). The one quoter of tenancy and proxy; the rewriter, which imports
+    nothing of ours, has its own in ``rewriter.generate``. NUL is refused: no backend
+    accepts it in a name, and some drivers end the statement text there."""
+    if "\x00" in name:
+        raise ValueError("identifiers must not contain NUL")
+    if BackendKind(kind) is BackendKind.SQLSERVER:
+        return "[" + name.replace("]", "]]") + "]"
+    return '"' + name.replace('"', '""') + '"'
+
+
 # Registered driver names (odbcinst.ini sections on Unix, driver names on Windows).
 _NAME_PATTERNS: tuple[tuple[re.Pattern[str], BackendKind], ...] = (
     (re.compile(r"sqlite3?(?: odbc)?(?: driver)?(?: \(utf-?8\))?"), BackendKind.SQLITE),

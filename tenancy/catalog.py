@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tenancy import sources
-from tenancy.backends import BackendKind
+from tenancy.backends import BackendKind, quote_identifier
 from tenancy.errors import TenantMisconfigured
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def bracket_quote(name: str) -> str:
     """``[name]`` with ``]`` doubled: a T-SQL delimited identifier."""
     if not name or len(name) > 128 or "\x00" in name:
         raise TenantMisconfigured("the tenant's database name is not a valid SQL Server name")
-    return "[" + name.replace("]", "]]") + "]"
+    return quote_identifier(name, BackendKind.SQLSERVER)
 
 
 def _sqlserver_prefix(location: TenantLocation) -> str:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tenancy.backends import BackendKind
+from tenancy.backends import BackendKind, quote_identifier
 
 __all__ = [
     "COLUMN_LIMITS",
@@ -379,11 +379,10 @@ def field_type(type_name: str, backend: BackendKind | str) -> FieldType:
 
 def quote(name: str, backend: BackendKind | str) -> str:
     """A delimited identifier: ``[name]`` (``]`` doubled) or ``"name"`` (``"`` doubled)."""
-    if "\x00" in name:
-        raise FieldError("identifiers must not contain NUL")
-    if BackendKind(backend) is BackendKind.SQLSERVER:
-        return "[" + name.replace("]", "]]") + "]"
-    return '"' + name.replace('"', '""') + '"'
+    try:
+        return quote_identifier(name, backend)
+    except ValueError as exc:
+        raise FieldError(str(exc)) from None
 
 
 def table_name(

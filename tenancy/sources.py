@@ -15,6 +15,7 @@ database errors is ``DB_ERRORS`` unless the caller names others (for example
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -23,6 +24,8 @@ import pyodbc
 
 ConnectionSource = Callable[[], AbstractContextManager[Any]]
 """A callable returning a context manager that yields a DB-API connection."""
+
+_STATE = re.compile(r"[0-9A-Z]{5}")
 
 DB_ERRORS: tuple[type[BaseException], ...] = (pyodbc.Error,)
 """The exception classes that mean "the database could not answer"."""
@@ -49,13 +52,17 @@ def odbc_source(
 
 
 def sqlstate_of(error: BaseException) -> str | None:
-    """The SQLSTATE of a DB-API error when it carries one (pyodbc puts it first in args)."""
+    """The SQLSTATE of a DB-API error when it carries one; the one reader of it.
+
+    psycopg has ``sqlstate``; pyodbc puts the driver's state first in ``args`` (its own
+    errors carry only a message, or ``(message, "HY000")`` the other way round).
+    """
     state = getattr(error, "sqlstate", None)  # psycopg
     if isinstance(state, str) and state:
         return state
-    args = getattr(error, "args", ())
-    if args and isinstance(args[0], str) and len(args[0]) == 5 and args[0].isalnum():
-        return args[0]
+    for arg in getattr(error, "args", ())[:2]:
+        if isinstance(arg, str) and _STATE.fullmatch(arg):
+            return arg
     return None
 
 

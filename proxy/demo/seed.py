@@ -38,7 +38,7 @@ from decimal import Decimal
 from itertools import islice
 from typing import Any, Literal, Protocol
 
-from tenancy.backends import BackendKind
+from tenancy.backends import BackendKind, quote_identifier
 
 __all__ = [
     "BASE_MODEL",
@@ -263,13 +263,6 @@ def table_columns(table: str, custom: Sequence[Column] = ()) -> tuple[Column, ..
 
 
 # ---------------------------------------------------------------------------- DDL
-
-
-def quote_identifier(name: str, backend: str) -> str:
-    """``"name"`` (SQLite, PostgreSQL) or ``[name]`` (SQL Server), escaped."""
-    if BackendKind(backend) is BackendKind.SQLSERVER:
-        return "[" + name.replace("]", "]]") + "]"
-    return '"' + name.replace('"', '""') + '"'
 
 
 def qualified_name(table: str, backend: str, schema: str | None = None) -> str:

@@ -62,7 +62,7 @@ from proxy.jsonenc import dumps
 from proxy.pipeline.request import QueryRequest
 from rewriter.errors import UnknownColumn, UnknownTable
 from tenancy import catalog, ddl
-from tenancy.backends import BackendKind
+from tenancy.backends import BackendKind, quote_identifier
 from tenancy.errors import MetadataUnavailable
 from tenancy.location import TenantLocation
 from tenancy.metadata import TableMetadata
@@ -99,7 +99,8 @@ def etag_for(scope: str, values: Mapping[str, Any]) -> str:
 
 
 def _q(name: str) -> str:
-    return "[" + name.replace("]", "]]") + "]"
+    # Record statements are logical T-SQL, whatever the tenant's backend.
+    return quote_identifier(name, BackendKind.SQLSERVER)
 
 
 class Records:

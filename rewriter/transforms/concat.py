@@ -19,8 +19,6 @@ from rewriter.transforms.types import TEMPORAL, TEXT, Types
 
 
 def string_plus(tree: exp.Expr, backend: str, types: Types) -> None:
-    if backend == "sqlserver":
-        return
     for node in post_order(tree, exp.Add, exp.Sub):
         left, right = types.of(node.this), types.of(node.expression)
         operator = "+" if isinstance(node, exp.Add) else "-"

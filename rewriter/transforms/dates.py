@@ -42,8 +42,6 @@ def _unwrap(node: exp.Expr) -> exp.Expr:
 
 
 def now(tree: exp.Expr, backend: str) -> None:
-    if backend == "sqlserver":
-        return
     for node in list(tree.find_all(exp.CurrentTimestamp, exp.Anonymous)):
         utc = isinstance(node, exp.Anonymous)
         if utc and str(node.this).casefold() != "getutcdate":
@@ -61,8 +59,6 @@ def now(tree: exp.Expr, backend: str) -> None:
 
 
 def dateadd(tree: exp.Expr, backend: str, types: Types) -> None:
-    if backend == "sqlserver":
-        return
     for node in post_order(tree, exp.DateAdd):
         unit, kind = _unit(node), types.of(node.this)
         if backend == "postgresql":
@@ -97,8 +93,6 @@ def dateadd(tree: exp.Expr, backend: str, types: Types) -> None:
 
 
 def datediff(tree: exp.Expr, backend: str) -> None:
-    if backend == "sqlserver":
-        return
     for node in post_order(tree, exp.DateDiff):
         unit = _unit(node)
         end, start = _unwrap(node.this), _unwrap(node.expression)

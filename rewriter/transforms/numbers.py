@@ -16,8 +16,6 @@ from rewriter.transforms.types import DECIMAL, INTEGER, Types
 
 
 def integer_avg(tree: exp.Expr, backend: str, types: Types) -> None:
-    if backend == "sqlserver":
-        return
     for node in post_order(tree, exp.Avg):
         if types.of(node.this) != INTEGER:
             continue
@@ -28,9 +26,8 @@ def integer_avg(tree: exp.Expr, backend: str, types: Types) -> None:
         target.replace(exp.Cast(this=average, to=exp.DataType.build("BIGINT")))
 
 
-def decimal_division(tree: exp.Expr, backend: str, types: Types) -> None:
-    if backend != "sqlite":
-        return
+def decimal_division(tree: exp.Expr, types: Types) -> None:
+    """SQLite only (NUMERIC affinity)."""
     for node in post_order(tree, exp.Div):
         # A decimal literal is already REAL in SQLite; only stored values lose it.
         operands = [o for o in (node.this, node.expression) if not isinstance(o, exp.Literal)]

@@ -28,16 +28,14 @@ INTEGERS = (DType.TINYINT, DType.SMALLINT, DType.INT, DType.BIGINT)
 DEFAULT_CAST_LENGTH = 30  # T-SQL: CAST(x AS VARCHAR) is VARCHAR(30)
 
 
-def national_literals(tree: exp.Expr, backend: str) -> None:
-    if backend == "sqlite":
-        for national in list(tree.find_all(exp.National)):
-            national.replace(exp.Literal.string(national.name))
+def national_literals(tree: exp.Expr) -> None:
+    """SQLite: ``N'...'`` is a plain string."""
+    for national in list(tree.find_all(exp.National)):
+        national.replace(exp.Literal.string(national.name))
 
 
 def convert_to_cast(tree: exp.Expr, backend: str) -> None:
     """``CONVERT(type, x)`` (no style: the allow-list refused styles) is a CAST."""
-    if backend == "sqlserver":
-        return
     for node in list(tree.find_all(exp.Convert)):
         to = node.this
         assert isinstance(to, exp.DataType)
@@ -45,15 +43,11 @@ def convert_to_cast(tree: exp.Expr, backend: str) -> None:
 
 
 def len_ignores_trailing_spaces(tree: exp.Expr, backend: str) -> None:
-    if backend == "sqlserver":
-        return
     for node in list(tree.find_all(exp.Length)):
         node.set("this", exp.Trim(this=node.this, position="TRAILING"))
 
 
 def left_right(tree: exp.Expr, backend: str) -> None:
-    if backend != "sqlite":
-        return
     for node in post_order(tree, exp.Left, exp.Right):
         count = node.expression
         if isinstance(node, exp.Left):
@@ -66,8 +60,6 @@ def left_right(tree: exp.Expr, backend: str) -> None:
 
 
 def casts(tree: exp.Expr, backend: str, types: Types) -> None:
-    if backend == "sqlserver":
-        return
     for cast in post_order(tree, exp.Cast):
         to = cast.args.get("to")
         if not isinstance(to, exp.DataType):  # pragma: no cover - allow-list checked
@@ -93,8 +85,6 @@ def casts(tree: exp.Expr, backend: str, types: Types) -> None:
 
 
 def like_patterns(tree: exp.Expr, backend: str) -> None:
-    if backend == "sqlserver":
-        return
     for like in tree.find_all(exp.Like):
         pattern = like.expression
         if isinstance(pattern, exp.Literal | exp.National) and "[" in pattern.name:

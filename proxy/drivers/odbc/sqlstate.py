@@ -90,6 +90,7 @@ import pyodbc
 
 from proxy.drivers.errors import Kind, clean_message, error_for, kind_of_sqlite, kind_of_sqlstate
 from proxy.errors import ConnectionLost, ProxyError
+from tenancy.sources import sqlstate_of
 
 __all__ = [
     "classify",
@@ -165,19 +166,6 @@ _PG_TEXT_MISSING_RE = re.compile(
 
 _STATE_RE = re.compile(r"^[0-9A-Z]{5}$")
 _SQLITE_RE = re.compile(r"\[SQLite\]\s*(?P<text>.*?)\s*\((?P<code>\d+)\)", re.DOTALL)
-
-
-def sqlstate_of(exc: BaseException) -> str | None:
-    """The SQLSTATE of a pyodbc error, or ``None`` when pyodbc raised it itself.
-
-    Driver errors carry ``(sqlstate, message)``; pyodbc's own ones carry only a
-    message, or ``(message, "HY000")`` (parameter count mismatch) the other way round.
-    """
-    args = exc.args
-    for arg in args[:2]:
-        if isinstance(arg, str) and _STATE_RE.match(arg):
-            return arg
-    return None
 
 
 def _raw_message(exc: BaseException) -> str:
