@@ -16,10 +16,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from rewriter.markers import DEFAULT_SCHEMAS
 from tenancy.backends import BackendKind
 
 STATEMENT_CLASSES = frozenset({"read", "write", "admin"})
-DIALECTS = frozenset({"tsql", "postgres", "sqlite"})
+DIALECTS = frozenset(DEFAULT_SCHEMAS)  # the rewriter names the input dialects
 BACKENDS = tuple(kind.value for kind in BackendKind)
 
 

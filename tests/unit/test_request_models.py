@@ -11,13 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.config import ControllerSettings, QuerySettings, Settings, TokenSettings
+from proxy.config import DIALECTS, ControllerSettings, QuerySettings, Settings, TokenSettings
 from proxy.errors import InvalidCustomField, InvalidRequest
 from proxy.frontends.http.models import (
     CUSTOM_FIELD,
     QUERY,
     RECORD,
     CustomFieldBody,
+    Dialect,
     Kind,
     QueryBody,
     custom_field,
@@ -166,6 +167,10 @@ def test_large_integer_params_pass_to_bind_params() -> None:
 
 def test_the_creatable_kinds_are_tenancys() -> None:
     assert typing.get_args(Kind) == ddl.CREATABLE_KINDS
+
+
+def test_the_dialects_are_the_rewriters() -> None:
+    assert set(typing.get_args(Dialect)) == DIALECTS
 
 
 @pytest.mark.parametrize(

@@ -58,12 +58,13 @@ from proxy.drivers.odbc.pool import ConnectionPool, PooledConnection
 from proxy.drivers.odbc.sqlstate import message_of, sqlstate_of, translate
 from proxy.drivers.odbc.watchdog import Handle, Watchdog
 from proxy.errors import BackendRejected, ProxyError, StatementTimeout
+from tenancy.backends import BackendKind
 
 __all__ = ["apply_timeout", "execute", "prepare_connection"]
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("postgresql", "sqlite", "sqlserver")
+BACKENDS = tuple(kind.value for kind in BackendKind)
 
 # Session keys in PooledConnection.session.
 _PG_TIMEOUT_KEY = "statement_timeout_ms"

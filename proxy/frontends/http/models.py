@@ -53,6 +53,7 @@ __all__ = [
 # -- request bodies -------------------------------------------------------------------
 
 Dialect = Literal["tsql", "postgres", "sqlite"]
+"""``proxy.config.DIALECTS``, the rewriter's input dialects (a test keeps them equal)."""
 Kind = Literal["text", "integer", "decimal", "boolean", "date", "datetime"]
 """``tenancy.ddl.CREATABLE_KINDS`` (a test keeps them equal)."""
 
