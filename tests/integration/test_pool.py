@@ -18,6 +18,7 @@ from proxy.drivers.odbc.execute import execute
 from proxy.drivers.odbc.pool import ConnectionPool, ServerLimiter
 from proxy.drivers.odbc.pools import PoolManager
 from proxy.drivers.odbc.watchdog import Watchdog
+from proxy.drivers.sizing import PoolOptions
 from proxy.errors import BackendUnavailable, ConnectionLost, PoolSaturated
 from tenancy.backends import BackendKind
 from tests.support.pg import PgServer
@@ -242,7 +243,8 @@ def silent_listener() -> Iterator[int]:
 
 def test_login_timeout_against_silent_server(silent_listener: int) -> None:
     manager = PoolManager(
-        max_size=2, acquire_timeout=5, login_timeout=1, max_per_server=5, maintenance_interval=None
+        PoolOptions(max_size=2, acquire_timeout=5, login_timeout=1, max_per_server=5),
+        maintenance_interval=None,
     )
     odbc = (
         f"Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={silent_listener};"
@@ -359,7 +361,8 @@ def test_sqlite_pool_reuses_and_keeps_session(tmp_path: Path, pools: list[Connec
 
 def test_pool_manager_pools_and_stats(pg: PgServer, pg_database: str, tmp_path: Path) -> None:
     manager = PoolManager(
-        max_size=2, acquire_timeout=2, login_timeout=5, max_per_server=3, maintenance_interval=None
+        PoolOptions(max_size=2, acquire_timeout=2, login_timeout=5, max_per_server=3),
+        maintenance_interval=None,
     )
     server_key = f"postgresql://{pg.host}:{pg.port}"
 

@@ -123,16 +123,7 @@ class OdbcDriver:
     ) -> None:
         check_count("threads", threads, 1)
         self.options = options
-        self.pools = PoolManager(
-            max_size=options.max_size,
-            min_size=options.min_size,
-            acquire_timeout=options.acquire_timeout,
-            login_timeout=options.login_timeout,
-            max_idle=options.max_idle,
-            max_lifetime=options.max_lifetime,
-            max_per_server=options.max_per_server,
-            maintenance_interval=maintenance_interval,
-        )
+        self.pools = PoolManager(options, maintenance_interval=maintenance_interval)
         self.watchdog = Watchdog()
         self._threads = threads
         self._limiter: anyio.CapacityLimiter | None = None

@@ -27,7 +27,7 @@ import pyodbc
 
 from proxy.drivers.odbc.execute import prepare_connection
 from proxy.drivers.odbc.pool import ConnectionPool, ServerLimiter
-from proxy.drivers.sizing import check_count, check_seconds
+from proxy.drivers.sizing import PoolOptions, check_seconds
 from tenancy.backends import BackendKind
 
 if TYPE_CHECKING:
@@ -51,39 +51,19 @@ class _Entry:
 class PoolManager:
     """The process's pools, keyed by ``TenantLocation.pool_key``."""
 
-    def __init__(
-        self,
-        *,
-        max_size: int,
-        min_size: int = 0,
-        acquire_timeout: float,
-        login_timeout: float,
-        max_idle: float = 300.0,
-        max_lifetime: float = 3600.0,
-        max_per_server: int,
-        maintenance_interval: float | None = 10.0,
-    ) -> None:
-        check_count("max_size", max_size, 1)
-        check_count("min_size", min_size, 0)
-        if min_size > max_size:
-            raise ValueError(f"min_size ({min_size}) must not exceed max_size ({max_size})")
-        check_seconds("acquire_timeout", acquire_timeout, allow_zero=True)
-        check_seconds("login_timeout", login_timeout)
-        check_seconds("max_idle", max_idle)
-        check_seconds("max_lifetime", max_lifetime)
-        check_count("max_per_server", max_per_server, 1)
+    def __init__(self, options: PoolOptions, *, maintenance_interval: float | None = 10.0) -> None:
         if maintenance_interval is not None:
             check_seconds("maintenance_interval", maintenance_interval)
-        self.max_size = max_size
-        self.min_size = min_size
-        self.acquire_timeout = float(acquire_timeout)
+        self.max_size = options.max_size
+        self.min_size = options.min_size
+        self.acquire_timeout = float(options.acquire_timeout)
         # ODBC's login timeout (SQL_ATTR_LOGIN_TIMEOUT) is whole seconds; 0 would
         # mean "wait forever", so round up and never below one. psqlODBC hands it to
         # libpq's connect_timeout, which treats 1 as 2 (measured: 1 s → 2.0 s).
-        self.login_timeout = max(1, int(-(-login_timeout // 1)))
-        self.max_idle = float(max_idle)
-        self.max_lifetime = float(max_lifetime)
-        self.max_per_server = max_per_server
+        self.login_timeout = max(1, int(-(-options.login_timeout // 1)))
+        self.max_idle = float(options.max_idle)
+        self.max_lifetime = float(options.max_lifetime)
+        self.max_per_server = options.max_per_server
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._limiters: dict[str, ServerLimiter] = {}
