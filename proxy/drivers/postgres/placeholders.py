@@ -1,0 +1,151 @@
+"""``?`` markers to psycopg's ``%s``, outside PostgreSQL's quoted text and comments.
+
+The rewriter writes PostgreSQL SQL with ``?`` markers (the ODBC convention every
+driver receives); psycopg wants ``%s`` and reads every other ``%`` as the start of a
+placeholder, so a literal ``%`` (``LIKE 'a%'``) must become ``%%`` everywhere, quoted
+text included: psycopg does not parse SQL, it scans the whole text for ``%``.
+
+A ``?`` is a marker unless it sits inside
+
+* a string constant ``'...'`` (``''`` is a quote), including ``E'...'``, where a
+  backslash escapes the next character (``E'\\''`` is one quote), and the ``B``,
+  ``X``, ``N`` and ``U&`` prefixes, which quote like plain strings;
+* a quoted identifier ``"..."`` (``""`` is a quote);
+* a dollar-quoted string ``$tag$...$tag$`` (``$$...$$`` too); a ``$`` that continues
+  an identifier (``a$b``) or starts a positional parameter (``$1``) opens nothing;
+* a ``--`` comment (to the end of the line) or a ``/* */`` comment, which nests.
+
+Text that is never closed (an unterminated quote) holds no markers: the server
+rejects the statement anyway. Backslashes in plain ``'...'`` strings are literal, as
+with ``standard_conforming_strings = on``, PostgreSQL's default since 9.1. PostgreSQL
+operators spelt with ``?`` (jsonb's ``?``, ``?|``, ``?&``) cannot be written: every
+bare ``?`` is a marker, as with psqlODBC.
+
+Translations are cached per SQL text (the rewriter's plan cache hands out the same
+text for the same statement shape), in a bounded LRU.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+__all__ = ["CACHE_SIZE", "marker_count", "to_psycopg"]
+
+CACHE_SIZE = 4096
+"""SQL texts whose translation is kept. A text is a few hundred bytes to ~25 KB (818
+columns): the cache stays well under 100 MB even when every entry is a wide one."""
+
+# Where something interesting may start; everything between two hits is plain text.
+_INTERESTING = re.compile(r"""[?'"$]|--|/\*""")
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_\u0080-\U0010ffff]*)?\$")
+_COMMENT_TOKEN = re.compile(r"/\*|\*/")
+
+
+def _ident_char(char: str) -> bool:
+    return char.isalnum() or char in "_$" or char >= "\u0080"
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def to_psycopg(sql: str) -> str:
+    """``sql`` with its ``?`` markers as ``%s`` and every other ``%`` as ``%%``."""
+    if "?" not in sql:
+        return sql.replace("%", "%%")
+    pieces = [segment.replace("%", "%%") for segment in _split_at_markers(sql)]
+    return "%s".join(pieces)
+
+
+def marker_count(sql: str) -> int:
+    """How many ``?`` markers ``sql`` holds (for tests and checks)."""
+    return len(_split_at_markers(sql)) - 1
+
+
+def _split_at_markers(sql: str) -> list[str]:
+    """``sql`` cut at each marker ``?`` (the markers themselves dropped)."""
+    pieces: list[str] = []
+    start = 0
+    i = 0
+    n = len(sql)
+    while True:
+        match = _INTERESTING.search(sql, i)
+        if match is None:
+            break
+        found = match.group()
+        at = match.start()
+        if found == "?":
+            pieces.append(sql[start:at])
+            start = i = at + 1
+        elif found == "'":
+            i = _skip_string(sql, at, escapes=_is_escape_string(sql, at))
+        elif found == '"':
+            i = _skip_quoted(sql, at, '"')
+        elif found == "--":
+            newline = sql.find("\n", at + 2)
+            i = n if newline < 0 else newline + 1
+        elif found == "/*":
+            i = _skip_block_comment(sql, at)
+        else:  # "$"
+            i = _skip_dollar_quote(sql, at)
+    pieces.append(sql[start:])
+    return pieces
+
+
+def _is_escape_string(sql: str, quote_at: int) -> bool:
+    """Whether the quote at ``quote_at`` opens ``E'...'`` (not ``namE'...``)."""
+    if quote_at == 0 or sql[quote_at - 1] not in "eE":
+        return False
+    return quote_at == 1 or not _ident_char(sql[quote_at - 2])
+
+
+def _skip_string(sql: str, at: int, *, escapes: bool) -> int:
+    """The index after the string constant opening at ``at`` (``len(sql)`` if open)."""
+    n = len(sql)
+    i = at + 1
+    while i < n:
+        char = sql[i]
+        if escapes and char == "\\":
+            i += 2
+            continue
+        if char == "'":
+            if i + 1 < n and sql[i + 1] == "'":
+                i += 2
+                continue
+            return i + 1
+        i += 1
+    return n
+
+
+def _skip_quoted(sql: str, at: int, quote: str) -> int:
+    n = len(sql)
+    i = at + 1
+    while True:
+        close = sql.find(quote, i)
+        if close < 0:
+            return n
+        if close + 1 < n and sql[close + 1] == quote:
+            i = close + 2
+            continue
+        return close + 1
+
+
+def _skip_block_comment(sql: str, at: int) -> int:
+    depth = 1
+    i = at + 2
+    while depth:
+        match = _COMMENT_TOKEN.search(sql, i)
+        if match is None:
+            return len(sql)
+        depth += 1 if match.group() == "/*" else -1
+        i = match.end()
+    return i
+
+
+def _skip_dollar_quote(sql: str, at: int) -> int:
+    if at > 0 and _ident_char(sql[at - 1]):
+        return at + 1  # part of an identifier such as a$b, or of a closing tag
+    match = _DOLLAR_TAG.match(sql, at)
+    if match is None:
+        return at + 1  # $1 or a lone $
+    tag = match.group()
+    close = sql.find(tag, match.end())
+    return len(sql) if close < 0 else close + len(tag)

@@ -1,0 +1,536 @@
+"""One statement on a pooled psycopg connection, with a timeout that really stops it.
+
+Timeouts come in two layers, as in ``proxy.drivers.odbc.execute``:
+
+* The server's: ``SET statement_timeout`` on the session, sent only when it differs
+  from what this connection last had (a round trip saved per request). The server
+  stops the statement itself (57014, ``StatementTimeout``) and the session stays
+  usable. Inside a transaction a different timeout is ``SET LOCAL``: a rollback would
+  undo a plain ``SET`` and leave our record of the session's value wrong, while
+  ``SET LOCAL`` ends with the transaction and the session's value is what we recorded.
+  ``transaction(timeout_s=...)`` sets the session's value before ``BEGIN``, so
+  statements inside with that same timeout need no ``SET`` at all.
+* The client's backstop, ``backstop_delay(timeout_s)`` later (``min(2.0, 0.25 +
+  timeout_s * 0.1)``, as for ODBC), for a server that cannot answer or a session whose
+  ``statement_timeout`` is not what we think. It sends a cancel request
+  (``cancel_safe``, libpq's non-blocking cancel, bounded by ``CANCEL_TIMEOUT_S``) and
+  gives the statement ``CANCEL_GRACE_S`` to end with 57014. If it does not, the
+  request's task is cancelled: psycopg answers a cancellation by cancelling the query
+  itself and waiting up to 5 s for the server, and a second cancellation makes it
+  close the connection at once (psycopg #1435); the backstop repeats the cancellation
+  until the statement has left psycopg, then turns it back into ``StatementTimeout``
+  (``Task.uncancel``, so a cancellation from elsewhere still propagates). Either way
+  the connection is retired: after a backstop nobody knows what the session still
+  holds. The backstops of all statements share one timer (``watch.Watch``).
+
+A request cancelled from elsewhere (the client went away, a caller's deadline) leaves
+with its ``CancelledError`` and its connection is retired by the pool. psycopg cancels
+the query itself when its wait is interrupted, but an anyio cancel scope interrupts
+that cancel too; so unless the session is seen idle afterwards, a cancel request goes
+out through the connection's cancel key from a worker thread
+(``_cancel_in_background``), and the statement stops on the server at once rather than
+at its ``statement_timeout``.
+
+Results: psycopg's client-side cursor holds the whole result in libpq's memory (reads
+carry a ``LIMIT`` bound to ``max_rows + 1`` in their SQL, see ``rewriter.row_cap``);
+at most ``max_rows + 1`` rows are turned into Python objects. ``count_all_rows`` reads
+the row count from the result (``PQntuples``), so a write's RETURNING rows are all
+counted without being loaded.
+
+Prepared statements: psycopg prepares every statement on first use
+(``pool.PREPARE_THRESHOLD``), and a prepared statement's result columns are read
+from libpq once per connection (``_columns``). Another session's DDL can change a prepared
+statement's result type (``0A000 cached plan must not change result type``); psycopg
+keeps the stale statement, so on that error outside a transaction the session drops
+its prepared statements (``DEALLOCATE ALL``, which psycopg recognises and clears its
+own cache for) and runs the statement again once; in a transaction the connection is
+retired instead and the caller gets a retryable ``BackendUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import AsyncCursor
+from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
+from psycopg.pq.abc import PGcancel, PGresult
+
+from proxy.drivers.base import ResultColumn, ResultSet, empty_result
+from proxy.drivers.errors import Kind
+from proxy.drivers.postgres.errors import kind_of, translate
+from proxy.drivers.postgres.placeholders import to_psycopg
+from proxy.drivers.postgres.pool import PooledConnection
+from proxy.drivers.postgres.types import load_rows, type_name
+from proxy.errors import BackendRejected, ProxyError, StatementTimeout
+
+__all__ = [
+    "CANCEL_GRACE_S",
+    "CANCEL_TIMEOUT_S",
+    "PgSession",
+    "backstop_delay",
+    "execute_on",
+    "fetch_all",
+]
+
+log = logging.getLogger(__name__)
+
+CANCEL_TIMEOUT_S = 1.0
+"""How long the backstop's cancel request may take (a partition blocks it too)."""
+CANCEL_GRACE_S = 1.0
+"""How long a statement has to end after the backstop's cancel request."""
+CONTROL_TIMEOUT_S = 5.0
+"""Timeout of BEGIN, COMMIT and ROLLBACK when the caller gave none."""
+
+_TUPLES_OK = ExecStatus.TUPLES_OK
+_FORCE_INTERVAL_S = 0.01
+_FORCE_ATTEMPTS = 500
+_BACKSTOPS: set[asyncio.Task[None]] = set()  # strong references to running helpers
+_POOL_COLUMNS_MAX = 512
+_CONNECTION_COLUMNS_MAX = 256
+_COLUMNS_MAX = 65536
+_COLUMNS: dict[tuple[bytes | None, int], ResultColumn] = {}
+"""Interned result columns: a table's columns are the same objects in every result."""
+
+
+def backstop_delay(timeout_s: float) -> float:
+    """How long after the server's timeout the client gives up (as for ODBC)."""
+    return min(2.0, 0.25 + timeout_s * 0.1)
+
+
+def _check(timeout_s: float, max_rows: int | None = None) -> None:
+    if not (timeout_s > 0) or math.isinf(timeout_s):
+        raise ValueError(f"timeout_s must be finite and > 0, got {timeout_s!r}")
+    if max_rows is not None and max_rows < 0:
+        raise ValueError(f"max_rows must be >= 0, got {max_rows!r}")
+
+
+class PgSession:
+    """A connection on loan (``proxy.drivers.base.Session``)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: PooledConnection) -> None:
+        self._conn: PooledConnection | None = conn
+
+    def detach(self) -> None:
+        """The connection went back to its pool: later use is a bug, and fails."""
+        self._conn = None
+
+    def _live(self) -> PooledConnection:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("this session's connection went back to its pool")
+        return conn
+
+    async def execute(
+        self,
+        sql: str,
+        params: Sequence[object] = (),
+        *,
+        timeout_s: float,
+        max_rows: int,
+        count_all_rows: bool = False,
+    ) -> ResultSet:
+        return await execute_on(
+            self._live(),
+            sql,
+            params,
+            timeout_s=timeout_s,
+            max_rows=max_rows,
+            count_all_rows=count_all_rows,
+        )
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, timeout_s: float | None = None) -> AsyncIterator[None]:
+        """``BEGIN`` … ``COMMIT``, or ``ROLLBACK`` when the block raises.
+
+        ``timeout_s`` becomes the session's statement timeout before ``BEGIN``; without
+        it, BEGIN, COMMIT and ROLLBACK get ``CONTROL_TIMEOUT_S``.
+        """
+        conn = self._live()
+        if conn.in_transaction:
+            raise RuntimeError("a transaction is already open on this session")
+        if timeout_s is not None:
+            _check(timeout_s)
+            await _set_timeout(conn, timeout_s)
+        budget = timeout_s if timeout_s is not None else CONTROL_TIMEOUT_S
+        await _run(conn, "BEGIN", None, budget, prepare=False)
+        conn.in_transaction = True
+        try:
+            yield
+        except BaseException as exc:
+            _end_transaction(conn)
+            if isinstance(exc, Exception) and not conn.broken:
+                try:
+                    await _run(conn, "ROLLBACK", None, budget, prepare=False)
+                except ProxyError:
+                    conn.broken = True
+            else:
+                conn.broken = True
+            raise
+        _end_transaction(conn)
+        await _run(conn, "COMMIT", None, budget, prepare=False)
+
+
+def _end_transaction(conn: PooledConnection) -> None:
+    conn.in_transaction = False
+    conn.local_timeout_ms = None
+
+
+async def execute_on(
+    conn: PooledConnection,
+    sql: str,
+    params: Sequence[object],
+    *,
+    timeout_s: float,
+    max_rows: int,
+    count_all_rows: bool = False,
+) -> ResultSet:
+    """Run ``sql`` (``?`` markers) on ``conn``; errors come as ``ProxyError``.
+
+    The hot path of every request, hence written out flat: each coroutine layer costs
+    more than most of what it would hold.
+    """
+    if not (timeout_s > 0) or math.isinf(timeout_s) or max_rows < 0:
+        _check(timeout_s, max_rows)
+    await _statement(conn, sql, params, timeout_s)
+    cursor = conn.cursor
+    pgresult = cursor.pgresult
+    if pgresult is None or pgresult.status != _TUPLES_OK:
+        # No result set: an INSERT/UPDATE/DELETE without RETURNING, or DDL.
+        return empty_result(cursor.rowcount)
+    columns = _columns(conn, sql, pgresult)
+    total = pgresult.ntuples
+    wanted = min(total, max_rows + 1)
+    loaded = await _load(cursor, pgresult, wanted) if wanted else []
+    truncated = len(loaded) > max_rows
+    rows = [list(row) for row in (loaded[:max_rows] if truncated else loaded)]
+    return ResultSet(
+        columns=columns,
+        rows=rows,
+        row_count=total if count_all_rows else len(rows),
+        truncated=truncated,
+    )
+
+
+async def fetch_all(
+    conn: PooledConnection, sql: str, params: Sequence[object], *, timeout_s: float
+) -> tuple[list[tuple[str, int]], list[tuple[Any, ...]], int]:
+    """Run ``sql`` on ``conn`` and return (name, type OID) per column, every row, rowcount.
+
+    For ``blocking``'s DB-API cursor: catalog reads want all their rows.
+    """
+    _check(timeout_s)
+    await _statement(conn, sql, params, timeout_s)
+    cursor = conn.cursor
+    pgresult = cursor.pgresult
+    if pgresult is None or pgresult.status != _TUPLES_OK:
+        return [], [], cursor.rowcount
+    described = [
+        (_column_name(pgresult.fname(i)), pgresult.ftype(i)) for i in range(pgresult.nfields)
+    ]
+    rows = await _load(cursor, pgresult, pgresult.ntuples) if pgresult.ntuples else []
+    return described, rows, len(rows)
+
+
+async def _statement(
+    conn: PooledConnection, sql: str, params: Sequence[object], timeout_s: float
+) -> None:
+    """Run a caller's statement: its timeout set, its backstop armed, errors translated."""
+    query = to_psycopg(sql)
+    if conn.in_transaction or conn.timeout_ms != _milliseconds(timeout_s):
+        await _set_timeout(conn, timeout_s)
+    guard = _Backstop(conn, timeout_s)
+    try:
+        await conn.cursor.execute(query, params)
+    except _HANDLED as exc:
+        guard.disarm()  # before _failed, which may run statements of its own
+        await _failed(
+            conn, exc, guard, timeout_s=timeout_s, query=query, params=params, retry_stale=True
+        )
+    finally:
+        guard.disarm()
+
+
+def _milliseconds(timeout_s: float) -> int:
+    return max(1, math.ceil(timeout_s * 1000))
+
+
+async def _set_timeout(conn: PooledConnection, timeout_s: float) -> None:
+    milliseconds = _milliseconds(timeout_s)
+    if conn.in_transaction:
+        current = conn.local_timeout_ms or conn.timeout_ms
+        if current == milliseconds:
+            return
+        # An integer we formatted ourselves: no injection, and SET takes no binds.
+        await _run(
+            conn, f"SET LOCAL statement_timeout = {milliseconds}", None, timeout_s, prepare=False
+        )
+        conn.local_timeout_ms = milliseconds
+        return
+    if conn.timeout_ms == milliseconds:
+        return
+    conn.timeout_ms = None  # unknown until the SET succeeds
+    await _run(conn, f"SET statement_timeout = {milliseconds}", None, timeout_s, prepare=False)
+    conn.timeout_ms = milliseconds
+
+
+async def _run(
+    conn: PooledConnection,
+    query: str,
+    params: Sequence[object] | None,
+    timeout_s: float,
+    *,
+    prepare: bool | None = None,
+) -> None:
+    """Execute on ``conn``'s cursor under the backstop; errors come as ``ProxyError``."""
+    guard = _Backstop(conn, timeout_s)
+    try:
+        await conn.cursor.execute(query, params, prepare=prepare)
+    except _HANDLED as exc:
+        guard.disarm()
+        await _failed(
+            conn, exc, guard, timeout_s=timeout_s, query=query, params=params, retry_stale=False
+        )
+    finally:
+        guard.disarm()
+
+
+_HANDLED = (asyncio.CancelledError, psycopg.Error, TypeError, ValueError, OverflowError)
+
+
+async def _failed(
+    conn: PooledConnection,
+    exc: BaseException,
+    guard: _Backstop,
+    *,
+    timeout_s: float,
+    query: str,
+    params: Sequence[object] | None,
+    retry_stale: bool,
+) -> None:
+    """Raise what ``exc``, raised by psycopg's execute, means for the caller.
+
+    Returns only when a statement failed on a stale prepared statement and its second
+    run succeeded (``retry_stale``).
+    """
+    if isinstance(exc, asyncio.CancelledError):
+        if guard.swallow_cancellation():
+            raise _timeout_error(timeout_s) from None
+        conn.broken = True
+        _cancel_in_background(conn)
+        raise exc
+    if isinstance(exc, psycopg.Error):
+        if exc.sqlstate == "0A000" and retry_stale and not guard.fired:
+            if not conn.in_transaction:
+                # Possibly a prepared statement made stale by another session's DDL
+                # (whatever the server's language): drop them all and try once more. A
+                # feature that is really unsupported fails again: the caller's error.
+                await _run(conn, "DEALLOCATE ALL", None, timeout_s, prepare=False)
+                await _run(conn, query, params, timeout_s)
+                return
+            if kind_of(exc) is Kind.TRANSIENT:
+                conn.broken = True  # its stale prepared statement would fail again
+        error = translate(exc, timed_out=guard.fired, password=conn.pool.params.password)
+        if guard.fired or kind_of(exc) is Kind.BROKEN:
+            conn.broken = True
+        if isinstance(error, StatementTimeout):
+            error.details["timeout_ms"] = round(timeout_s * 1000)
+        raise error from exc
+    if params:
+        # psycopg's dumpers raise these on some values they cannot send (a list mixing
+        # numbers and text): the caller's value, so a 400, not a 500. Raised before
+        # anything reached the server, but the connection is retired all the same.
+        conn.broken = True
+        raise BackendRejected(
+            f"a parameter cannot be sent to the backend ({type(exc).__name__})"
+        ) from exc
+    raise exc
+
+
+def _cancel_in_background(conn: PooledConnection) -> None:
+    """Make sure the statement of a request cancelled from outside stops on the server.
+
+    psycopg cancels the query itself when its wait is interrupted, but an anyio cancel
+    scope (Starlette's) interrupts that too, and psycopg then just closes the socket:
+    a backend busy in ``pg_sleep`` or a long scan does not notice, and runs on until its
+    ``statement_timeout``. A cancel request through the key kept since connect works
+    on a closed connection; libpq's classic cancel blocks, hence a worker thread.
+    """
+    pgconn = conn.raw.pgconn
+    if pgconn.status == ConnStatus.OK and pgconn.transaction_status == TransactionStatus.IDLE:
+        return  # psycopg's own cancel went through and the statement is over
+    canceller = conn.canceller
+    if canceller is None:
+        return
+    loop = asyncio.get_running_loop()
+    try:
+        loop.run_in_executor(None, _send_cancel, canceller, conn.pool.name)
+    except RuntimeError:  # the loop is shutting down; the statement_timeout remains
+        log.warning("pool %s: could not send a cancel request", conn.pool.name)
+
+
+def _send_cancel(canceller: PGcancel, pool_name: str) -> None:
+    try:
+        canceller.cancel()
+    except psycopg.Error as exc:
+        log.warning("pool %s: cancel request failed: %s", pool_name, type(exc).__name__)
+
+
+def _timeout_error(timeout_s: float) -> StatementTimeout:
+    error = StatementTimeout("the statement was cancelled: it ran past its timeout")
+    error.details["timeout_ms"] = round(timeout_s * 1000)
+    return error
+
+
+class _Backstop:
+    """The client-side end of one statement's wait (see the module docstring)."""
+
+    __slots__ = (
+        "_conn",
+        "_done",
+        "_helper",
+        "_task",
+        "cancels",
+        "deadline",
+        "fired",
+        "in_flight",
+    )
+
+    def __init__(self, conn: PooledConnection, timeout_s: float) -> None:
+        self._conn = conn
+        self._task = asyncio.current_task()
+        self.in_flight = True
+        self.fired = False
+        self.cancels = 0
+        self._done: asyncio.Event | None = None
+        self._helper: asyncio.Task[None] | None = None
+        watch = conn.pool.watch
+        # backstop_delay(timeout_s), inlined: this runs for every statement.
+        self.deadline = watch.now() + timeout_s + min(2.0, 0.25 + timeout_s * 0.1)
+        watch.arm(self)
+
+    def disarm(self) -> None:
+        """The statement left psycopg (called before anything else can run)."""
+        self.in_flight = False
+        self._conn.pool.watch.disarm(self)
+        if self._done is not None:
+            self._done.set()
+            if self._helper is not None and self.cancels == 0:
+                # A cancel request still on its way would hit the session's next
+                # statement, should the caller run one before giving the session back.
+                self._helper.cancel()
+
+    def swallow_cancellation(self) -> bool:
+        """Undo our own cancellations; True when nobody else cancelled the task."""
+        if not self.cancels or self._task is None:
+            return False
+        for _ in range(self.cancels):
+            self._task.uncancel()
+        return self._task.cancelling() == 0
+
+    def fire(self) -> None:
+        """The deadline passed (called by the ``Watch``)."""
+        if not self.in_flight:
+            return
+        self.fired = True
+        self._conn.broken = True
+        self._done = asyncio.Event()
+        helper = self._helper = asyncio.get_running_loop().create_task(self._stop())
+        _BACKSTOPS.add(helper)
+        helper.add_done_callback(_BACKSTOPS.discard)
+
+    async def _stop(self) -> None:
+        assert self._done is not None
+        try:
+            await self._conn.raw.cancel_safe(timeout=CANCEL_TIMEOUT_S)
+        except (psycopg.Error, OSError) as exc:
+            # Reported, not raised: the forced end below still frees the request.
+            log.warning(
+                "pool %s: cancel request failed: %s", self._conn.pool.name, type(exc).__name__
+            )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CANCEL_GRACE_S):
+                await self._done.wait()
+        attempts = 0
+        while self.in_flight and self._task is not None and attempts < _FORCE_ATTEMPTS:
+            if self._task.cancel():
+                self.cancels += 1
+            attempts += 1
+            await asyncio.sleep(_FORCE_INTERVAL_S)
+        if self.in_flight:
+            log.error("pool %s: a statement ignored its backstop", self._conn.pool.name)
+        elif self.cancels:
+            log.warning(
+                "pool %s: a statement past its backstop was abandoned, its connection closed",
+                self._conn.pool.name,
+            )
+
+
+def _columns(conn: PooledConnection, query: str, pgresult: PGresult) -> list[ResultColumn]:
+    """The result's columns, read from libpq only when they may have changed.
+
+    Reading 818 names and types and making their ``ResultColumn`` costs ~2 ms on the
+    test box, four times the statement itself. A prepared statement's result columns
+    cannot change while it stays prepared (the server fails it with 0A000 instead), and
+    psycopg's counter of prepared statements moves whenever it prepares one anew (after
+    an eviction, a ``DEALLOCATE ALL``, DDL or a rollback on this connection, or for a
+    statement it cannot keep prepared). So the columns are reused while the counter has
+    not moved since they were read on this connection, and read again otherwise; the
+    lists are shared through the pool, and a copy is returned. The counter is private
+    to psycopg 3.3 (``PooledConnection.prepared``): without it, columns are simply read
+    from every result, and ``test_result_columns_are_reused`` notices.
+    """
+    manager = conn.prepared
+    generation: int = manager._prepared_idx if manager is not None else -1
+    known = conn.described.get(query)
+    if known is not None and known[0] == generation and generation >= 0:
+        return list(known[1])
+    columns = [
+        _result_column(pgresult.fname(i), pgresult.ftype(i)) for i in range(pgresult.nfields)
+    ]
+    shared = conn.pool.columns
+    previous = shared.get(query)
+    if previous == columns:
+        columns = previous
+    else:
+        _bounded_put(shared, query, columns, _POOL_COLUMNS_MAX)
+    if generation >= 0:
+        _bounded_put(conn.described, query, (generation, columns), _CONNECTION_COLUMNS_MAX)
+    return list(columns)
+
+
+def _bounded_put(cache: dict[str, Any], key: str, value: Any, limit: int) -> None:
+    cache.pop(key, None)
+    if len(cache) >= limit:
+        del cache[next(iter(cache))]  # the oldest entry
+    cache[key] = value
+
+
+def _result_column(raw_name: bytes | None, oid: int) -> ResultColumn:
+    key = (raw_name, oid)
+    column = _COLUMNS.get(key)
+    if column is None:
+        if len(_COLUMNS) >= _COLUMNS_MAX:
+            _COLUMNS.clear()
+        column = _COLUMNS[key] = ResultColumn(_column_name(raw_name), type_name(oid))
+    return column
+
+
+async def _load(cursor: AsyncCursor[Any], pgresult: PGresult, count: int) -> list[tuple[Any, ...]]:
+    try:
+        return await cursor.fetchmany(count)
+    except psycopg.DataError:
+        # A date Python cannot hold (infinity, year 0 or 10000+): load it as text.
+        return load_rows(pgresult, 0, count)
+
+
+def _column_name(raw: bytes | None) -> str:
+    # The connection's client_encoding is UTF8 (conninfo), whatever the database's.
+    return raw.decode("utf-8", "replace") if raw is not None else ""
