@@ -17,7 +17,7 @@ from pathlib import Path
 
 from proxy.auth import hash_token
 from proxy.cli.demo import DEMO_PORT, DEMO_TOKEN_ENV, demo_settings, print_examples
-from proxy.cli.serve import LOG_FORMAT, serve
+from proxy.cli.serve import configure_logging, serve
 from proxy.config import ConfigError, load
 
 __all__ = ["main"]
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("--config", required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    configure_logging()
 
     try:
         if args.command == "serve":

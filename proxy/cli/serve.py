@@ -24,7 +24,7 @@ from proxy.compose import build
 from proxy.config import Settings, load
 from proxy.frontends.http.app import create_app
 
-__all__ = ["app_from_environment", "serve"]
+__all__ = ["app_from_environment", "configure_logging", "serve"]
 
 CONFIG_ENV = "TENANTGATE_CONFIG"
 RUN_DIR_ENV = "TENANTGATE_RUN_DIR"
@@ -70,9 +70,16 @@ def serve(
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    # psycopg warns "query cancellation interrupted" when a request is cancelled
+    # mid-statement; the PostgreSQL driver then cancels from a thread of its own.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
+
+
 def app_from_environment() -> Starlette:
     """A worker's app (uvicorn calls this in each worker process)."""
     # A spawned worker starts afresh: the parent's logging set-up is not inherited.
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    configure_logging()
     settings = load(os.environ[CONFIG_ENV])
     return create_app(build(settings, run_dir=os.environ[RUN_DIR_ENV]))
