@@ -9,7 +9,6 @@ tenantgate check-config --config    validate a configuration file and exit
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import secrets
 import sys
