@@ -48,6 +48,7 @@ def main() -> int:
     parser.add_argument(
         "--sqlserver", action="store_true", help="add one SQL Server tenant per ODBC driver"
     )
+    parser.add_argument("--workers", type=int, default=2, help="server.workers (default 2)")
     args = parser.parse_args()
     with contextlib.ExitStack() as scope:
         tds = None
@@ -59,7 +60,13 @@ def main() -> int:
         drivers = tds.drivers if tds is not None else ()
         stack = scope.enter_context(
             churn_stack(
-                Path(tmp), pg, tenants=args.tenants, ttl_s=args.ttl, tds=tds, sqlserver=drivers
+                Path(tmp),
+                pg,
+                tenants=args.tenants,
+                ttl_s=args.ttl,
+                tds=tds,
+                sqlserver=drivers,
+                workers=args.workers,
             )
         )
         report = run_churn(

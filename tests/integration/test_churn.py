@@ -7,6 +7,10 @@ Server from a connection whose database is the tenant's) and through the custom-
 API. The workload and its checks are in ``tests/support/churn.py``;
 ``benchmarks/churn.py`` runs it longer and prints figures.
 
+The service runs two worker processes (``server.workers = 2``): what one worker learns
+of a change, the other must learn too (``proxy.pipeline.invalidation``), and both
+heal what nobody told them.
+
 ``TENANTGATE_CHURN_SECONDS`` (default 60, the issue's "every second for a minute")
 shortens or lengthens the churn window. The figures are printed (``pytest -s``).
 """
@@ -26,6 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 SECONDS = float(os.environ.get("TENANTGATE_CHURN_SECONDS", "60"))
 TENANTS = 6
+WORKERS = 2
 
 
 @pytest.fixture
@@ -50,7 +55,12 @@ def test_schema_churn_under_load(
     # The same number of tenants either way, so the run costs what it always did.
     drivers = optional_tds_server.drivers if optional_tds_server is not None else ()
     with churn_stack(
-        tmp_path, pg, tenants=TENANTS - len(drivers), tds=optional_tds_server, sqlserver=drivers
+        tmp_path,
+        pg,
+        tenants=TENANTS - len(drivers),
+        tds=optional_tds_server,
+        sqlserver=drivers,
+        workers=WORKERS,
     ) as stack:
         report = run_churn(stack, seconds=SECONDS)
         log = stack.log_path.read_text(encoding="utf-8", errors="replace")

@@ -133,13 +133,17 @@ class ChurnStack:
         return dict(out)
 
 
-def _config(controller: Path, ttl_s: float) -> str:
+def _config(controller: Path, ttl_s: float, workers: int) -> str:
     base_model = "\n".join(
         f"{table} = [{', '.join(repr(c) for c in cols)}]" for table, cols in BASE_MODEL.items()
     )
     return f"""
+[server]
+workers = {workers}
+
 [controller]
 connection_string = "Driver=SQLite3;Database={controller}"
+changes_table = "TenantgateChanges"
 
 [backends.postgresql]
 template = "BoolsAsChar=0"
@@ -174,9 +178,10 @@ def churn_stack(
     ttl_s: float = 300.0,
     tds: TdsServer | None = None,
     sqlserver: tuple[str, ...] = (),
+    workers: int = 1,
 ) -> Iterator[ChurnStack]:
     """``tenants`` PostgreSQL tenants (ids 1..n), then one SQL Server tenant on ``tds``
-    per driver label in ``sqlserver`` (ids n+1...)."""
+    per driver label in ``sqlserver`` (ids n+1...), served by ``workers`` processes."""
     churn: dict[int, ChurnTenant] = {}
     rows: list[tuple[int, str, str]] = []
     with contextlib.ExitStack() as cleanup:
@@ -201,7 +206,7 @@ def churn_stack(
         controller = root / "controller.db"
         write_controller(controller, rows)
         config = root / "tenantgate.toml"
-        config.write_text(_config(controller, ttl_s), encoding="utf-8")
+        config.write_text(_config(controller, ttl_s, workers), encoding="utf-8")
         log_path = root / "service.log"
         with serve(config, log_path) as (url, _pid):
             yield ChurnStack(url, pg, churn, log_path, tds)
