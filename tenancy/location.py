@@ -10,8 +10,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from cachetools import LRUCache
 
 from tenancy.backends import BackendKind, driver_name, is_library, kind_for_driver
 from tenancy.connstr import EMPTY, ConnectionString
@@ -78,9 +82,32 @@ Pool keys are therefore only stable within one process: never persist them."""
 _POOL_KEY_HEX_CHARS = 32  # 128 bits: collisions are not a practical concern
 
 
-def _pool_key(kind: BackendKind, connect: ConnectionString) -> str:
-    digest = hmac.new(_POOL_KEY_SECRET, connect.canonical().encode("utf-8"), hashlib.sha256)
+def _pool_key(kind: BackendKind, canonical: str) -> str:
+    digest = hmac.new(_POOL_KEY_SECRET, canonical.encode("utf-8"), hashlib.sha256)
     return f"{kind.value}:{digest.hexdigest()[:_POOL_KEY_HEX_CHARS]}"
+
+
+_SHARED: LRUCache[tuple[BackendKind, str], tuple[ConnectionString, str]] = LRUCache(4096)
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared(kind: BackendKind, connect: ConnectionString) -> tuple[ConnectionString, str]:
+    """One ``ConnectionString`` and pool key per distinct way of connecting.
+
+    Thousands of tenants in the schemas of one PostgreSQL database, or in the databases
+    of one SQL Server, connect the same way: without this each would hold its own copy
+    of both (about 1.5 KB a tenant, measured with ``benchmarks/many_tenants.py``). The
+    table is bounded; an evicted entry is only made again.
+    """
+    canonical = connect.canonical()
+    key = (kind, canonical)
+    with _SHARED_LOCK:
+        found = _SHARED.get(key)
+    if found is None:
+        made = (connect, _pool_key(kind, canonical))
+        with _SHARED_LOCK:
+            found = _SHARED.setdefault(key, made)
+    return found
 
 
 def _merge(cs: ConnectionString, template: ConnectionString, kind: BackendKind) -> ConnectionString:
@@ -186,10 +213,11 @@ def _locate_sqlite(merged: ConnectionString, schema: str | None) -> TenantLocati
         # Ignoring it would put tenants that expect separate schemas into one file.
         raise TenantMisconfigured("Schema= is not supported for SQLite tenants")
     path = _required(merged, ("Database",), "database file")
+    connect, pool_key = _shared(BackendKind.SQLITE, merged)
     return TenantLocation(
         kind=BackendKind.SQLITE,
-        connect=merged,
-        pool_key=_pool_key(BackendKind.SQLITE, merged),
+        connect=connect,
+        pool_key=pool_key,
         server_key="sqlite://local",
         catalog=None,
         schema=None,
@@ -201,11 +229,12 @@ def _locate_postgresql(merged: ConnectionString, schema: str | None) -> TenantLo
     host = _required(merged, ("Server", "Servername"), "server")
     port = _port(_one_of(merged, ("Port",), "port"), 5432, merged)
     database = _required(merged, ("Database",), "database")
+    connect, pool_key = _shared(BackendKind.POSTGRESQL, merged)
     return TenantLocation(
         kind=BackendKind.POSTGRESQL,
-        connect=merged,
-        pool_key=_pool_key(BackendKind.POSTGRESQL, merged),
-        server_key=f"postgresql://{_host_label(host)}:{port}",
+        connect=connect,
+        pool_key=pool_key,
+        server_key=sys.intern(f"postgresql://{_host_label(host)}:{port}"),
         catalog=None,
         schema=schema.strip() if schema is not None else "public",
         database=database,
@@ -217,12 +246,14 @@ def _locate_sqlserver(merged: ConnectionString, schema: str | None) -> TenantLoc
     database = _required(merged, ("Database", "Initial Catalog"), "database")
     # Without the database, every tenant database on one server and login shares a pool;
     # generated SQL names the database explicitly instead.
-    connect = merged.without("Database", "Initial Catalog")
+    connect, pool_key = _shared(
+        BackendKind.SQLSERVER, merged.without("Database", "Initial Catalog")
+    )
     return TenantLocation(
         kind=BackendKind.SQLSERVER,
         connect=connect,
-        pool_key=_pool_key(BackendKind.SQLSERVER, connect),
-        server_key=_sqlserver_server_key(server, merged),
+        pool_key=pool_key,
+        server_key=sys.intern(_sqlserver_server_key(server, merged)),
         catalog=database,
         schema=schema.strip() if schema is not None else "dbo",
         database=database,

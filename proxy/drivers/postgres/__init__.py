@@ -20,12 +20,12 @@ execute+fetch after warm-up, "fresh" the 1st / 2nd / 3rd run on a new connection
 ==========  ===================  ===========  =========  =============================
 query       prepare_threshold    wall µs      CPU µs     fresh connection, µs
 ==========  ===================  ===========  =========  =============================
-point       0 (chosen)           204-222      144-155    2751-3107 / 416-516 / 255-380
-point       1                    190-193      128-133    2954-3383 / 931-2440 / 398-1136
+point       0                    204-222      144-155    2751-3107 / 416-516 / 255-380
+point       1 (chosen)           190-193      128-133    2954-3383 / 931-2440 / 398-1136
 point       5 (psycopg default)  177-202      128-145    2375-3440 / 626-1605 / 403-649
 point       None (never)         226-243      126-131    2077-3140 / 800-1359 / 316-807
-818 cols    0 (chosen)           637-650      347-350    18149-26109 / 2157-2955 / 1826-2789
-818 cols    1                    478-661      274-380    14884-25651 / 9500-14792 / 2447-3926
+818 cols    0                    637-650      347-350    18149-26109 / 2157-2955 / 1826-2789
+818 cols    1 (chosen)           478-661      274-380    14884-25651 / 9500-14792 / 2447-3926
 818 cols    5                    447-551      262-304    14786-17609 / 9143-11059 / 8881-10450
 818 cols    None                 6693-9874    795-822    14752-15694 / 8273-9086 / 8399-8505
 ==========  ===================  ===========  =========  =============================
@@ -34,7 +34,9 @@ Prepared, the 818-column row costs a tenth of its unprepared self: the server
 otherwise parses and plans 818 columns every time. Once prepared, every threshold is
 alike (the differences above are the box's noise); threshold 0 is prepared from the
 second run on, at the price of one extra round trip on the first run of each
-statement on each connection, so ``prepare_threshold=0``. Binary against text results
+statement on each connection. The driver uses 1 all the same (``pool.PREPARE_THRESHOLD``
+says why: with thousands of tenants, preparing on first sight costs two round trips per
+request). Binary against text results
 (threshold 0): point 178-194 against 165-206 µs wall, 125-134 against 121-142 µs CPU;
 818 columns 444-637 against 505-563 µs wall, 274-328 against 267-298 µs CPU: no
 consistent difference, and binary hands out raw bytes for types without a binary

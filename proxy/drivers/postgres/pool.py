@@ -70,12 +70,16 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_SATURATED = 1.0
 
-PREPARE_THRESHOLD = 0
-"""psycopg prepares a statement the first time a connection runs it (measured, see the
-package docstring: the 818-column row costs 7-10 ms unprepared and 0.5-0.7 ms prepared;
-preparing costs one extra round trip on a statement's first run on a connection, and
-with threshold 0 its second run is already prepared). psycopg keeps the 100 most recent
-per connection (``prepared_max``)."""
+PREPARE_THRESHOLD = 1
+"""psycopg prepares a statement the second time a connection runs it within its window
+of the 100 most recent statements (``prepared_max``). Measured (the package
+docstring): the 818-column row costs 7-10 ms unprepared and 0.5-0.7 ms prepared, and
+once prepared every threshold performs alike. Not 0, which prepares on first sight:
+with thousands of tenants each tenant's statement is a different text (its schema or
+database is in it), and at 0 a connection cycling over them prepared every one and
+deallocated the one it evicted, two extra round trips per request: p50 2.9x at 3,000
+tenants against 10 (``benchmarks/many_tenants.py``). At 1 a statement seen once runs
+unprepared in one round trip, and a repeated one is prepared from its second run."""
 
 TRUST_RECENT_S = 1.0
 """An idle connection used less than this long ago is lent without polling its socket."""

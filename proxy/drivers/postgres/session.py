@@ -199,13 +199,15 @@ async def execute_on(
     """
     if not (timeout_s > 0) or math.isinf(timeout_s) or max_rows < 0:
         _check(timeout_s, max_rows)
+    manager = conn.prepared
+    before = manager._prepared_idx if manager is not None else -1
     await _statement(conn, sql, params, timeout_s)
     cursor = conn.cursor
     pgresult = cursor.pgresult
     if pgresult is None or pgresult.status != _TUPLES_OK:
         # No result set: an INSERT/UPDATE/DELETE without RETURNING, or DDL.
         return empty_result(cursor.rowcount)
-    columns = _columns(conn, sql, pgresult)
+    columns = _columns(conn, sql, pgresult, before)
     total = pgresult.ntuples
     wanted = min(total, max_rows + 1)
     loaded = await _load(cursor, pgresult, wanted) if wanted else []
@@ -473,19 +475,24 @@ class _Backstop:
             )
 
 
-def _columns(conn: PooledConnection, query: str, pgresult: PGresult) -> list[ResultColumn]:
+def _columns(
+    conn: PooledConnection, query: str, pgresult: PGresult, before: int
+) -> list[ResultColumn]:
     """The result's columns, read from libpq only when they may have changed.
 
     Reading 818 names and types and making their ``ResultColumn`` costs ~2 ms on the
     test box, four times the statement itself. A prepared statement's result columns
-    cannot change while it stays prepared (the server fails it with 0A000 instead), and
-    psycopg's counter of prepared statements moves whenever it prepares one anew (after
-    an eviction, a ``DEALLOCATE ALL``, DDL or a rollback on this connection, or for a
-    statement it cannot keep prepared). So the columns are reused while the counter has
-    not moved since they were read on this connection, and read again otherwise; the
-    lists are shared through the pool, and a copy is returned. The counter is private
-    to psycopg 3.3 (``PooledConnection.prepared``): without it, columns are simply read
-    from every result, and ``test_result_columns_are_reused`` notices.
+    cannot change while it stays prepared (the server fails it with 0A000 instead).
+    psycopg's counter of prepared statements (``before``: its value before this run)
+    moves when it prepares a statement anew; so a run that moved it prepared this
+    statement, and its columns are kept under the new value, and a later run finding
+    the counter unmoved since then runs the same prepared statement and reuses them.
+    Any other run (a statement not prepared, with ``PREPARE_THRESHOLD`` not yet
+    reached or evicted from psycopg's window) reads them afresh: an unprepared
+    statement's columns may change with any DDL. The lists are shared through the pool,
+    and a copy is returned. The counter is private to psycopg 3.3
+    (``PooledConnection.prepared``): without it, columns are simply read from every
+    result, and ``test_result_columns_are_reused`` notices.
     """
     manager = conn.prepared
     generation: int = manager._prepared_idx if manager is not None else -1
@@ -501,7 +508,7 @@ def _columns(conn: PooledConnection, query: str, pgresult: PGresult) -> list[Res
         columns = previous
     else:
         _bounded_put(shared, query, columns, _POOL_COLUMNS_MAX)
-    if generation >= 0:
+    if generation >= 0 and generation != before:
         _bounded_put(conn.described, query, (generation, columns), _CONNECTION_COLUMNS_MAX)
     return list(columns)
 
