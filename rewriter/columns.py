@@ -1,5 +1,5 @@
-"""Pass 5 (per scope, innermost first): expand stars, check and qualify every column,
-name the outputs.
+"""The ``qualify_columns`` rule (per scope, innermost first): expand stars, check and
+qualify every column, name the outputs.
 
 Scopes come from ``sqlglot.optimizer.scope.traverse_scope`` (CTEs, derived tables
 and subqueries before the query that uses them), so a derived table's output names
@@ -49,7 +49,8 @@ def qualify_columns(tree: exp.Expr, ctx: Context) -> tuple[str, ...]:
                 _name_outputs(expression)
         elif isinstance(expression, exp.SetOperation):
             _resolve_set_operation(scope, ctx)
-    return tuple(name or "" for name in query_outputs(tree))
+    # A list, not a generator: a wide table has hundreds of outputs.
+    return tuple([name or "" for name in query_outputs(tree)])
 
 
 def _resolve_select(scope: Scope, own: dict[str, Source], sources: Sources, ctx: Context) -> None:

@@ -1,4 +1,5 @@
-"""Pass 5a (per SELECT scope): expand ``*``, ``t.*`` and ``CUSTOM_FIELDS([alias])``.
+"""Part of the ``qualify_columns`` rule (per SELECT scope): expand ``*``, ``t.*`` and
+``CUSTOM_FIELDS([alias])``.
 
 ``*`` and ``t.*`` become the base columns of a table (the output names of a
 derived table or CTE); ``CUSTOM_FIELDS`` becomes a table's custom columns. The

@@ -105,12 +105,11 @@ def rewrite(
         raise ValueError(f"missing_columns must be one of {MISSING_COLUMN_POLICIES}")
     shapes = _shapes(parsed, tables, tenant_label)
     ctx = Context(shapes=shapes, missing_null=missing_columns == "null", tenant=tenant_label)
-    state = rules.State(
-        tree=parsed.expression.copy(), ctx=ctx, backend=backend, dialect=parsed.dialect
-    )
-    pipeline = rules.select(
-        backend, parsed.statement_class, parsed.dialect, _ROW_CAP if row_cap else _NO_OPTIONS
-    )
+    state = rules.State(parsed.expression.copy(), ctx, backend, parsed.dialect)
+    options = _ROW_CAP if row_cap else _NO_OPTIONS
+    pipeline = rules.PIPELINES.get((backend, parsed.statement_class, parsed.dialect, options))
+    if pipeline is None:
+        pipeline = rules.select(backend, parsed.statement_class, parsed.dialect, options)
     try:
         pipeline.run(state)
     except RecursionError:
