@@ -16,8 +16,10 @@ from proxy.errors import (
     InvalidRequest,
     PreconditionFailed,
     RecordNotFound,
+    StatementTimeout,
     UnsupportedPrimaryKey,
 )
+from proxy.pipeline.request import QueryRequest
 from proxy.tables.records import Records, etag_for
 from rewriter.errors import UnknownColumn
 from tests.support.pg import PgServer
@@ -204,3 +206,28 @@ def test_table_without_primary_key_is_refused(
 def test_etag_is_canonical() -> None:
     assert etag_for("b", {"a": 1, "b": "x"}) == etag_for("b", {"b": "x", "a": 1})
     assert etag_for("b", {"a": 1}) != etag_for("c", {"a": 1})
+
+
+def test_a_rolled_back_patch_leaves_no_stale_timeout_on_the_connection(
+    tmp_path: Path, pg: PgServer, pg_database: str
+) -> None:
+    """PostgreSQL undoes a SET made inside a transaction that rolls back: the connection
+    must not believe it still has the timeout the PATCH set (one pooled connection)."""
+
+    def brief_view(conn: object, backend: str) -> None:
+        if backend == "postgresql":
+            conn.execute('CREATE VIEW "Brief" AS SELECT 1 AS n FROM pg_sleep(0.3)')  # type: ignore[attr-defined]
+
+    with seeded_service(tmp_path, pg, pg_database, pool_max_size=1, seed_more=brief_view) as t:
+        writer, tenant = t.principal(WRITER), "pg.example"
+        brief = "SELECT n FROM Brief"
+        records = t.service.records()
+        seen = records.get(writer, tenant, "Contacts", "5")
+        t.alter(tenant, """UPDATE "Contacts" SET "Title" = 'moved' WHERE "ContactID" = 5""")
+        with pytest.raises(StatementTimeout):  # leaves statement_timeout = 100 ms behind
+            t.service.query(writer, QueryRequest(tenant=tenant, sql=brief, timeout_ms=100))
+        with pytest.raises(PreconditionFailed):  # its transaction set 5 s, then rolled back
+            records.patch(writer, tenant, "Contacts", "5", {"Title": "x"}, if_match=seen.etag)
+        # 300 ms of sleep within the default 5 s: only a stale 100 ms timeout would stop it.
+        outcome = t.service.query(writer, QueryRequest(tenant=tenant, sql=brief))
+        assert outcome.result.rows == [[1]]

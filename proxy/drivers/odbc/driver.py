@@ -23,7 +23,7 @@ import anyio
 import pyodbc
 
 from proxy.drivers.base import ResultSet
-from proxy.drivers.odbc.execute import apply_timeout, execute
+from proxy.drivers.odbc.execute import apply_timeout, execute, forget_session_settings
 from proxy.drivers.odbc.pool import ConnectionPool, PooledConnection
 from proxy.drivers.odbc.pools import PoolManager
 from proxy.drivers.odbc.sqlstate import is_broken, translate
@@ -90,6 +90,8 @@ class OdbcSession:
 
     def _end(self, commit: bool) -> None:
         raw = self._conn.raw
+        # A timeout set inside the transaction is undone by a rollback: set it afresh.
+        forget_session_settings(self._conn)
         try:
             if commit:
                 try:

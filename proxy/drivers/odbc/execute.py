@@ -60,7 +60,7 @@ from proxy.drivers.odbc.watchdog import Handle, Watchdog
 from proxy.errors import BackendRejected, ProxyError, StatementTimeout
 from tenancy.backends import BackendKind
 
-__all__ = ["apply_timeout", "execute", "prepare_connection"]
+__all__ = ["apply_timeout", "execute", "forget_session_settings", "prepare_connection"]
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,15 @@ def apply_timeout(conn: PooledConnection, backend: str, timeout_s: float) -> flo
     if backend == "sqlserver":
         _set_query_timeout(conn, timeout_s)
     return timeout_s
+
+
+def forget_session_settings(conn: PooledConnection) -> None:
+    """Forget what was applied to the session: a rollback may have undone it.
+
+    PostgreSQL undoes a ``SET`` made inside a transaction that rolls back; the next
+    statement on the connection then sets its timeout again.
+    """
+    conn.session.pop(_PG_TIMEOUT_KEY, None)
 
 
 def _collect(
