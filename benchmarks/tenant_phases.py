@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import many_tenants as mt  # noqa: E402
+
 from proxy.config import load  # noqa: E402
 from proxy.pipeline.request import QueryRequest  # noqa: E402
 from tests.support.blocking import BlockingService  # noqa: E402
