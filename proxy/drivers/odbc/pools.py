@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING
 
 import pyodbc
 
+from proxy.drivers.janitor import Janitor
 from proxy.drivers.odbc.execute import prepare_connection
 from proxy.drivers.odbc.pool import ConnectionPool, ServerLimiter
-from proxy.drivers.sizing import PoolOptions, check_seconds
+from proxy.drivers.sizing import PoolOptions
 from tenancy.backends import BackendKind
 
 if TYPE_CHECKING:
@@ -52,8 +53,6 @@ class PoolManager:
     """The process's pools, keyed by ``TenantLocation.pool_key``."""
 
     def __init__(self, options: PoolOptions, *, maintenance_interval: float | None = 10.0) -> None:
-        if maintenance_interval is not None:
-            check_seconds("maintenance_interval", maintenance_interval)
         self.max_size = options.max_size
         self.min_size = options.min_size
         self.acquire_timeout = float(options.acquire_timeout)
@@ -68,16 +67,11 @@ class PoolManager:
         self._entries: dict[str, _Entry] = {}
         self._limiters: dict[str, ServerLimiter] = {}
         self._closed = False
-        self._stop = threading.Event()
-        self._janitor: threading.Thread | None = None
+        self._janitor: Janitor | None = None
         if maintenance_interval is not None:
-            self._janitor = threading.Thread(
-                target=self._maintain_forever,
-                args=(maintenance_interval,),
-                name="tenantgate-pool-janitor",
-                daemon=True,
+            self._janitor = Janitor(
+                self.maintain, interval=maintenance_interval, name="tenantgate-pool-janitor"
             )
-            self._janitor.start()
 
     def pool_for(self, location: TenantLocation) -> ConnectionPool:
         """The pool that reaches ``location``, created on first use."""
@@ -142,11 +136,10 @@ class PoolManager:
             self._closed = True
             entries = list(self._entries.values())
             self._entries.clear()
-        self._stop.set()
         for entry in entries:
             entry.pool.close()
-        if self._janitor is not None and self._janitor is not threading.current_thread():
-            self._janitor.join(timeout=5)
+        if self._janitor is not None:
+            self._janitor.stop()
 
     # -- internals -----------------------------------------------------------------
 
@@ -204,7 +197,3 @@ class PoolManager:
             return raw
 
         return connect
-
-    def _maintain_forever(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            self.maintain()

@@ -43,6 +43,7 @@ import anyio.to_thread
 
 from proxy.drivers.base import ResultSet
 from proxy.drivers.errors import Kind, is_broken
+from proxy.drivers.janitor import Janitor
 from proxy.drivers.sizing import PoolOptions, check_count, check_seconds
 from proxy.drivers.sqlite.errors import is_busy, kind_of, translate
 from proxy.drivers.sqlite.execute import (
@@ -214,8 +215,6 @@ class SqliteDriver:
     ) -> None:
         check_count("threads", threads, 1)
         check_seconds("inline_budget_s", inline_budget_s, allow_zero=True)
-        if maintenance_interval is not None:
-            check_seconds("maintenance_interval", maintenance_interval)
         self.options = options
         self.inline_budget_s = float(inline_budget_s)
         """0 runs every statement in a worker thread."""
@@ -226,16 +225,11 @@ class SqliteDriver:
         self._pools: dict[str, FilePool] = {}
         self._retired: dict[str, dict[str, int]] = {}
         self._closed = False
-        self._stop = threading.Event()
-        self._janitor: threading.Thread | None = None
+        self._janitor: Janitor | None = None
         if maintenance_interval is not None:
-            self._janitor = threading.Thread(
-                target=self._maintain_forever,
-                args=(maintenance_interval,),
-                name="tenantgate-sqlite-janitor",
-                daemon=True,
+            self._janitor = Janitor(
+                self.maintain, interval=maintenance_interval, name="tenantgate-sqlite-janitor"
             )
-            self._janitor.start()
 
     async def hop(self, fn: Callable[[], T], /, *, abandon: bool = False) -> T:
         """Run blocking ``fn`` in a worker thread (at most ``threads`` at once)."""
@@ -359,12 +353,11 @@ class SqliteDriver:
             self._closed = True
             pools = list(self._pools.values())
             self._pools.clear()
-        self._stop.set()
         for pool in pools:
             for conn in pool.close():
                 conn.close()
-        if self._janitor is not None and self._janitor is not threading.current_thread():
-            self._janitor.join(timeout=5)
+        if self._janitor is not None:
+            self._janitor.stop()
 
     # -- internals ---------------------------------------------------------------------
 
@@ -453,13 +446,6 @@ class SqliteDriver:
             to_close = pool.release(conn, broken=broken)
             if to_close is not None:
                 to_close.close()
-
-    def _maintain_forever(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            try:
-                self.maintain()
-            except Exception:
-                log.exception("sqlite3 driver: pool maintenance failed")
 
 
 def _in_transaction(conn: PooledConnection) -> bool:
