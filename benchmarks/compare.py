@@ -69,6 +69,7 @@ from tests.support.stack import FULL_TOKEN, PG_CONTACTS, Stack, running_stack  #
 
 SQL = "SELECT FirstName FROM Contacts WHERE ContactID = ?"
 TENANT = 12  # pg12.example: PostgreSQL, 20 custom columns
+SQLITE_TENANT = 2  # beta.example: the demo's SQLite tenant, 20 custom columns
 WIDE_TENANT, WIDE_DOMAIN, WIDE_CUSTOM = 99, "pgwide.example", 800
 SENTINEL = 987_654_321  # the key given to /v1/explain, to find its place among the binds
 PGBOUNCER_PASSWORD = "bench-Pgbouncer-secret"
@@ -112,10 +113,10 @@ class Sample:
 # -- the load generators ---------------------------------------------------------------
 
 
-def wrk_script(directory: Path) -> Path:
+def wrk_script(directory: Path, tenant: int = TENANT) -> Path:
     """POST the point select with a key varying over the tenant's contacts."""
-    body = json.dumps({"tenant": TENANT, "sql": SQL, "params": [0]}).replace("[0]", "[%d]")
-    path = directory / "compare.lua"
+    body = json.dumps({"tenant": tenant, "sql": SQL, "params": [0]}).replace("[0]", "[%d]")
+    path = directory / f"compare-{tenant}.lua"
     path.write_text(
         'wrk.method = "POST"\n'
         f'wrk.headers["Authorization"] = "Bearer {FULL_TOKEN}"\n'
@@ -300,6 +301,7 @@ def pgbouncer(pg: PgServer, database: str) -> Iterator[tuple[int, int]]:
 
 TARGETS = (
     ("tenantgate", "tenantgate /v1/query"),
+    ("tenantgate_sqlite", "tenantgate, SQLite tenant (sqlite3)"),
     ("naive", "naive Starlette+thread+pyodbc"),
     ("floor", "HTTP floor (constant JSON)"),
     ("pgbench", "pgbench direct, prepared"),
@@ -319,6 +321,7 @@ def point_select(stack: Stack, args: argparse.Namespace, tmp: Path) -> None:
         raise RuntimeError(f"the passthrough appends binds after the key: {binds}")
     database = stack.pg_databases[TENANT]
     script = wrk_script(tmp)
+    sqlite_script = wrk_script(tmp, SQLITE_TENANT)
     bench_sql = pgbench_script(tmp, backend_sql, binds)
     logdir = tmp / "pgbench-logs"
     logdir.mkdir()
@@ -333,6 +336,11 @@ def point_select(stack: Stack, args: argparse.Namespace, tmp: Path) -> None:
         runs: dict[str, Callable[[int], Sample]] = {
             "tenantgate": lambda c: run_wrk(
                 f"{stack.url}/v1/query", script, args.seconds, c, stack.pid
+            ),
+            # The same point select on the demo's SQLite tenant (beta.example, 1,000
+            # contacts, more than PG_CONTACTS): the native SQLite driver's target.
+            "tenantgate_sqlite": lambda c: run_wrk(
+                f"{stack.url}/v1/query", sqlite_script, args.seconds, c, stack.pid
             ),
             "naive": lambda c: run_wrk(f"{base_url}/v1/query", script, args.seconds, c, base_pid),
             "floor": lambda c: run_wrk(f"{base_url}/floor", script, args.seconds, c, base_pid),
@@ -416,6 +424,11 @@ def point_select(stack: Stack, args: argparse.Namespace, tmp: Path) -> None:
             f"  {c:>4}{tg.cpu_us / floor.cpu_us:10.1f}x{tg.cpu_us / bouncer.cpu_us:14.1f}x"
             f"{tg.rps / naive.rps:14.2f}x{tg.p99_ms / naive.p99_ms:12.2f}x"
         )
+    print("\n  SQLite point select (native driver), target at c16: CPU ≤ 3x floor")
+    for c in args.concurrency:
+        lite, floor = med[("tenantgate_sqlite", c)], med[("floor", c)]
+        assert lite.cpu_us is not None and floor.cpu_us
+        print(f"  {c:>4}  CPU/floor {lite.cpu_us / floor.cpu_us:5.1f}x")
 
 
 # -- the 818-column row ----------------------------------------------------------------
