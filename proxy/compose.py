@@ -73,8 +73,10 @@ def build(
         return locate(connstr.parse(connection_string), templates)
 
     c = settings.controller
+    controller_cs = connstr.parse(c.connection_string)
+    controller_source = drivers.odbc.controller_source(controller_cs.to_odbc())
     controller = ControllerDirectory(
-        drivers.odbc.controller_source(connstr.parse(c.connection_string).to_odbc()),
+        controller_source,
         table=c.table,
         id_column=c.id_column,
         domain_column=c.domain_column,
@@ -116,10 +118,10 @@ def build(
         heal=Heal(metadata, metrics),
     )
     if c.changes_table:
-        controller_kind = kind_for_driver(connstr.parse(c.connection_string).get("Driver") or "")
+        controller_kind = kind_for_driver(controller_cs.get("Driver") or "")
         service.invalidation = Invalidation(
             ChangeLog(
-                drivers.odbc.controller_source(connstr.parse(c.connection_string).to_odbc()),
+                controller_source,
                 backend=controller_kind,
                 table=c.changes_table,
             ),

@@ -52,22 +52,19 @@ class Drivers:
     ) -> None:
         self.options = options
         self.odbc = OdbcDriver(options, threads=threads)
-        self._choice: dict[BackendKind, str] = {}
+        chosen_by_kind: dict[BackendKind, str] = {}
         for kind, allowed in CHOICES.items():
             chosen = (choices or {}).get(kind, allowed[0])
             if chosen not in allowed:
                 raise ValueError(f"backend {kind.value}: driver must be one of {allowed}")
-            self._choice[kind] = chosen
+            chosen_by_kind[kind] = chosen
         self._by_kind: dict[BackendKind, Driver] = {}
-        for kind, chosen in self._choice.items():
+        for kind, chosen in chosen_by_kind.items():
             if chosen == "odbc":
                 self._by_kind[kind] = self.odbc
             else:
                 module, name = _NATIVE[kind]
                 self._by_kind[kind] = getattr(importlib.import_module(module), name)(options)
-
-    def choice(self, kind: BackendKind) -> str:
-        return self._choice[kind]
 
     def for_location(self, location: TenantLocation) -> Driver:
         return self._by_kind[location.kind]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -332,6 +332,3 @@ class Service:
 
     async def aclose(self) -> None:
         await self.drivers.aclose()
-
-    def pool_stats(self) -> Mapping[str, Mapping[str, int]]:
-        return self.drivers.get_stats()
