@@ -3,8 +3,9 @@
     PostgresDriver                driver.py    pools per database, maintenance, the seam
       PgPool, ServerLimiter       pool.py      an asyncio pool; a cap per server
       PgSession, execute_on       session.py   statement timeouts, backstop, results
+      Statements                  statements.py  libpq's extended protocol, prepared statements
       conn_params                 conninfo.py  ODBC-style connection string → libpq
-      to_psycopg                  placeholders.py  ``?`` → ``%s``
+      to_numbered                 placeholders.py  ``?`` → ``$n``
       ADAPTERS, type_name         types.py     what values become, and their type names
       translate                   errors.py    psycopg errors → tenantgate errors
       BlockingConnection          blocking.py  a DB-API face for tenancy's worker threads
@@ -34,7 +35,7 @@ Prepared, the 818-column row costs a tenth of its unprepared self: the server
 otherwise parses and plans 818 columns every time. Once prepared, every threshold is
 alike (the differences above are the box's noise); threshold 0 is prepared from the
 second run on, at the price of one extra round trip on the first run of each
-statement on each connection. The driver uses 1 all the same (``pool.PREPARE_THRESHOLD``
+statement on each connection. The driver uses 1 all the same (``statements``
 says why: with thousands of tenants, preparing on first sight costs two round trips per
 request). Binary against text results
 (threshold 0): point 178-194 against 165-206 µs wall, 125-134 against 121-142 µs CPU;

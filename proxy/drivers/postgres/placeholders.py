@@ -1,9 +1,9 @@
-"""``?`` markers to psycopg's ``%s``, outside PostgreSQL's quoted text and comments.
+"""``?`` markers to libpq's ``$1``, ``$2``, …, outside PostgreSQL's quoted text and comments.
 
 The rewriter writes PostgreSQL SQL with ``?`` markers (the ODBC convention every
-driver receives); psycopg wants ``%s`` and reads every other ``%`` as the start of a
-placeholder, so a literal ``%`` (``LIKE 'a%'``) must become ``%%`` everywhere, quoted
-text included: psycopg does not parse SQL, it scans the whole text for ``%``.
+driver receives); the extended protocol numbers its parameters (``statements`` sends
+the statement through libpq itself, not through psycopg's ``%s`` conversion, so a
+literal ``%`` needs no escaping).
 
 A ``?`` is a marker unless it sits inside
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import re
 
-__all__ = ["CACHE_SIZE", "marker_count", "to_psycopg"]
+__all__ = ["CACHE_SIZE", "marker_count", "to_numbered"]
 
 CACHE_SIZE = 4096
 """SQL texts whose translation is kept. A text is a few hundred bytes to ~25 KB (818
@@ -47,12 +47,16 @@ def _ident_char(char: str) -> bool:
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
-def to_psycopg(sql: str) -> str:
-    """``sql`` with its ``?`` markers as ``%s`` and every other ``%`` as ``%%``."""
+def to_numbered(sql: str) -> tuple[str, int]:
+    """``sql`` with its ``?`` markers as ``$1``, ``$2``, … (libpq's), and their count."""
     if "?" not in sql:
-        return sql.replace("%", "%%")
-    pieces = [segment.replace("%", "%%") for segment in _split_at_markers(sql)]
-    return "%s".join(pieces)
+        return sql, 0
+    pieces = _split_at_markers(sql)
+    out = [pieces[0]]
+    for number, piece in enumerate(pieces[1:], start=1):
+        out.append(f"${number}")
+        out.append(piece)
+    return "".join(out), len(pieces) - 1
 
 
 def marker_count(sql: str) -> int:

@@ -59,27 +59,17 @@ from proxy.drivers.base import ResultColumn
 from proxy.drivers.errors import is_broken
 from proxy.drivers.postgres.conninfo import ConnParams
 from proxy.drivers.postgres.errors import connect_error, is_broken_pg, message_of
+from proxy.drivers.postgres.statements import Statements
 from proxy.drivers.postgres.types import ADAPTERS
 from proxy.drivers.postgres.watch import Watch
 from proxy.drivers.sizing import PoolOptions
 from proxy.errors import BackendUnavailable, PoolSaturated, ProxyError
 
-__all__ = ["PREPARE_THRESHOLD", "PgPool", "PooledConnection", "ServerLimiter"]
+__all__ = ["PgPool", "PooledConnection", "ServerLimiter"]
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SATURATED = 1.0
-
-PREPARE_THRESHOLD = 1
-"""psycopg prepares a statement the second time a connection runs it within its window
-of the 100 most recent statements (``prepared_max``). Measured (the package
-docstring): the 818-column row costs 7-10 ms unprepared and 0.5-0.7 ms prepared, and
-once prepared every threshold performs alike. Not 0, which prepares on first sight:
-with thousands of tenants each tenant's statement is a different text (its schema or
-database is in it), and at 0 a connection cycling over them prepared every one and
-deallocated the one it evicted, two extra round trips per request: p50 2.9x at 3,000
-tenants against 10 (``benchmarks/many_tenants.py``). At 1 a statement seen once runs
-unprepared in one round trip, and a repeated one is prepared from its second run."""
 
 TRUST_RECENT_S = 1.0
 """An idle connection used less than this long ago is lent without polling its socket."""
@@ -105,22 +95,22 @@ class PooledConnection:
         "canceller",
         "created_at",
         "cursor",
-        "described",
         "in_transaction",
         "last_used",
         "local_timeout_ms",
         "pool",
-        "prepared",
         "raw",
+        "statements",
         "timeout_ms",
     )
 
     def __init__(self, raw: AsyncConnection[Any], pool: PgPool) -> None:
         self.raw = raw
         self.pool = pool
+        self.statements = Statements(raw)
+        """Callers' statements and their prepared forms (``statements``)."""
         self.cursor: AsyncCursor[Any] = raw.cursor()
-        """One cursor per connection, reused by every statement (a client-side cursor
-        holds nothing between statements but the last result)."""
+        """psycopg's cursor, for the session's own commands (``SET``, ``BEGIN``, …)."""
         now = time.monotonic()
         self.created_at = now
         self.last_used = now
@@ -131,18 +121,6 @@ class PooledConnection:
         self.local_timeout_ms: int | None = None
         """``SET LOCAL statement_timeout`` of the open transaction, if any."""
         self.in_transaction = False
-        self.described: dict[str, tuple[int, list[ResultColumn]]] = {}
-        """Query text → (psycopg's prepared-statement counter when its columns were
-        read, the columns): see ``session._columns``."""
-        # psycopg 3.3's private PrepareManager, whose ``_prepared_idx`` counts the
-        # statements it prepared; None (columns always read) if that ever goes away.
-        manager = getattr(raw, "_prepared", None)
-        self.prepared: Any = (
-            manager
-            if raw.prepare_threshold is not None
-            and isinstance(getattr(manager, "_prepared_idx", None), int)
-            else None
-        )
         self.canceller: PGcancel | None = None
         """libpq's cancel key for this backend, usable after the connection is closed:
         a request cancelled from outside can still stop its statement on the server."""
@@ -151,6 +129,15 @@ class PooledConnection:
 
     def __repr__(self) -> str:
         return f"<PooledConnection of {self.pool.name} broken={self.broken}>"
+
+
+class _Expired(Exception):
+    """A wait for a connection ran out of time (``PgPool._wait``)."""
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(_Expired())
 
 
 class ServerLimiter:
@@ -439,29 +426,36 @@ class PgPool:
         return idle < TRUST_RECENT_S or _still_connected(conn.raw)
 
     async def _wait(self, start: float, deadline: float) -> PooledConnection:
-        fut: asyncio.Future[PooledConnection | _Slot] = asyncio.get_running_loop().create_future()
+        # The hot path at any concurrency above the pool's size: a bare timer handle,
+        # not ``asyncio.timeout`` (a context manager, a task lookup and a reschedule),
+        # and the future is taken off the queue only when nobody else did (a failed
+        # ``deque.remove`` formats the future's repr into its error).
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[PooledConnection | _Slot] = loop.create_future()
         self._waiters.append(fut)
+        timer = loop.call_later(deadline - start, _expire, fut)
+        handed = False
         try:
-            try:
-                async with asyncio.timeout(deadline - start):
-                    got = await fut
-            except TimeoutError:
-                if not fut.done() or fut.cancelled():
-                    self.requests_timeouts += 1
-                    raise PoolSaturated(
-                        f"connection pool {self.name} is saturated: no connection "
-                        f"within {self.acquire_timeout:.3g}s",
-                        retry_after=RETRY_AFTER_SATURATED,
-                        pool_max=self.max_size,
-                    ) from None
-                got = fut.result()  # handed over just as the wait expired: ours
-            except BaseException:
-                if fut.done() and not fut.cancelled() and fut.exception() is None:
-                    self._pass_on(fut.result())
-                raise
+            got = await fut
+            handed = True
+        except _Expired:
+            self.requests_timeouts += 1
+            raise PoolSaturated(
+                f"connection pool {self.name} is saturated: no connection "
+                f"within {self.acquire_timeout:.3g}s",
+                retry_after=RETRY_AFTER_SATURATED,
+                pool_max=self.max_size,
+            ) from None
+        except BaseException:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                handed = True  # handed over as the task was cancelled: pass it on
+                self._pass_on(fut.result())
+            raise
         finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(fut)
+            timer.cancel()
+            if not handed:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(fut)
             self.requests_wait_ms += int((time.monotonic() - start) * 1000)
         if isinstance(got, _Slot):
             return await self._open_reserved(deadline)
@@ -506,7 +500,7 @@ class PgPool:
             raw = await AsyncConnection.connect(
                 **kwargs,
                 autocommit=True,
-                prepare_threshold=PREPARE_THRESHOLD,
+                prepare_threshold=None,  # prepared statements are ours (statements.py)
                 context=ADAPTERS,
             )
         except psycopg.Error as exc:

@@ -15,36 +15,36 @@ Timeouts come in two layers, as in ``proxy.drivers.odbc.execute``:
   ``statement_timeout`` is not what we think. It sends a cancel request
   (``cancel_safe``, libpq's non-blocking cancel, bounded by ``CANCEL_TIMEOUT_S``) and
   gives the statement ``CANCEL_GRACE_S`` to end with 57014. If it does not, the
-  request's task is cancelled: psycopg answers a cancellation by cancelling the query
-  itself and waiting up to 5 s for the server, and a second cancellation makes it
-  close the connection at once (psycopg #1435); the backstop repeats the cancellation
-  until the statement has left psycopg, then turns it back into ``StatementTimeout``
-  (``Task.uncancel``, so a cancellation from elsewhere still propagates). Either way
-  the connection is retired: after a backstop nobody knows what the session still
-  holds. The backstops of all statements share one timer (``watch.Watch``).
+  request's task is cancelled: a caller's statement (``statements``) stops waiting at
+  once; a session command on psycopg's cursor is cancelled by psycopg, which waits up
+  to 5 s for the server unless cancelled again, when it closes the connection
+  (psycopg #1435). The backstop repeats the cancellation until the statement has left
+  its wait, then turns it back into ``StatementTimeout`` (``Task.uncancel``, so a
+  cancellation from elsewhere still propagates). Either way the connection is retired:
+  after a backstop nobody knows what the session still holds. The backstops of all
+  statements share one timer (``watch.Watch``).
 
 A request cancelled from elsewhere (the client went away, a caller's deadline) leaves
-with its ``CancelledError`` and its connection is retired by the pool. psycopg cancels
-the query itself when its wait is interrupted, but an anyio cancel scope interrupts
-that cancel too; so unless the session is seen idle afterwards, a cancel request goes
-out through the connection's cancel key from a worker thread
-(``_cancel_in_background``), and the statement stops on the server at once rather than
-at its ``statement_timeout``.
+with its ``CancelledError`` and its connection is retired by the pool. Unless the
+session is seen idle afterwards, a cancel request goes out through the connection's
+cancel key from a worker thread (``_cancel_in_background``), and the statement stops on
+the server at once rather than at its ``statement_timeout``.
 
-Results: psycopg's client-side cursor holds the whole result in libpq's memory (reads
-carry a ``LIMIT`` bound to ``max_rows + 1`` in their SQL, see ``rewriter.row_cap``);
-at most ``max_rows + 1`` rows are turned into Python objects. ``count_all_rows`` reads
-the row count from the result (``PQntuples``), so a write's RETURNING rows are all
-counted without being loaded.
+Results: a statement's whole result sits in libpq's memory (reads carry a ``LIMIT``
+bound to ``max_rows + 1`` in their SQL, see ``rewriter.row_cap``); at most
+``max_rows + 1`` rows are turned into Python objects. ``count_all_rows`` reads the row
+count from the result (``PQntuples``), so a write's RETURNING rows are all counted
+without being loaded.
 
-Prepared statements: psycopg prepares every statement on first use
-(``pool.PREPARE_THRESHOLD``), and a prepared statement's result columns are read
-from libpq once per connection (``_columns``). Another session's DDL can change a prepared
-statement's result type (``0A000 cached plan must not change result type``); psycopg
-keeps the stale statement, so on that error outside a transaction the session drops
-its prepared statements (``DEALLOCATE ALL``, which psycopg recognises and clears its
-own cache for) and runs the statement again once; in a transaction the connection is
-retired instead and the caller gets a retryable ``BackendUnavailable``.
+Statements go through ``statements.Statements`` (libpq's extended protocol, below
+psycopg's cursor); the session's own commands (``SET``, ``BEGIN``, ``COMMIT``,
+``ROLLBACK``, ``DEALLOCATE ALL``) through psycopg's cursor. A statement run twice on a
+connection is prepared, and its result columns are read from libpq once
+(``_columns``). Another session's DDL can change a prepared statement's result type
+(``0A000 cached plan must not change result type``); the server keeps the stale
+statement, so on that error outside a transaction the session drops its prepared
+statements (``DEALLOCATE ALL``) and runs the statement again once; in a transaction the
+connection is retired instead and the caller gets a retryable ``BackendUnavailable``.
 """
 
 from __future__ import annotations
@@ -57,15 +57,14 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import psycopg
-from psycopg import AsyncCursor
 from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
 from psycopg.pq.abc import PGcancel, PGresult
 
 from proxy.drivers.base import ResultColumn, ResultSet, empty_result
 from proxy.drivers.errors import Kind
 from proxy.drivers.postgres.errors import kind_of, translate
-from proxy.drivers.postgres.placeholders import to_psycopg
 from proxy.drivers.postgres.pool import PooledConnection
+from proxy.drivers.postgres.statements import Prepared
 from proxy.drivers.postgres.types import load_rows, type_name
 from proxy.errors import BackendRejected, ProxyError, StatementTimeout
 
@@ -92,7 +91,6 @@ _FORCE_INTERVAL_S = 0.01
 _FORCE_ATTEMPTS = 500
 _BACKSTOPS: set[asyncio.Task[None]] = set()  # strong references to running helpers
 _POOL_COLUMNS_MAX = 512
-_CONNECTION_COLUMNS_MAX = 256
 _COLUMNS_MAX = 65536
 _COLUMNS: dict[tuple[bytes | None, int], ResultColumn] = {}
 """Interned result columns: a table's columns are the same objects in every result."""
@@ -160,7 +158,7 @@ class PgSession:
             _check(timeout_s)
             await _set_timeout(conn, timeout_s)
         budget = timeout_s if timeout_s is not None else CONTROL_TIMEOUT_S
-        await _run(conn, "BEGIN", None, budget, prepare=False)
+        await _run(conn, "BEGIN", budget)
         conn.in_transaction = True
         try:
             yield
@@ -168,14 +166,14 @@ class PgSession:
             _end_transaction(conn)
             if isinstance(exc, Exception) and not conn.broken:
                 try:
-                    await _run(conn, "ROLLBACK", None, budget, prepare=False)
+                    await _run(conn, "ROLLBACK", budget)
                 except ProxyError:
                     conn.broken = True
             else:
                 conn.broken = True
             raise
         _end_transaction(conn)
-        await _run(conn, "COMMIT", None, budget, prepare=False)
+        await _run(conn, "COMMIT", budget)
 
 
 def _end_transaction(conn: PooledConnection) -> None:
@@ -199,20 +197,16 @@ async def execute_on(
     """
     if not (timeout_s > 0) or math.isinf(timeout_s) or max_rows < 0:
         _check(timeout_s, max_rows)
-    manager = conn.prepared
-    before = manager._prepared_idx if manager is not None else -1
-    await _statement(conn, sql, params, timeout_s)
-    cursor = conn.cursor
-    pgresult = cursor.pgresult
-    if pgresult is None or pgresult.status != _TUPLES_OK:
+    pgresult, prepared = await _statement(conn, sql, params, timeout_s)
+    if pgresult.status != _TUPLES_OK:
         # No result set: an INSERT/UPDATE/DELETE without RETURNING, or DDL.
-        return empty_result(cursor.rowcount)
-    columns = _columns(conn, sql, pgresult, before)
+        return empty_result(_rowcount(pgresult))
+    columns = _columns(conn, sql, pgresult, prepared)
     total = pgresult.ntuples
     wanted = min(total, max_rows + 1)
-    loaded = await _load(cursor, pgresult, wanted) if wanted else []
+    loaded = _load(conn, pgresult, wanted) if wanted else []
     truncated = len(loaded) > max_rows
-    rows = [list(row) for row in (loaded[:max_rows] if truncated else loaded)]
+    rows = loaded[:max_rows] if truncated else loaded
     return ResultSet(
         columns=columns,
         rows=rows,
@@ -229,35 +223,42 @@ async def fetch_all(
     For ``blocking``'s DB-API cursor: catalog reads want all their rows.
     """
     _check(timeout_s)
-    await _statement(conn, sql, params, timeout_s)
-    cursor = conn.cursor
-    pgresult = cursor.pgresult
-    if pgresult is None or pgresult.status != _TUPLES_OK:
-        return [], [], cursor.rowcount
+    pgresult, _ = await _statement(conn, sql, params, timeout_s)
+    if pgresult.status != _TUPLES_OK:
+        return [], [], _rowcount(pgresult)
     described = [
         (_column_name(pgresult.fname(i)), pgresult.ftype(i)) for i in range(pgresult.nfields)
     ]
-    rows = await _load(cursor, pgresult, pgresult.ntuples) if pgresult.ntuples else []
+    rows = [tuple(row) for row in _load(conn, pgresult, pgresult.ntuples)]
     return described, rows, len(rows)
 
 
 async def _statement(
-    conn: PooledConnection, sql: str, params: Sequence[object], timeout_s: float
-) -> None:
+    conn: PooledConnection,
+    sql: str,
+    params: Sequence[object],
+    timeout_s: float,
+    *,
+    retry_stale: bool = True,
+) -> tuple[PGresult, Prepared | None]:
     """Run a caller's statement: its timeout set, its backstop armed, errors translated."""
-    query = to_psycopg(sql)
     if conn.in_transaction or conn.timeout_ms != _milliseconds(timeout_s):
         await _set_timeout(conn, timeout_s)
     guard = _Backstop(conn, timeout_s)
     try:
-        await conn.cursor.execute(query, params)
+        return await conn.statements.execute(sql, params)
     except _HANDLED as exc:
         guard.disarm()  # before _failed, which may run statements of its own
-        await _failed(
-            conn, exc, guard, timeout_s=timeout_s, query=query, params=params, retry_stale=True
-        )
+        await _failed(conn, exc, guard, timeout_s=timeout_s, params=params, retry_stale=retry_stale)
     finally:
         guard.disarm()
+    # _failed returned: the statement met a stale prepared statement, now dropped.
+    return await _statement(conn, sql, params, timeout_s, retry_stale=False)
+
+
+def _rowcount(pgresult: PGresult) -> int:
+    count = pgresult.command_tuples
+    return count if count is not None else -1
 
 
 def _milliseconds(timeout_s: float) -> int:
@@ -271,35 +272,24 @@ async def _set_timeout(conn: PooledConnection, timeout_s: float) -> None:
         if current == milliseconds:
             return
         # An integer we formatted ourselves: no injection, and SET takes no binds.
-        await _run(
-            conn, f"SET LOCAL statement_timeout = {milliseconds}", None, timeout_s, prepare=False
-        )
+        await _run(conn, f"SET LOCAL statement_timeout = {milliseconds}", timeout_s)
         conn.local_timeout_ms = milliseconds
         return
     if conn.timeout_ms == milliseconds:
         return
     conn.timeout_ms = None  # unknown until the SET succeeds
-    await _run(conn, f"SET statement_timeout = {milliseconds}", None, timeout_s, prepare=False)
+    await _run(conn, f"SET statement_timeout = {milliseconds}", timeout_s)
     conn.timeout_ms = milliseconds
 
 
-async def _run(
-    conn: PooledConnection,
-    query: str,
-    params: Sequence[object] | None,
-    timeout_s: float,
-    *,
-    prepare: bool | None = None,
-) -> None:
-    """Execute on ``conn``'s cursor under the backstop; errors come as ``ProxyError``."""
+async def _run(conn: PooledConnection, command: str, timeout_s: float) -> None:
+    """A session command (no parameters) on psycopg's cursor, under the backstop."""
     guard = _Backstop(conn, timeout_s)
     try:
-        await conn.cursor.execute(query, params, prepare=prepare)
+        await conn.cursor.execute(command, prepare=False)
     except _HANDLED as exc:
         guard.disarm()
-        await _failed(
-            conn, exc, guard, timeout_s=timeout_s, query=query, params=params, retry_stale=False
-        )
+        await _failed(conn, exc, guard, timeout_s=timeout_s, params=None, retry_stale=False)
     finally:
         guard.disarm()
 
@@ -313,14 +303,13 @@ async def _failed(
     guard: _Backstop,
     *,
     timeout_s: float,
-    query: str,
     params: Sequence[object] | None,
     retry_stale: bool,
 ) -> None:
-    """Raise what ``exc``, raised by psycopg's execute, means for the caller.
+    """Raise what ``exc``, raised by the statement's execute, means for the caller.
 
-    Returns only when a statement failed on a stale prepared statement and its second
-    run succeeded (``retry_stale``).
+    Returns only when a statement failed on a stale prepared statement (``retry_stale``)
+    and the session's prepared statements are dropped: the caller runs it once more.
     """
     if isinstance(exc, asyncio.CancelledError):
         if guard.swallow_cancellation():
@@ -334,8 +323,8 @@ async def _failed(
                 # Possibly a prepared statement made stale by another session's DDL
                 # (whatever the server's language): drop them all and try once more. A
                 # feature that is really unsupported fails again: the caller's error.
-                await _run(conn, "DEALLOCATE ALL", None, timeout_s, prepare=False)
-                await _run(conn, query, params, timeout_s)
+                await _run(conn, "DEALLOCATE ALL", timeout_s)
+                conn.statements.forget()
                 return
             if kind_of(exc) is Kind.TRANSIENT:
                 conn.broken = True  # its stale prepared statement would fail again
@@ -359,15 +348,16 @@ async def _failed(
 def _cancel_in_background(conn: PooledConnection) -> None:
     """Make sure the statement of a request cancelled from outside stops on the server.
 
-    psycopg cancels the query itself when its wait is interrupted, but an anyio cancel
-    scope (Starlette's) interrupts that too, and psycopg then just closes the socket:
-    a backend busy in ``pg_sleep`` or a long scan does not notice, and runs on until its
-    ``statement_timeout``. A cancel request through the key kept since connect works
-    on a closed connection; libpq's classic cancel blocks, hence a worker thread.
+    A caller's statement is simply no longer waited for, and psycopg's own cancel of a
+    session command is interrupted by an anyio cancel scope (Starlette's) too: a
+    backend busy in ``pg_sleep`` or a long scan does not notice a closed socket, and
+    runs on until its ``statement_timeout``. A cancel request through the key kept
+    since connect works on a closed connection; libpq's classic cancel blocks, hence a
+    worker thread.
     """
     pgconn = conn.raw.pgconn
     if pgconn.status == ConnStatus.OK and pgconn.transaction_status == TransactionStatus.IDLE:
-        return  # psycopg's own cancel went through and the statement is over
+        return  # the statement is over
     canceller = conn.canceller
     if canceller is None:
         return
@@ -476,40 +466,30 @@ class _Backstop:
 
 
 def _columns(
-    conn: PooledConnection, query: str, pgresult: PGresult, before: int
+    conn: PooledConnection, sql: str, pgresult: PGresult, prepared: Prepared | None
 ) -> list[ResultColumn]:
     """The result's columns, read from libpq only when they may have changed.
 
     Reading 818 names and types and making their ``ResultColumn`` costs ~2 ms on the
     test box, four times the statement itself. A prepared statement's result columns
-    cannot change while it stays prepared (the server fails it with 0A000 instead).
-    psycopg's counter of prepared statements (``before``: its value before this run)
-    moves when it prepares a statement anew; so a run that moved it prepared this
-    statement, and its columns are kept under the new value, and a later run finding
-    the counter unmoved since then runs the same prepared statement and reuses them.
-    Any other run (a statement not prepared, with ``PREPARE_THRESHOLD`` not yet
-    reached or evicted from psycopg's window) reads them afresh: an unprepared
-    statement's columns may change with any DDL. The lists are shared through the pool,
-    and a copy is returned. The counter is private to psycopg 3.3
-    (``PooledConnection.prepared``): without it, columns are simply read from every
-    result, and ``test_result_columns_are_reused`` notices.
+    cannot change while it stays prepared (the server fails it with 0A000 instead), so
+    they are read once per prepared statement and kept with it. An unprepared
+    statement's columns may change with any DDL: read afresh every time. The lists are
+    shared through the pool, and a copy is returned.
     """
-    manager = conn.prepared
-    generation: int = manager._prepared_idx if manager is not None else -1
-    known = conn.described.get(query)
-    if known is not None and known[0] == generation and generation >= 0:
-        return list(known[1])
+    if prepared is not None and prepared.columns is not None:
+        return list(prepared.columns)
     columns = [
         _result_column(pgresult.fname(i), pgresult.ftype(i)) for i in range(pgresult.nfields)
     ]
     shared = conn.pool.columns
-    previous = shared.get(query)
+    previous = shared.get(sql)
     if previous == columns:
         columns = previous
     else:
-        _bounded_put(shared, query, columns, _POOL_COLUMNS_MAX)
-    if generation >= 0 and generation != before:
-        _bounded_put(conn.described, query, (generation, columns), _CONNECTION_COLUMNS_MAX)
+        _bounded_put(shared, sql, columns, _POOL_COLUMNS_MAX)
+    if prepared is not None:
+        prepared.columns = columns
     return list(columns)
 
 
@@ -530,12 +510,12 @@ def _result_column(raw_name: bytes | None, oid: int) -> ResultColumn:
     return column
 
 
-async def _load(cursor: AsyncCursor[Any], pgresult: PGresult, count: int) -> list[tuple[Any, ...]]:
+def _load(conn: PooledConnection, pgresult: PGresult, count: int) -> list[list[Any]]:
     try:
-        return await cursor.fetchmany(count)
+        return conn.statements.load(pgresult, count)
     except psycopg.DataError:
         # A date Python cannot hold (infinity, year 0 or 10000+): load it as text.
-        return load_rows(pgresult, 0, count)
+        return [list(row) for row in load_rows(pgresult, 0, count)]
 
 
 def _column_name(raw: bytes | None) -> str:

@@ -402,12 +402,14 @@ async def test_result_columns_are_reused(loc: TenantLocation) -> None:
         second = await driver.run(loc, sql, [2], timeout_s=5, max_rows=1)
         assert first.columns == second.columns
         assert first.columns is not second.columns  # a copy each: callers may change it
-        # Served from the cache, not read again (psycopg's private counter still works).
+        # Kept with the statement prepared at the second run, not read again.
         pool = next(iter(driver._pools.values())).pool
         assert pool.columns[sql] == first.columns
         conn = await pool.acquire()
         try:
-            assert conn.described[sql][1] == first.columns
+            assert len(conn.statements) == 1
+            (prepared,) = conn.statements._prepared.values()
+            assert prepared.columns == first.columns
         finally:
             pool.release(conn)
 

@@ -1,0 +1,185 @@
+"""A connection's statements, sent through libpq's extended protocol on the event loop.
+
+psycopg's ``AsyncCursor.execute`` + ``fetchmany`` cost ~75 µs of client CPU per point
+select on the test box; the same round trip driven here through psycopg's own libpq
+wrapper (``psycopg.pq``) and its ``Transformer`` costs ~45 µs (``docs/decisions.md``,
+"PostgreSQL statements below psycopg's cursor"). What this leaves out is what the driver
+never used: server-side cursors, pipelines, COPY, row factories, psycopg's ``%s``
+query conversion (the rewriter's ``?`` markers become ``$n`` here, once per text).
+Values are still dumped and loaded by psycopg's adapters (``types.ADAPTERS``), and
+errors are psycopg's exceptions, made from the server's result.
+
+Prepared statements are kept here rather than by psycopg, so that a prepared
+statement's result columns live with it (``Prepared.columns``): a statement's result
+shape cannot change while it stays prepared (the server fails it with 0A000 instead,
+see ``session``). The policy is psycopg's ``prepare_threshold=1``: a statement seen
+once on a connection runs unnamed, in one round trip; the second time it is prepared;
+at most ``PREPARED_MAX`` stay prepared per connection, the least recently used one
+deallocated to make room. Measured (the package docstring): the 818-column row costs
+7-10 ms unprepared and 0.5-0.7 ms prepared. Not preparing on first sight: with
+thousands of tenants each tenant's statement is a different text (its schema or
+database is in it), and a connection cycling over them prepared every one and
+deallocated the one it evicted, two extra round trips per request: p50 2.9x at 3,000
+tenants against 10 (``benchmarks/many_tenants.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.adapt import PyFormat, Transformer
+from psycopg.errors import error_from_result
+from psycopg.pq import ExecStatus, Format
+from psycopg.pq.abc import PGconn, PGresult
+
+from proxy.drivers.base import ResultColumn
+from proxy.drivers.postgres.placeholders import to_numbered
+
+__all__ = ["PREPARED_MAX", "Prepared", "Statements"]
+
+PREPARED_MAX = 100
+"""Statements kept prepared per connection (psycopg's ``prepared_max``), and the size
+of the window of statements seen once."""
+
+_FATAL = ExecStatus.FATAL_ERROR
+_TEXT = Format.TEXT
+_AUTO: dict[int, list[PyFormat]] = {}
+
+Key = tuple[str, tuple[int, ...]]
+
+
+class Prepared:
+    """A statement prepared on one connection, and its result columns once known."""
+
+    __slots__ = ("columns", "name")
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        self.columns: list[ResultColumn] | None = None
+
+
+class Statements:
+    """The statements of one connection, which one request at a time uses."""
+
+    __slots__ = ("_count", "_encoding", "_pgconn", "_prepared", "_seen", "_tx")
+
+    def __init__(self, raw: AsyncConnection[Any]) -> None:
+        self._pgconn: PGconn = raw.pgconn
+        self._tx = Transformer(raw)
+        self._encoding = raw.info.encoding
+        self._seen: dict[Key, None] = {}
+        self._prepared: dict[Key, Prepared] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        """Statements prepared on the connection now."""
+        return len(self._prepared)
+
+    def forget(self) -> None:
+        """The server dropped every prepared statement (``DEALLOCATE ALL``)."""
+        self._prepared.clear()
+        self._seen.clear()
+
+    async def execute(self, sql: str, params: Sequence[object]) -> tuple[PGresult, Prepared | None]:
+        """Run ``sql`` (``?`` markers); its result, and its prepared statement if any.
+
+        Raises psycopg's exceptions: ``psycopg.Error`` for what the server or libpq
+        reported, ``TypeError``/``ValueError`` for a value psycopg cannot dump.
+        """
+        query, markers = to_numbered(sql)
+        if len(params) != markers:
+            # The server would take it as a protocol violation and end the session.
+            raise psycopg.ProgrammingError(
+                f"the statement has {markers} markers but {len(params)} parameters were given"
+            )
+        tx = self._tx
+        if params:
+            n = len(params)
+            formats = _AUTO.get(n)
+            if formats is None:
+                formats = _AUTO[n] = [PyFormat.AUTO] * n
+            values = tx.dump_sequence(params, formats)
+            types: tuple[int, ...] = tx.types or ()
+            param_formats = tx.formats
+        else:
+            values, types, param_formats = None, (), None
+        key = (query, types)
+        pgconn = self._pgconn
+        prepared = self._prepared.pop(key, None)
+        if prepared is not None:
+            self._prepared[key] = prepared  # the most recently used, last
+        elif key in self._seen:
+            del self._seen[key]
+            if len(self._prepared) >= PREPARED_MAX:
+                await self._deallocate_oldest()
+            self._count += 1
+            name = b"tg%d" % self._count
+            pgconn.send_prepare(name, query.encode(), types)
+            self._check(await _results(pgconn))
+            prepared = self._prepared[key] = Prepared(name)
+        else:
+            if len(self._seen) >= PREPARED_MAX:
+                del self._seen[next(iter(self._seen))]
+            self._seen[key] = None
+            pgconn.send_query_params(query.encode(), values, types, param_formats, _TEXT)
+            return self._check(await _results(pgconn)), None
+        pgconn.send_query_prepared(prepared.name, values, param_formats, _TEXT)
+        return self._check(await _results(pgconn)), prepared
+
+    def load(self, result: PGresult, count: int) -> list[list[Any]]:
+        """The first ``count`` rows of ``result`` as Python values (``psycopg.DataError``
+        for a value Python cannot hold)."""
+        tx = self._tx
+        tx.set_pgresult(result)
+        rows: list[list[Any]] = tx.load_rows(0, count, list)
+        return rows
+
+    async def _deallocate_oldest(self) -> None:
+        key = next(iter(self._prepared))
+        oldest = self._prepared.pop(key)
+        # A name we made (tg<number>): nothing to quote.
+        self._pgconn.send_query(b"DEALLOCATE " + oldest.name)
+        self._check(await _results(self._pgconn))
+
+    def _check(self, results: list[PGresult]) -> PGresult:
+        if not results:  # libpq always gives one; a broken connection might not
+            raise psycopg.OperationalError("the server sent no result")
+        for each in results:
+            if each.status == _FATAL:
+                raise error_from_result(each, encoding=self._encoding)
+        return results[-1]
+
+
+async def _results(pgconn: PGconn) -> list[PGresult]:
+    """Send what libpq holds, then wait for every result of the statement sent."""
+    loop = asyncio.get_running_loop()
+    fd = pgconn.socket
+    while pgconn.flush():  # 1: the socket's buffer is full, more to send
+        await _ready(loop.add_writer, loop.remove_writer, fd)
+    results: list[PGresult] = []
+    while True:
+        pgconn.consume_input()
+        while not pgconn.is_busy():
+            result = pgconn.get_result()
+            if result is None:
+                return results
+            results.append(result)
+        await _ready(loop.add_reader, loop.remove_reader, fd)
+
+
+async def _ready(add: Any, remove: Any, fd: int) -> None:
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    add(fd, _wake, fut)
+    try:
+        await fut
+    finally:
+        remove(fd)
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
