@@ -1,4 +1,7 @@
-"""Errors of the service, and the one table that turns any error into an HTTP answer.
+"""Errors of the service: a class and a stable code each.
+
+The statuses drawn here are the HTTP front end's (``proxy.frontends.http.statuses``,
+the one table that maps every error class to a status).
 
     ProxyError                       (code)                 status
     ├── InvalidRequest               invalid_request        400
@@ -26,25 +29,14 @@
         BaseColumnProtected          base_column_protected  409
         PreconditionFailed           precondition_failed    412  If-Match no longer matches
 
-The errors of ``rewriter`` (all 400) and ``tenancy`` are mapped by ``ERROR_TABLE``
-too; ``status_for`` walks an exception's MRO so that a subclass inherits its
-parent's status unless the table names it. Exceptions of pyodbc are translated
-into these classes in ``proxy.drivers.odbc.sqlstate``, nowhere else.
+The errors of ``rewriter`` and ``tenancy`` are mapped by that table too. A driver's
+foreign exceptions are translated into these classes inside that driver
+(``proxy.drivers.*.errors``, ``proxy.drivers.odbc.sqlstate``), nowhere else.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
-
-from rewriter.errors import RewriteError, UnfilteredWrite
-from tenancy.errors import (
-    ControllerUnavailable,
-    InvalidTenantReference,
-    MetadataUnavailable,
-    TenancyError,
-    TenantMisconfigured,
-    UnknownTenant,
-)
 
 
 class ProxyError(Exception):
@@ -185,43 +177,3 @@ class PreconditionFailed(ProxyError):
     """``If-Match`` names a version of the record that is no longer current."""
 
     code = "precondition_failed"
-
-
-ERROR_TABLE: dict[type[Exception], int] = {
-    RewriteError: 400,
-    UnfilteredWrite: 400,  # named for the reader: a refused write is the caller's to fix
-    InvalidRequest: 400,
-    InvalidTenantReference: 400,
-    RequestTooLarge: 413,
-    Unauthenticated: 401,
-    Forbidden: 403,
-    NotFound: 404,
-    UnknownTenant: 404,
-    MethodNotAllowed: 405,
-    ConstraintViolation: 409,
-    ColumnExists: 409,
-    ColumnLimitReached: 409,
-    BaseColumnProtected: 409,
-    PreconditionFailed: 412,
-    RateLimited: 429,
-    BackendRejected: 400,
-    TenantMisconfigured: 502,
-    BackendUnavailable: 503,
-    ControllerUnavailable: 503,
-    MetadataUnavailable: 503,
-    StatementTimeout: 504,
-}
-
-INTERNAL_ERROR = (500, "internal_error")
-
-
-def status_for(error: BaseException) -> tuple[int, str]:
-    """The HTTP status and stable code of ``error``; 500 only for our own bugs."""
-    for cls in type(error).__mro__:
-        status = ERROR_TABLE.get(cls)
-        if status is not None:
-            code = getattr(error, "code", None)
-            if isinstance(error, RewriteError | TenancyError | ProxyError) and code:
-                return status, code
-            break
-    return INTERNAL_ERROR

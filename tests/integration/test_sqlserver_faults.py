@@ -33,8 +33,8 @@ from proxy.errors import (
     ConnectionLost,
     ProxyError,
     StatementTimeout,
-    status_for,
 )
+from proxy.frontends.http.statuses import status_for
 from proxy.pipeline.request import QueryRequest
 from tenancy.errors import TenancyError
 from tests.support.blocking import BlockingService

@@ -7,9 +7,9 @@ import pytest
 import proxy.errors as proxy_errors
 import rewriter.errors as rewriter_errors
 import tenancy.errors as tenancy_errors
-from proxy.errors import status_for
 from proxy.frontends.http.app import ROUTES
 from proxy.frontends.http.openapi import ERROR_CODES, openapi_document
+from proxy.frontends.http.statuses import status_for
 
 # Abstract roots of each hierarchy: never raised themselves.
 BASES = {proxy_errors.ProxyError, rewriter_errors.RewriteError, tenancy_errors.TenancyError}

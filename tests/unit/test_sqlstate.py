@@ -20,8 +20,8 @@ from proxy.errors import (
     PoolSaturated,
     ProxyError,
     StatementTimeout,
-    status_for,
 )
+from proxy.frontends.http.statuses import status_for
 
 PG_EXEC = ";\nError while executing the query (1) (SQLExecDirectW)"
 PG_LOST = ";\nThe connection has been lost (35) (SQLExecDirectW)"

@@ -4,7 +4,7 @@
 document is derived from it (``proxy.frontends.http.openapi``, operation ids are the
 metric names). ``create_app`` wraps each function with ``_instrumented``, the single
 place where an exception becomes the JSON error shape (status from
-``proxy.errors.status_for`` and nowhere else) and where every request's duration and
+``proxy.frontends.http.statuses`` and nowhere else) and where every request's duration and
 outcome is recorded.
 """
 
@@ -23,10 +23,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.errors import MethodNotAllowed, NotFound, status_for
+from proxy.errors import MethodNotAllowed, NotFound
 from proxy.frontends.http import endpoints as ep
 from proxy.frontends.http.endpoints import JSONResponse
 from proxy.frontends.http.openapi import openapi_document
+from proxy.frontends.http.statuses import status_for
 from proxy.jsonenc import dumps
 from proxy.pipeline.service import Service
 from proxy.tables.records import Records
