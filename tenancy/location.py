@@ -13,7 +13,7 @@ import secrets
 import sys
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 
@@ -40,10 +40,13 @@ class TenantLocation:
     database: str | None
     """The tenant's database (or file, for SQLite), for display."""
 
-    @property
-    def key(self) -> str:
-        """Secret-free id of the tenant's database or schema: the metadata cache key."""
-        return f"{self.pool_key}/{self.catalog or ''}/{self.schema or ''}"
+    key: str = field(init=False, repr=False, compare=False)
+    """Secret-free id of the tenant's database or schema: the metadata cache key (made
+    once, interned: every request's metadata look-up reads it)."""
+
+    def __post_init__(self) -> None:
+        key = f"{self.pool_key}/{self.catalog or ''}/{self.schema or ''}"
+        object.__setattr__(self, "key", sys.intern(key))
 
 
 SCHEMA_KEY = "Schema"

@@ -214,10 +214,9 @@ _Key = tuple[str, str]
 
 
 def _key(location: TenantLocation, table: str) -> _Key:
-    # Interned: ``location.key`` is built afresh on every call and ``casefold()``
-    # returns a new string, so without this every entry would hold its own copies
-    # (about 120 bytes a table of a tenant).
-    return sys.intern(location.key), sys.intern(table.casefold())
+    # Interned: ``casefold()`` returns a new string, so without this every entry would
+    # hold its own copy (``location.key`` is interned already).
+    return location.key, sys.intern(table.casefold())
 
 
 @dataclass(frozen=True, slots=True)

@@ -411,6 +411,7 @@ class PgPool:
         """Close the socket of a connection that already left the pool's books."""
         # What AsyncConnection.close() does, minus the coroutine: it never awaits.
         # Only for a connection no task is running a statement on.
+        conn.statements.stop_listening()
         with contextlib.suppress(Exception):
             conn.raw.pgconn.finish()
 

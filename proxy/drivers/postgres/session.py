@@ -284,6 +284,7 @@ async def _set_timeout(conn: PooledConnection, timeout_s: float) -> None:
 
 async def _run(conn: PooledConnection, command: str, timeout_s: float) -> None:
     """A session command (no parameters) on psycopg's cursor, under the backstop."""
+    conn.statements.stop_listening()  # psycopg waits on the socket itself
     guard = _Backstop(conn, timeout_s)
     try:
         await conn.cursor.execute(command, prepare=False)

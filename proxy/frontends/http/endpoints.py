@@ -54,18 +54,18 @@ def service_of(request: Request) -> Service:
     return service
 
 
-def authenticate(request: Request) -> Principal:
-    return service_of(request).auth.authenticate(request.headers.get("authorization"))
+def authenticate(service: Service, request: Request) -> Principal:
+    return service.auth.authenticate(request.headers.get("authorization"))
 
 
-async def _body(request: Request) -> bytes:
-    return await read_body(request, service_of(request).settings.server.max_body_bytes)
+async def _body(service: Service, request: Request) -> bytes:
+    return await read_body(request, service.settings.server.max_body_bytes)
 
 
 async def query(request: Request) -> Response:
     service = service_of(request)
-    principal = authenticate(request)
-    req = query_request(await _body(request), service.settings)
+    principal = authenticate(service, request)
+    req = query_request(await _body(service, request), service.settings)
     outcome = await service.query(principal, req)
     t0 = time.perf_counter()
     result = outcome.result
@@ -87,19 +87,21 @@ async def query(request: Request) -> Response:
 
 async def explain(request: Request) -> Any:
     service = service_of(request)
-    principal = authenticate(request)
-    req = query_request(await _body(request), service.settings)
+    principal = authenticate(service, request)
+    req = query_request(await _body(service, request), service.settings)
     return await service.explain(principal, req)
 
 
 async def schema(request: Request) -> Any:
-    principal = authenticate(request)
-    return await service_of(request).schema(principal, request.path_params["tenant"])
+    service = service_of(request)
+    principal = authenticate(service, request)
+    return await service.schema(principal, request.path_params["tenant"])
 
 
 async def refresh(request: Request) -> Any:
-    principal = authenticate(request)
-    return await service_of(request).refresh(principal, request.path_params["tenant"])
+    service = service_of(request)
+    principal = authenticate(service, request)
+    return await service.refresh(principal, request.path_params["tenant"])
 
 
 async def healthz(request: Request) -> Any:
@@ -114,7 +116,7 @@ async def readyz(request: Request) -> Any:
 async def metrics(request: Request) -> Response:
     service = service_of(request)
     if service.settings.server.metrics_require_token:
-        authenticate(request)
+        authenticate(service, request)
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -128,24 +130,27 @@ async def openapi(request: Request) -> Response:
 
 
 async def list_custom_fields(request: Request) -> Any:
-    principal = authenticate(request)
+    service = service_of(request)
+    principal = authenticate(service, request)
     p = request.path_params
-    return await CustomFields(service_of(request)).list_fields(principal, p["tenant"], p["table"])
+    return await CustomFields(service).list_fields(principal, p["tenant"], p["table"])
 
 
 async def add_custom_field(request: Request) -> Response:
-    principal = authenticate(request)
-    body = custom_field(await _body(request))
+    service = service_of(request)
+    principal = authenticate(service, request)
+    body = custom_field(await _body(service, request))
     p = request.path_params
-    fields = CustomFields(service_of(request))
+    fields = CustomFields(service)
     created = await fields.add(principal, p["tenant"], p["table"], body)
     return JSONResponse(created, status_code=201)
 
 
 async def drop_custom_field(request: Request) -> Any:
-    principal = authenticate(request)
+    service = service_of(request)
+    principal = authenticate(service, request)
     p = request.path_params
-    fields = CustomFields(service_of(request))
+    fields = CustomFields(service)
     return await fields.drop(principal, p["tenant"], p["table"], p["name"])
 
 
@@ -159,7 +164,7 @@ def _record_response(record: Record) -> Response:
 
 
 async def get_record(request: Request) -> Response:
-    principal = authenticate(request)
+    principal = authenticate(service_of(request), request)
     p = request.path_params
     custom = flag(request, "custom")
     record = await _records(request).get(
@@ -169,10 +174,10 @@ async def get_record(request: Request) -> Response:
 
 
 async def patch_record(request: Request) -> Response:
-    principal = authenticate(request)
+    principal = authenticate(service_of(request), request)
     p = request.path_params
     custom = flag(request, "custom")
-    body = RECORD.decode(await _body(request))
+    body = RECORD.decode(await _body(service_of(request), request))
     record = await _records(request).patch(
         principal,
         p["tenant"],
@@ -186,9 +191,9 @@ async def patch_record(request: Request) -> Response:
 
 
 async def insert_record(request: Request) -> Response:
-    principal = authenticate(request)
+    principal = authenticate(service_of(request), request)
     p = request.path_params
-    body = RECORD.decode(await _body(request))
+    body = RECORD.decode(await _body(service_of(request), request))
     created = await _records(request).insert(principal, p["tenant"], p["table"], body)
     location = f"{request.url.path}/{created['key']}"
     return JSONResponse(created, status_code=201, headers={"Location": location})
