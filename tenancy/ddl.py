@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from rewriter.type_names import declared_type
 from tenancy.backends import BackendKind, quote_identifier
 
 __all__ = [
@@ -331,47 +332,42 @@ def render_literal(value: Any, ftype: FieldType, backend: BackendKind | str) -> 
 
 # -- reading catalog types back -----------------------------------------------------
 
-_TYPE = re.compile(r"\s*([a-z][a-z0-9 ]*?)\s*(?:\(\s*(\w+)\s*(?:,\s*(\d+)\s*)?\))?\s*")
-_TEXT = {
-    "varchar", "nvarchar", "char", "nchar", "character varying", "character", "text",
-    "ntext", "clob", "bpchar", "national character varying", "string",
+# Integer names by the range they hold (anything else an integer by SQLite's affinity).
+_INTEGER_BITS = {
+    "int": 32, "integer": 32, "int4": 32, "serial": 32, "bigint": 64, "int8": 64,
+    "bigserial": 64, "smallint": 16, "int2": 16, "tinyint": 16, "mediumint": 32,
 }  # fmt: skip
-_INTEGER = {
-    "int": 32, "integer": 32, "int4": 32, "bigint": 64, "int8": 64, "smallint": 16,
-    "int2": 16, "tinyint": 16, "mediumint": 32,
-}  # fmt: skip
-_OTHER_KINDS = {
-    "decimal": "decimal", "numeric": "decimal", "money": "decimal",
-    "boolean": "boolean", "bool": "boolean", "bit": "boolean",
-    "date": "date",
-    "datetime": "datetime", "datetime2": "datetime", "timestamp": "datetime",
-    "timestamp without time zone": "datetime", "smalldatetime": "datetime",
-    "real": "float", "float": "float", "double": "float", "double precision": "float",
-    "float4": "float", "float8": "float",
-}  # fmt: skip
+_FIELD_KINDS = frozenset({"text", "integer", "decimal", "float", "boolean", "date", "datetime"})
 
 
 def field_type(type_name: str, backend: BackendKind | str) -> FieldType:
-    """The ``FieldType`` of a catalog type name (``kind`` ``other`` when unknown)."""
-    match = _TYPE.fullmatch(type_name.casefold())
-    if match is None:
+    """The ``FieldType`` of a catalog type name (``kind`` ``other`` when unknown).
+
+    The name is read by ``rewriter.type_names``, the one table of declared types. A
+    time of day, and a timestamp with a time zone, are ``other``: the records API
+    binds a datetime as a zone-less timestamp, which would shift a zoned value by the
+    session's time zone instead of refusing it.
+    """
+    declared = declared_type(type_name)
+    kind = declared.kind
+    if kind not in _FIELD_KINDS or declared.zoned:
         return FieldType("other")
-    name, first, second = match.group(1), match.group(2), match.group(3)
-    if name in _TEXT:
+    first = declared.arguments[0] if declared.arguments else None
+    if kind == "text":
         length = int(first) if first is not None and first.isdigit() else None
         return FieldType("text", length=length)
-    if name in _INTEGER:
+    if kind == "integer":
         # SQLite's INTEGER holds 64 bits whatever it is called.
-        bits = 64 if BackendKind(backend) is BackendKind.SQLITE else _INTEGER[name]
-        return FieldType("integer", bits=bits)
-    kind = _OTHER_KINDS.get(name)
+        if BackendKind(backend) is BackendKind.SQLITE:
+            return FieldType("integer", bits=64)
+        return FieldType("integer", bits=_INTEGER_BITS.get(declared.name, 64))
     if kind == "decimal":
         if first is not None and first.isdigit():
-            return FieldType("decimal", precision=int(first), scale=int(second or 0))
+            second = declared.arguments[1] if len(declared.arguments) > 1 else ""
+            scale = int(second) if second.isdigit() else 0
+            return FieldType("decimal", precision=int(first), scale=scale)
         return FieldType("decimal")
-    if kind is not None:
-        return FieldType(kind)
-    return FieldType("other")
+    return FieldType(kind)
 
 
 # -- DDL ----------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from sqlglot import exp
 
 from rewriter.functions import not_supported
 from rewriter.transforms.common import post_order
-from rewriter.transforms.types import TEMPORAL, TEXT, Types
+from rewriter.transforms.types import Types
+from rewriter.type_names import TEMPORAL, TEXT
 
 
 def string_plus(tree: exp.Expr, backend: str, types: Types) -> None:

@@ -22,7 +22,8 @@ from sqlglot import exp
 
 from rewriter.functions import not_supported
 from rewriter.transforms.common import call, post_order, reusable
-from rewriter.transforms.types import DATE, TEXT, Types
+from rewriter.transforms.types import Types
+from rewriter.type_names import DATE, TEXT
 
 SECONDS = {"HOUR": 3600, "MINUTE": 60, "SECOND": 1}
 SQLITE_TRUNCATED = {"HOUR": "%Y-%m-%d %H:00:00", "MINUTE": "%Y-%m-%d %H:%M:00"}

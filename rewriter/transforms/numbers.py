@@ -12,7 +12,8 @@ from __future__ import annotations
 from sqlglot import exp
 
 from rewriter.transforms.common import post_order
-from rewriter.transforms.types import DECIMAL, INTEGER, Types
+from rewriter.transforms.types import Types
+from rewriter.type_names import DECIMAL, INTEGER
 
 
 def integer_avg(tree: exp.Expr, backend: str, types: Types) -> None:

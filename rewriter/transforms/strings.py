@@ -20,7 +20,8 @@ from sqlglot.expressions.datatypes import DType
 
 from rewriter.functions import not_supported
 from rewriter.transforms.common import call, post_order, reusable
-from rewriter.transforms.types import DECIMAL, FLOAT, Types
+from rewriter.transforms.types import Types
+from rewriter.type_names import DECIMAL, FLOAT
 
 VARIABLE_TEXT = (DType.VARCHAR, DType.NVARCHAR)
 FIXED_TEXT = (DType.CHAR, DType.NCHAR)

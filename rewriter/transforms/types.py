@@ -9,7 +9,6 @@ what an unknown means for it (usually: leave sqlglot's translation, or refuse).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from sqlglot import exp
@@ -18,52 +17,18 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from rewriter.shapes import TableShape, column_type
 from rewriter.sources import query_outputs
-
-TEXT = "text"
-INTEGER = "integer"
-DECIMAL = "decimal"  # exact numeric with a scale: DECIMAL, NUMERIC, MONEY
-FLOAT = "float"
-DATE = "date"
-DATETIME = "datetime"
-TIME = "time"
-BOOLEAN = "boolean"
-NUMBERS = frozenset({INTEGER, DECIMAL, FLOAT})
-TEMPORAL = frozenset({DATE, DATETIME, TIME})
-
-# Declared type names (SQL Server, PostgreSQL ``format_type``, SQLite) by kind.
-_NAMES: dict[str, str] = {}
-for _kind, _names in {
-    TEXT: "char character varchar nchar nvarchar text ntext clob string citext "
-    "bpchar|character varying|national character varying|national character",
-    INTEGER: "int integer bigint smallint tinyint mediumint int2 int4 int8 serial bigserial",
-    DECIMAL: "decimal numeric money smallmoney",
-    FLOAT: "real float double float4 float8|double precision",
-    DATE: "date",
-    DATETIME: "datetime datetime2 smalldatetime timestamp timestamptz datetimeoffset"
-    "|timestamp without time zone|timestamp with time zone",
-    TIME: "time timetz|time without time zone|time with time zone",
-    BOOLEAN: "bit boolean bool",
-}.items():
-    _words, _, _phrases = _names.partition("|")
-    for _name in [*_words.split(), *filter(None, _phrases.split("|"))]:
-        _NAMES[_name] = _kind
-
-_PARAMS = re.compile(r"\s*\(.*?\)")
-
-
-def kind_of_type_name(type_name: str) -> str | None:
-    """``'character varying(50)'`` -> ``'text'``; unknown names -> ``None``."""
-    name = " ".join(_PARAMS.sub("", type_name).casefold().split())
-    found = _NAMES.get(name)
-    if found is not None:
-        return found
-    # SQLite's affinity rules for names it has never heard of ("VARYING CHARACTER").
-    if any(part in name for part in ("char", "clob", "text")):
-        return TEXT
-    if re.search(r"\bint", name) and "interval" not in name and "point" not in name:
-        return INTEGER
-    return None
-
+from rewriter.type_names import (
+    BOOLEAN,
+    DATE,
+    DATETIME,
+    DECIMAL,
+    FLOAT,
+    INTEGER,
+    NUMBERS,
+    TEXT,
+    TIME,
+    kind_of_type_name,
+)
 
 _DTYPES: dict[DType, str] = {
     **dict.fromkeys((DType.CHAR, DType.NCHAR, DType.VARCHAR, DType.NVARCHAR, DType.TEXT), TEXT),

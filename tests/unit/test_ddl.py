@@ -195,6 +195,19 @@ def test_drop_column_sql_per_backend() -> None:
         ("double precision", PG, ddl.FieldType("float")),
         ("uuid", PG, ddl.FieldType("other")),
         ("", LITE, ddl.FieldType("other")),
+        # Read by rewriter.type_names, the one table of declared types:
+        ("timestamp(3) without time zone", PG, ddl.FieldType("datetime")),
+        ("citext", PG, ddl.FieldType("text")),
+        ("smallmoney", MSSQL, ddl.FieldType("decimal")),
+        ("serial", PG, ddl.FieldType("integer", bits=32)),
+        ("VARYING CHARACTER(20)", LITE, ddl.FieldType("text", length=20)),
+        ("UNSIGNED BIG INT", LITE, ddl.FieldType("integer", bits=64)),
+        ("numeric(12)", PG, ddl.FieldType("decimal", precision=12, scale=0)),
+        # Zoned values and times of day are not datetimes to the records API.
+        ("timestamp with time zone", PG, ddl.FieldType("other")),
+        ("timestamptz", PG, ddl.FieldType("other")),
+        ("datetimeoffset(7)", MSSQL, ddl.FieldType("other")),
+        ("time without time zone", PG, ddl.FieldType("other")),
     ],
 )
 def test_field_type_reads_catalog_names(

@@ -20,7 +20,7 @@ import sqlglot
 
 from rewriter import RewriteError, parse_statement, rewrite
 from rewriter.markers import BACKEND_DIALECTS
-from rewriter.transforms.types import (
+from rewriter.type_names import (
     DATE,
     DATETIME,
     DECIMAL,
