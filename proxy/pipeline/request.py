@@ -19,6 +19,7 @@ __all__ = ["QueryRequest", "bind_params"]
 
 # Values JSON can carry that every driver binds as the same SQL type.
 _BINDABLE = (str, int, float, bool, type(None))
+_PLAIN = frozenset(_BINDABLE)
 _INT64 = 2**63
 
 
@@ -46,6 +47,28 @@ def bind_params(
     A ``RowCap`` entry binds ``max_rows + 1`` (one more row than returned, so the
     executor can tell ``truncated``), or the statement's own row count if smaller.
     """
+    if (
+        type(given) is list
+        and len(given) == positional_expected
+        and all(type(v) in _PLAIN for v in given)
+    ):
+        # The usual request: ``?`` values of plain JSON types, in a list. What the
+        # general path below checks for them holds already, but the row cap's value and
+        # an integer's range.
+        values: list[Any] = []
+        for entry in order:
+            if type(entry) is int:
+                v = given[entry]
+                if type(v) is int and not -_INT64 <= v < _INT64:
+                    raise InvalidParameters("integer parameters must fit in 64 bits")
+                values.append(v)
+            elif isinstance(entry, RowCap) and not isinstance(entry.param, str):
+                own = None if entry.param is None else given[entry.param]
+                values.append(_row_cap(entry, own, max_rows))
+            else:
+                break  # an @name in a plan for '?' values: the general path says so
+        else:
+            return values
     refs = [_reference(n) for n in order]
     if isinstance(given, Mapping):
         by_name = {str(k).lstrip("@").casefold(): v for k, v in given.items()}

@@ -141,3 +141,34 @@ def test_row_cap_refuses_bad_counts(order, given, expected) -> None:
 def test_row_cap_needs_max_rows() -> None:
     with pytest.raises(ValueError, match="max_rows"):
         bind_params((RowCap(),), [], 0)
+
+
+@pytest.mark.parametrize(
+    ("order", "given"),
+    [
+        ((1, 0, 0), ["a", 2]),
+        ((0, RowCap()), [7]),
+        ((RowCap(param=0),), [3]),
+        ((RowCap(param=0),), [5000]),
+        ((RowCap(param=0),), [-1]),
+        ((RowCap(param=0),), [True]),
+        ((RowCap(param="n"),), [3]),
+        (("x", 0), [1]),
+        ((0, 1), [1, 2.5]),
+        ((0,), [2**63]),
+        ((0,), [-(2**63)]),
+        ((0,), [None]),
+        ((0,), [[1]]),
+        ((), []),
+    ],
+)
+def test_the_list_fast_path_answers_as_the_general_path(order, given) -> None:
+    """A list of plain values takes a shortcut; a tuple of the same values does not."""
+
+    def outcome(values: Any) -> Any:
+        try:
+            return bind_params(order, values, len(given), max_rows=10)
+        except InvalidParameters as exc:
+            return ("refused", exc.message)
+
+    assert outcome(list(given)) == outcome(tuple(given))
