@@ -431,7 +431,7 @@ class PgPool:
         # not ``asyncio.timeout`` (a context manager, a task lookup and a reschedule),
         # and the future is taken off the queue only when nobody else did (a failed
         # ``deque.remove`` formats the future's repr into its error).
-        loop = asyncio.get_running_loop()
+        loop = self.watch.loop
         fut: asyncio.Future[PooledConnection | _Slot] = loop.create_future()
         self._waiters.append(fut)
         timer = loop.call_later(deadline - start, _expire, fut)

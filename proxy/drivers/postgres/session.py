@@ -398,7 +398,7 @@ class _Backstop:
 
     def __init__(self, conn: PooledConnection, timeout_s: float) -> None:
         self._conn = conn
-        self._task = asyncio.current_task()
+        self._task = asyncio.current_task(conn.pool.watch.loop)
         self.in_flight = True
         self.fired = False
         self.cancels = 0

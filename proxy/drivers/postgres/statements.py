@@ -75,7 +75,8 @@ class Statements:
         "_count",
         "_encoding",
         "_fd",
-        "_loop",
+        "_home",
+        "_listening",
         "_pgconn",
         "_prepared",
         "_seen",
@@ -86,8 +87,11 @@ class Statements:
     def __init__(self, raw: AsyncConnection[Any]) -> None:
         self._pgconn: PGconn = raw.pgconn
         self._fd = self._pgconn.socket
-        self._loop: asyncio.AbstractEventLoop | None = None
-        """The loop our reader of the socket is registered with, if any."""
+        # Made on the loop that will run its statements; asked once, because every
+        # ``asyncio.get_running_loop()`` is a ``getpid`` system call.
+        self._home = asyncio.get_running_loop()
+        self._listening = False
+        """Whether our reader is registered on the socket."""
         self._waiter: asyncio.Future[None] | None = None
         self._tx = Transformer(raw)
         self._encoding = raw.info.encoding
@@ -106,10 +110,10 @@ class Statements:
         wait cost ~8 µs a statement); psycopg's own waits replace and then remove it, and
         a closed descriptor's number may be reused by another socket.
         """
-        loop, self._loop = self._loop, None
-        if loop is not None:
+        if self._listening:
+            self._listening = False
             with contextlib.suppress(Exception):  # a loop already closed at shutdown
-                loop.remove_reader(self._fd)
+                self._home.remove_reader(self._fd)
 
     def forget(self) -> None:
         """The server dropped every prepared statement (``DEALLOCATE ALL``)."""
@@ -181,7 +185,7 @@ class Statements:
         """Send what libpq holds, then wait for every result of the statement sent."""
         pgconn = self._pgconn
         while pgconn.flush():  # 1: the socket's buffer is full, more to send
-            await _writable(self._fd)
+            await _writable(self._home, self._fd)
         results: list[PGresult] = []
         while True:
             # Nothing of the answer can be there before the server had the statement:
@@ -195,11 +199,10 @@ class Statements:
                 results.append(result)
 
     async def _readable(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            self.stop_listening()
+        loop = self._home
+        if not self._listening:
             loop.add_reader(self._fd, self._on_readable)
-            self._loop = loop
+            self._listening = True
         fut = self._waiter = loop.create_future()
         try:
             await fut
@@ -225,8 +228,7 @@ class Statements:
         return results[-1]
 
 
-async def _writable(fd: int) -> None:
-    loop = asyncio.get_running_loop()
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
     fut: asyncio.Future[None] = loop.create_future()
     loop.add_writer(fd, _wake, fut)
     try:

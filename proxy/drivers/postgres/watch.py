@@ -34,20 +34,23 @@ class Watch:
         self._handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def now(self) -> float:
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop of these statements, found once: each ``asyncio.get_running_loop()``
+        costs a ``getpid`` system call (CPython checks the loop was not forked)."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        return loop.time()
+        return loop
+
+    def now(self) -> float:
+        return self.loop.time()
 
     def arm(self, guard: Guarded) -> None:
         """Watch ``guard`` until ``disarm``; ``guard.fire()`` once its deadline passed."""
         self._guards[guard] = None
         if self._handle is None:
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            self._handle = loop.call_later(TICK_S, self._sweep)
+            self._handle = self.loop.call_later(TICK_S, self._sweep)
 
     def disarm(self, guard: Guarded) -> None:
         self._guards.pop(guard, None)
