@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pyodbc
 import pytest
 
 from tests.support import tds
+from tests.support.outcome import PHASE_REPORTS
 from tests.support.pg import PgServer, pg_server
 
 pyodbc.pooling = False
@@ -25,6 +26,16 @@ def pg() -> Iterator[PgServer]:
 @pytest.fixture
 def pg_database(pg: PgServer) -> Iterator[str]:
     """A fresh, empty database on the test server, dropped afterwards."""
+    name = pg.create_database()
+    try:
+        yield name
+    finally:
+        pg.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def module_pg_database(pg: PgServer) -> Iterator[str]:
+    """A fresh, empty database shared by one module's tests, dropped afterwards."""
     name = pg.create_database()
     try:
         yield name
@@ -82,6 +93,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tds_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.sqlserver)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    # Each phase's report on the item, for fixtures that reuse what they built only
+    # after a test that passed (tests/support/outcome.py).
+    report: pytest.TestReport = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

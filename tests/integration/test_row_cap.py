@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyodbc
@@ -27,6 +27,7 @@ from proxy.pipeline.request import QueryRequest
 from rewriter import RowCap, parse_statement, rewrite
 from tests.integration.test_transpile import BACKEND_ROWS, _create, _expected, _normal
 from tests.support.blocking import BlockingService
+from tests.support.outcome import failed
 from tests.support.pg import PgServer
 from tests.support.tds import TdsServer
 from tests.support.tenants import seeded_service, service_for, token
@@ -52,12 +53,16 @@ def seed_events(conn: Any, backend: str) -> None:
         )
 
 
-@pytest.fixture
-def service(tmp_path: Path, pg: PgServer, pg_database: str) -> Iterator[BlockingService]:
+@pytest.fixture(scope="module")
+def service(
+    tmp_path_factory: pytest.TempPathFactory, pg: PgServer, module_pg_database: str
+) -> Iterator[BlockingService]:
+    """One service over both tenants for the module: ``ROWS`` events are seeded once, and
+    the one test that writes leaves them as they were (``Note = Note``)."""
     with seeded_service(
-        tmp_path,
+        tmp_path_factory.mktemp("row_cap"),
         pg,
-        pg_database,
+        module_pg_database,
         contacts=20,
         pool_max_size=1,
         backend_templates={},
@@ -180,7 +185,8 @@ def test_offset_stays_the_callers(
 def test_write_returning_rows_are_all_counted(
     service: BlockingService, principal: Principal, tenant: str
 ) -> None:
-    sql = "UPDATE Events SET Note = 'x' OUTPUT INSERTED.EventID WHERE EventID <= 50"
+    # Note = Note: the rows the other tests read stay as they are.
+    sql = "UPDATE Events SET Note = Note OUTPUT INSERTED.EventID WHERE EventID <= 50"
     req = QueryRequest(tenant=tenant, sql=sql, max_rows=10)
     assert "LIMIT" not in service.explain(principal, req)["sql"]
     outcome = service.query(principal, req)
@@ -214,29 +220,43 @@ BIG_EVENTS = (
 )
 
 
+@dataclass
+class Events:
+    """The module's one SQL Server tenant database and, per driver, a service over it."""
+
+    server: TdsServer
+    closing: contextlib.ExitStack
+    database: str = ""
+    services: dict[str, BlockingService] = field(default_factory=dict)
+
+
 @pytest.fixture(scope="module")
-def events_database(tds_server: TdsServer) -> Iterator[dict[str, str]]:
-    """The module's one tenant database, seeded by the first test that needs it (with
-    that test's driver) and shared by the others: ``BIG_ROWS`` rows take seconds to
-    insert on this engine, and no test here changes them."""
-    made: dict[str, str] = {}
-    try:
-        yield made
-    finally:
-        if "name" in made:
-            tds_server.drop_database(made["name"])
+def events(tds_server: TdsServer) -> Iterator[Events]:
+    """The tenant database is seeded by the first test that needs it (with that test's
+    driver) and each driver's service is made by the first test on that driver; all are
+    shared by the others: ``BIG_ROWS`` rows take seconds to insert on this engine, a
+    service's first statement (its pool's login, the catalog read) most of a second, and
+    no test here changes a row."""
+    with contextlib.ExitStack() as closing:
+        made = Events(tds_server, closing)
+        try:
+            yield made
+        finally:
+            closing.close()
+            if made.database:
+                tds_server.drop_database(made.database)
 
 
 @pytest.fixture
 def tds_service(
-    tmp_path: Path, tds_server: TdsServer, tds_driver: str, events_database: dict[str, str]
-) -> Iterator[BlockingService]:
-    """A service whose one tenant, ``mssql.example``, is the module's database reached
+    tmp_path_factory: pytest.TempPathFactory, tds_driver: str, events: Events
+) -> BlockingService:
+    """The service whose one tenant, ``mssql.example``, is the module's database reached
     through ``tds_driver``: the default schema plus ``Events`` with ``BIG_ROWS`` rows."""
-    if "name" not in events_database:
-        database = tds_server.create_database()
-        events_database["name"] = database
-        with contextlib.closing(tds_server.connect(tds_driver, database)) as conn:
+    tds_server = events.server
+    if not events.database:
+        events.database = tds_server.create_database()
+        with contextlib.closing(tds_server.connect(tds_driver, events.database)) as conn:
             seed_tenant(conn, "sqlserver", contacts=5, seed=1)
             conn.execute(
                 "CREATE TABLE [dbo].[Events]"
@@ -244,16 +264,16 @@ def tds_service(
             )
             conn.execute(BIG_EVENTS, BIG_ROWS)
             assert conn.execute("SELECT COUNT(*) FROM [dbo].[Events]").fetchone()[0] == BIG_ROWS
-    service = service_for(
-        tmp_path / "controller.db",
-        {"mssql.example": tds_server.odbc(tds_driver, events_database["name"])},
-        pool=PoolSettings(max_size=1),
-        tokens=(token("t", TOKEN, "read", "write"),),
-    )
-    try:
-        yield service
-    finally:
-        service.close()
+    if tds_driver not in events.services:
+        service = service_for(
+            tmp_path_factory.mktemp(f"row_cap-{tds_driver}") / "controller.db",
+            {"mssql.example": tds_server.odbc(tds_driver, events.database)},
+            pool=PoolSettings(max_size=1),
+            tokens=(token("t", TOKEN, "read", "write"),),
+        )
+        events.closing.callback(service.close)
+        events.services[tds_driver] = service
+    return events.services[tds_driver]
 
 
 MSSQL = "mssql.example"
@@ -428,36 +448,71 @@ def tds_cap_database(tds_server: TdsServer) -> Iterator[str]:
         tds_server.drop_database(name)
 
 
+@pytest.fixture(scope="module")
+def tds_cap_connections(tds_server: TdsServer) -> Iterator[dict[str, pyodbc.Connection]]:
+    """One connection per driver for the cases below, on ``master`` (as in
+    ``tests/integration/test_transpile.py``): a login and a new engine session per case
+    cost more than the case."""
+    opened: dict[str, pyodbc.Connection] = {}
+    try:
+        yield opened
+    finally:
+        for conn in opened.values():
+            conn.close()
+
+
+@pytest.fixture
+def tds_cap_connection(
+    request: pytest.FixtureRequest,
+    tds_server: TdsServer,
+    tds_driver: str,
+    tds_cap_connections: dict[str, pyodbc.Connection],
+) -> Iterator[pyodbc.Connection]:
+    """The module's connection on ``tds_driver``, in autocommit; closed and replaced
+    after a test that failed, so that no case runs on a session another left astray."""
+    conn = tds_cap_connections.get(tds_driver)
+    if conn is None:
+        conn = tds_cap_connections[tds_driver] = tds_server.connect(tds_driver)
+    conn.autocommit = True
+    yield conn
+    if failed(request):
+        del tds_cap_connections[tds_driver]
+        with contextlib.suppress(pyodbc.Error):
+            conn.close()
+
+
 @pytest.mark.parametrize("case", CAP_CASES, ids=lambda c: c.name)
 def test_sqlserver_runs_every_capped_golden_case(
-    case: Any, tds_server: TdsServer, tds_driver: str, tds_cap_database: str
+    case: Any, tds_cap_connection: pyodbc.Connection, tds_cap_database: str
 ) -> None:
     parsed = parse_statement(case.sql, dialect=case.dialect)
     plan = rewrite(parsed, tables=SCHEMA, backend="sqlserver", row_cap=True)
     given: dict[int | str, int] = {i: 1 for i in range(parsed.positional_params)}
     given.update({name: 1 for name in parsed.named_params})
-    with contextlib.closing(tds_server.connect(tds_driver)) as conn:
-        conn.autocommit = False  # the writes are rolled back: the tables stay empty
-        try:
-            cursor = conn.execute(
-                plan.bind(catalog=tds_cap_database, schema="dbo"),
-                _bind_cap(plan.param_order, given, max_rows=10),
-            )
-            if cursor.description is not None:
-                assert tuple(d[0] for d in cursor.description) == plan.columns
-                assert cursor.fetchall() == []
-        finally:
-            conn.rollback()
+    conn = tds_cap_connection
+    conn.autocommit = False  # the writes are rolled back: the tables stay empty
+    cursor = conn.cursor()
+    try:
+        cursor.execute(
+            plan.bind(catalog=tds_cap_database, schema="dbo"),
+            _bind_cap(plan.param_order, given, max_rows=10),
+        )
+        if cursor.description is not None:
+            assert tuple(d[0] for d in cursor.description) == plan.columns
+            assert cursor.fetchall() == []
+    finally:
+        cursor.close()
+        conn.rollback()
 
 
 @pytest.mark.parametrize("case", BACKEND_ROWS, ids=lambda c: c.name)
 def test_sqlserver_capped_transpile_cases_return_their_rows(
-    case: TranspileCase, tds_server: TdsServer, tds_driver: str, tds_cap_database: str
+    case: TranspileCase, tds_cap_connection: pyodbc.Connection, tds_cap_database: str
 ) -> None:
     plan = rewrite(parse_statement(case.sql), tables=shapes(), backend="sqlserver", row_cap=True)
     values = _bind_cap(plan.param_order, case.params, max_rows=1000)
-    with contextlib.closing(tds_server.connect(tds_driver)) as conn:
-        cursor = conn.execute(plan.bind(catalog=tds_cap_database, schema="dbo"), values)
+    with contextlib.closing(tds_cap_connection.cursor()) as cursor:
+        cursor.execute(plan.bind(catalog=tds_cap_database, schema="dbo"), values)
         assert tuple(d[0] for d in cursor.description) == plan.columns
         rows = [[_normal(v) for v in row] for row in cursor.fetchall()]
     assert rows == _expected(case)

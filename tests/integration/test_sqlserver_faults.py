@@ -38,7 +38,7 @@ from proxy.frontends.http.statuses import status_for
 from proxy.pipeline.request import QueryRequest
 from tenancy.errors import TenancyError
 from tests.support.blocking import BlockingService
-from tests.support.tds import TdsServer
+from tests.support.tds import FREETDS, TdsServer
 from tests.support.tenants import READER, service_for
 
 SLOW_VIEW = (
@@ -93,13 +93,26 @@ def _silent_server() -> tuple[socket.socket, int]:
     return listener, int(listener.getsockname()[1])
 
 
+@pytest.fixture(scope="module")
+def faults_database(tds_server: TdsServer) -> Iterator[str]:
+    """The module's one tenant database, seeded once for both drivers (seeding is
+    driver-neutral): the tests only read it (``COUNT`` and ``SlowRows``), each through a
+    service of its own, and what they break (sessions, the engine) is not in it."""
+    name = tds_server.create_database()
+    try:
+        driver = FREETDS if FREETDS in tds_server.drivers else tds_server.drivers[0]
+        with contextlib.closing(tds_server.connect(driver, name)) as conn:
+            seed_tenant(conn, "sqlserver", contacts=5, seed=3)
+            conn.execute(SLOW_VIEW)
+        yield name
+    finally:
+        tds_server.drop_database(name)
+
+
 @pytest.fixture
 def faults(
-    tmp_path: Path, tds_server: TdsServer, tds_driver: str, tds_database: str
+    tmp_path: Path, tds_server: TdsServer, tds_driver: str, faults_database: str
 ) -> Iterator[Faults]:
-    with contextlib.closing(tds_server.connect(tds_driver, tds_database)) as conn:
-        seed_tenant(conn, "sqlserver", contacts=5, seed=3)
-        conn.execute(SLOW_VIEW)
     silent, silent_port = _silent_server()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -109,11 +122,11 @@ def faults(
     mute = TdsServer("127.0.0.1", silent_port, tds_server.user, tds_server.password,
                      tds_server.encrypt, tds_server.drivers)  # fmt: skip
     tenants = {
-        "ok.example": tds_server.odbc(tds_driver, tds_database),
-        "badlogin.example": tds_server.odbc(tds_driver, tds_database, password="Wrong-4711"),
+        "ok.example": tds_server.odbc(tds_driver, faults_database),
+        "badlogin.example": tds_server.odbc(tds_driver, faults_database, password="Wrong-4711"),
         "nodb.example": tds_server.odbc(tds_driver, "tg_no_such_database"),
-        "down.example": down.odbc(tds_driver, tds_database),
-        "silent.example": mute.odbc(tds_driver, tds_database),
+        "down.example": down.odbc(tds_driver, faults_database),
+        "silent.example": mute.odbc(tds_driver, faults_database),
     }
     service = service_for(
         tmp_path / "controller.db",
@@ -122,7 +135,7 @@ def faults(
     )
     principal = service.auth.authenticate(f"Bearer {READER}")
     try:
-        yield Faults(service, principal, tds_server, tds_database, tds_driver)
+        yield Faults(service, principal, tds_server, faults_database, tds_driver)
     finally:
         service.close()
         silent.close()

@@ -9,8 +9,10 @@ Where Babelfish and SQL Server differ, the test checks ``TdsTenants.babelfish`` 
 asserts what each engine does; ``docs/drivers.md`` lists those differences.
 
 Read-only tests share three databases seeded once per module (0, 20 and 800 custom
-columns, each tenant with its own seed so that their rows differ); tests that write or
-alter get fresh databases of their own.
+columns, each tenant with its own seed so that their rows differ) and, per driver, one
+service over them; tests that write or alter get fresh databases of their own. Tests
+that leave their fresh databases as seeded (refusals, and DDL they undo) hand them on
+to the next such test on the same driver, each with a new service (``AS_SEEDED``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ from proxy.tables.records import Records
 from rewriter.errors import ConstructNotAllowed, UnknownColumn, UnknownTable
 from tenancy import ddl
 from tenancy.backends import BackendKind
+from tests.support.outcome import failed
 from tests.support.tds import FREETDS, TdsServer
 from tests.support.tds_tenants import TdsTenants, bracket, seed_databases, tds_service
 from tests.support.tenants import ADMIN, WRITER
@@ -75,12 +79,49 @@ def shared_databases(tds_server: TdsServer) -> Iterator[dict[str, str]]:
             tds_server.drop_database(database)
 
 
+@pytest.fixture(scope="module")
+def shared_services(
+    tmp_path_factory: pytest.TempPathFactory,
+    tds_server: TdsServer,
+    shared_databases: dict[str, str],
+) -> Iterator[Callable[[str], TdsTenants]]:
+    """Per driver, one service over the read-only tenants, made by the first test on that
+    driver and kept for the module: no test here changes a row or a column of them, and
+    building a service (its pool's logins, the catalog reads of three tenants on
+    Babelfish) costs more than most of these tests."""
+    made: dict[str, TdsTenants] = {}
+    with contextlib.ExitStack() as services:
+
+        def service_on(driver: str) -> TdsTenants:
+            if driver not in made:
+                root = tmp_path_factory.mktemp(f"shared-{driver}")
+                made[driver] = services.enter_context(
+                    tds_service(root, tds_server, driver, shared_databases)
+                )
+            return made[driver]
+
+        yield service_on
+
+
 @pytest.fixture
-def shared(
-    tmp_path: Path, tds_server: TdsServer, tds_driver: str, shared_databases: dict[str, str]
-) -> Iterator[TdsTenants]:
-    with tds_service(tmp_path, tds_server, tds_driver, shared_databases) as t:
-        yield t
+def shared(tds_driver: str, shared_services: Callable[[str], TdsTenants]) -> TdsTenants:
+    return shared_services(tds_driver)
+
+
+def seed_fresh(server: TdsServer, driver: str) -> dict[str, str]:
+    """Two freshly seeded tenant databases (3 custom columns, 10 contacts, different
+    seeds): ``{domain: database}``; the caller drops them."""
+    databases: dict[str, str] = {}
+    try:
+        for number, domain in enumerate((ALPHA, BETA), start=1):
+            databases.update(
+                seed_databases(server, driver, {domain: FRESH_CUSTOM}, contacts=10, seed=number)
+            )
+    except BaseException:
+        for database in databases.values():
+            server.drop_database(database)
+        raise
+    return databases
 
 
 @contextlib.contextmanager
@@ -88,12 +129,8 @@ def fresh_tenants(
     tmp_path: Path, server: TdsServer, driver: str, *, pool_max_size: int = 2
 ) -> Iterator[TdsTenants]:
     """Two freshly seeded tenants (3 custom columns, 10 contacts, different seeds)."""
-    databases: dict[str, str] = {}
+    databases = seed_fresh(server, driver)
     try:
-        for number, domain in enumerate((ALPHA, BETA), start=1):
-            databases.update(
-                seed_databases(server, driver, {domain: FRESH_CUSTOM}, contacts=10, seed=number)
-            )
         with tds_service(tmp_path, server, driver, databases, pool_max_size=pool_max_size) as t:
             yield t
     finally:
@@ -101,10 +138,71 @@ def fresh_tenants(
             server.drop_database(database)
 
 
+@dataclass
+class Kept:
+    """Fresh tenant databases (``seed_fresh``) handed from one ``AS_SEEDED`` test to the
+    next, and what their tables held when they were seeded."""
+
+    databases: dict[str, str]
+    seeded: dict[str, Any] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def kept_databases(tds_server: TdsServer) -> Iterator[dict[str, Kept]]:
+    """Per driver, the databases ``AS_SEEDED`` tests hand on; dropped with the module."""
+    kept: dict[str, Kept] = {}
+    try:
+        yield kept
+    finally:
+        for entry in kept.values():
+            for database in entry.databases.values():
+                tds_server.drop_database(database)
+
+
+def _contents(t: TdsTenants) -> dict[str, Any]:
+    """Each fresh tenant's tables: their columns and every row, read directly."""
+    return {
+        f"{tenant}/{table}": t.read_with_names(tenant, f"SELECT * FROM dbo.{table} ORDER BY 1")
+        for tenant in (ALPHA, BETA)
+        for table in BASE_MODEL
+    }
+
+
+# A test that leaves its fresh tenants as they were seeded (it is refused, or undoes its
+# DDL) says so with this mark: its ``fresh`` databases are handed to the next such test
+# on the same driver instead of being dropped. The service is still new for each test.
+AS_SEEDED = pytest.mark.leaves_fresh_tenants_as_seeded
+
+
 @pytest.fixture
-def fresh(tmp_path: Path, tds_server: TdsServer, tds_driver: str) -> Iterator[TdsTenants]:
-    with fresh_tenants(tmp_path, tds_server, tds_driver) as t:
-        yield t
+def fresh(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    tds_server: TdsServer,
+    tds_driver: str,
+    kept_databases: dict[str, Kept],
+) -> Iterator[TdsTenants]:
+    """Two freshly seeded tenants and a new service over them. For an ``AS_SEEDED`` test
+    the databases may be the last such test's on this driver: they are handed on only
+    after a test that passed and left every table's columns and rows as seeded; else
+    they are dropped, and the next test gets new ones."""
+    if request.node.get_closest_marker(AS_SEEDED.name) is None:
+        with fresh_tenants(tmp_path, tds_server, tds_driver) as t:
+            yield t
+        return
+    if tds_driver not in kept_databases:
+        kept_databases[tds_driver] = Kept(seed_fresh(tds_server, tds_driver))
+    kept = kept_databases[tds_driver]
+    reusable = False
+    try:
+        with tds_service(tmp_path, tds_server, tds_driver, kept.databases) as t:
+            kept.seeded = kept.seeded or _contents(t)
+            yield t
+            reusable = not failed(request) and _contents(t) == kept.seeded
+    finally:
+        if not reusable:
+            for database in kept_databases.pop(tds_driver).databases.values():
+                tds_server.drop_database(database)
 
 
 @pytest.fixture
@@ -372,6 +470,7 @@ def test_insert_update_delete_with_output_and_row_counts(fresh: TdsTenants) -> N
     assert fresh.read(BETA, "SELECT COUNT(*) FROM Contacts WHERE Department = 'R&D'") == [(0,)]
 
 
+@AS_SEEDED
 def test_update_output_deleted_is_refused_before_it_reaches_the_engine(
     fresh: TdsTenants,
 ) -> None:
@@ -387,6 +486,7 @@ def test_update_output_deleted_is_refused_before_it_reaches_the_engine(
         )
 
 
+@AS_SEEDED
 def test_constraint_violations_are_409(fresh: TdsTenants) -> None:
     row = "SELECT FirstName, AccountID FROM Contacts WHERE ContactID = 2"
     before = fresh.read(ALPHA, row)
@@ -738,6 +838,7 @@ def column_default(t: TdsTenants, tenant: str, column: str) -> tuple[Any, ...] |
     return rows[0] if rows else None
 
 
+@AS_SEEDED
 @pytest.mark.parametrize(
     ("body", "value", "expected"),
     [
@@ -834,6 +935,7 @@ def test_admin_nullable_with_default(fresh: TdsTenants) -> None:
     assert pool_stats(fresh, ALPHA)["connections_lost"] == 0
 
 
+@AS_SEEDED
 def test_admin_refusals_on_sqlserver(fresh: TdsTenants) -> None:
     with pytest.raises(ColumnExists):
         admin_add(fresh, ALPHA, name=FRESH_CUSTOM[0].name.upper(), type="integer")

@@ -10,7 +10,9 @@ by ``[db].[dbo].[table]``.
 
 Direct reads (``read``) go through a separate pyodbc connection whose ``Database=`` is the
 tenant's database, and unqualified names, so they check tenantgate's qualification
-rather than repeat it. ``alter`` runs DDL behind tenantgate's back after ``USE [db]``
+rather than repeat it. That connection is opened on the first read of the tenant and
+kept until the service closes: a login and a new engine session cost Babelfish more
+than most reads. ``alter`` runs DDL behind tenantgate's back after ``USE [db]``
 (the engine refuses three-part ``ALTER TABLE`` from another database, see
 ``docs/drivers.md``).
 """
@@ -87,6 +89,7 @@ class TdsTenants:
     """Tenant domain -> its database on the server."""
     babelfish: bool
     customer_ids: dict[str, int] = field(default_factory=dict)
+    _direct: dict[str, pyodbc.Connection] = field(default_factory=dict, repr=False)
 
     def principal(self, token: str = ADMIN) -> Principal:
         return self.service.auth.authenticate(f"Bearer {token}")
@@ -105,19 +108,40 @@ class TdsTenants:
         return self.service.query(self.principal(token), request)
 
     @contextlib.contextmanager
-    def direct(self, tenant: str) -> Iterator[pyodbc.Connection]:
-        """A connection of the driver under test straight into ``tenant``'s database."""
-        with contextlib.closing(self.server.connect(self.driver, self.databases[tenant])) as c:
-            yield c
+    def direct(self, tenant: str) -> Iterator[pyodbc.Cursor]:
+        """A cursor on a connection of the driver under test straight into ``tenant``'s
+        database (autocommit; the tenant's one, see above), closed afterwards. After an
+        error the connection is closed too, and the next read opens a new one."""
+        conn = self._direct.get(tenant)
+        if conn is None:
+            conn = self.server.connect(self.driver, self.databases[tenant])
+            self._direct[tenant] = conn
+        cursor = conn.cursor()
+        try:
+            yield cursor
+        except pyodbc.Error:
+            del self._direct[tenant]
+            with contextlib.suppress(pyodbc.Error):
+                conn.close()
+            raise
+        finally:
+            with contextlib.suppress(pyodbc.Error):
+                cursor.close()
+
+    def close_direct(self) -> None:
+        for conn in self._direct.values():
+            with contextlib.suppress(pyodbc.Error):
+                conn.close()
+        self._direct.clear()
 
     def read(self, tenant: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows read straight from the tenant's database, not through tenantgate."""
-        with self.direct(tenant) as conn:
-            return [tuple(r) for r in conn.execute(sql, *params).fetchall()]
+        with self.direct(tenant) as cursor:
+            return [tuple(r) for r in cursor.execute(sql, *params).fetchall()]
 
     def read_with_names(self, tenant: str, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        with self.direct(tenant) as conn:
-            cursor = conn.execute(sql)
+        with self.direct(tenant) as cursor:
+            cursor.execute(sql)
             names = [str(d[0]) for d in cursor.description]
             return names, [tuple(r) for r in cursor.fetchall()]
 
@@ -170,8 +194,9 @@ def tds_service(
         pool=PoolSettings(max_size=pool_max_size),
         tokens=tokens,
     )
+    tenants: TdsTenants | None = None
     try:
-        yield TdsTenants(
+        tenants = TdsTenants(
             service,
             server,
             driver,
@@ -179,5 +204,8 @@ def tds_service(
             babelfish=is_babelfish(server, driver),
             customer_ids=customer_ids,
         )
+        yield tenants
     finally:
+        if tenants is not None:
+            tenants.close_direct()
         service.close()
