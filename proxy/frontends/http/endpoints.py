@@ -174,10 +174,11 @@ async def get_record(request: Request) -> Response:
 
 
 async def patch_record(request: Request) -> Response:
-    principal = authenticate(service_of(request), request)
+    service = service_of(request)
+    principal = authenticate(service, request)
     p = request.path_params
     custom = flag(request, "custom")
-    body = RECORD.decode(await _body(service_of(request), request))
+    body = RECORD.decode(await _body(service, request))
     record = await _records(request).patch(
         principal,
         p["tenant"],
@@ -191,9 +192,10 @@ async def patch_record(request: Request) -> Response:
 
 
 async def insert_record(request: Request) -> Response:
-    principal = authenticate(service_of(request), request)
+    service = service_of(request)
+    principal = authenticate(service, request)
     p = request.path_params
-    body = RECORD.decode(await _body(service_of(request), request))
+    body = RECORD.decode(await _body(service, request))
     created = await _records(request).insert(principal, p["tenant"], p["table"], body)
     location = f"{request.url.path}/{created['key']}"
     return JSONResponse(created, status_code=201, headers={"Location": location})
