@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from collections.abc import Generator, Iterator
@@ -8,7 +9,7 @@ import pyodbc
 import pytest
 
 from tests.support import tds
-from tests.support.outcome import PHASE_REPORTS
+from tests.support.outcome import PHASE_REPORTS, failed
 from tests.support.pg import PgServer, pg_server
 
 pyodbc.pooling = False
@@ -26,21 +27,15 @@ def pg() -> Iterator[PgServer]:
 @pytest.fixture
 def pg_database(pg: PgServer) -> Iterator[str]:
     """A fresh, empty database on the test server, dropped afterwards."""
-    name = pg.create_database()
-    try:
+    with pg.fresh_database() as name:
         yield name
-    finally:
-        pg.drop_database(name)
 
 
 @pytest.fixture(scope="module")
 def module_pg_database(pg: PgServer) -> Iterator[str]:
     """A fresh, empty database shared by one module's tests, dropped afterwards."""
-    name = pg.create_database()
-    try:
+    with pg.fresh_database() as name:
         yield name
-    finally:
-        pg.drop_database(name)
 
 
 def _tds_required() -> bool:
@@ -74,6 +69,38 @@ def tds_driver(request: pytest.FixtureRequest, tds_server: tds.TdsServer) -> str
             pytest.fail(f"SQL Server tests must run with both drivers in CI: {reason}")
         pytest.skip(reason)
     return driver
+
+
+@pytest.fixture(scope="module")
+def _tds_master_connections(tds_server: tds.TdsServer) -> Iterator[dict[str, pyodbc.Connection]]:
+    opened: dict[str, pyodbc.Connection] = {}
+    try:
+        yield opened
+    finally:
+        for conn in opened.values():
+            with contextlib.suppress(pyodbc.Error):
+                conn.close()
+
+
+@pytest.fixture
+def tds_master_connection(
+    request: pytest.FixtureRequest,
+    tds_server: tds.TdsServer,
+    tds_driver: str,
+    _tds_master_connections: dict[str, pyodbc.Connection],
+) -> Iterator[pyodbc.Connection]:
+    """A connection of ``tds_driver`` on ``master``, in autocommit, kept for the module (a
+    login and a new engine session cost more than most cases); closed and replaced after
+    a test that failed, so that no case runs on a session another left astray."""
+    conn = _tds_master_connections.get(tds_driver)
+    if conn is None:
+        conn = _tds_master_connections[tds_driver] = tds_server.connect(tds_driver)
+    conn.autocommit = True
+    yield conn
+    if failed(request):
+        del _tds_master_connections[tds_driver]
+        with contextlib.suppress(pyodbc.Error):
+            conn.close()
 
 
 @pytest.fixture

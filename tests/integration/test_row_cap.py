@@ -27,7 +27,6 @@ from proxy.pipeline.request import QueryRequest
 from rewriter import RowCap, parse_statement, rewrite
 from tests.integration.test_transpile import BACKEND_ROWS, _create, _expected, _normal
 from tests.support.blocking import BlockingService
-from tests.support.outcome import failed
 from tests.support.pg import PgServer
 from tests.support.tds import TdsServer
 from tests.support.tenants import seeded_service, service_for, token
@@ -448,48 +447,15 @@ def tds_cap_database(tds_server: TdsServer) -> Iterator[str]:
         tds_server.drop_database(name)
 
 
-@pytest.fixture(scope="module")
-def tds_cap_connections(tds_server: TdsServer) -> Iterator[dict[str, pyodbc.Connection]]:
-    """One connection per driver for the cases below, on ``master`` (as in
-    ``tests/integration/test_transpile.py``): a login and a new engine session per case
-    cost more than the case."""
-    opened: dict[str, pyodbc.Connection] = {}
-    try:
-        yield opened
-    finally:
-        for conn in opened.values():
-            conn.close()
-
-
-@pytest.fixture
-def tds_cap_connection(
-    request: pytest.FixtureRequest,
-    tds_server: TdsServer,
-    tds_driver: str,
-    tds_cap_connections: dict[str, pyodbc.Connection],
-) -> Iterator[pyodbc.Connection]:
-    """The module's connection on ``tds_driver``, in autocommit; closed and replaced
-    after a test that failed, so that no case runs on a session another left astray."""
-    conn = tds_cap_connections.get(tds_driver)
-    if conn is None:
-        conn = tds_cap_connections[tds_driver] = tds_server.connect(tds_driver)
-    conn.autocommit = True
-    yield conn
-    if failed(request):
-        del tds_cap_connections[tds_driver]
-        with contextlib.suppress(pyodbc.Error):
-            conn.close()
-
-
 @pytest.mark.parametrize("case", CAP_CASES, ids=lambda c: c.name)
 def test_sqlserver_runs_every_capped_golden_case(
-    case: Any, tds_cap_connection: pyodbc.Connection, tds_cap_database: str
+    case: Any, tds_master_connection: pyodbc.Connection, tds_cap_database: str
 ) -> None:
     parsed = parse_statement(case.sql, dialect=case.dialect)
     plan = rewrite(parsed, tables=SCHEMA, backend="sqlserver", row_cap=True)
     given: dict[int | str, int] = {i: 1 for i in range(parsed.positional_params)}
     given.update({name: 1 for name in parsed.named_params})
-    conn = tds_cap_connection
+    conn = tds_master_connection
     conn.autocommit = False  # the writes are rolled back: the tables stay empty
     cursor = conn.cursor()
     try:
@@ -507,11 +473,11 @@ def test_sqlserver_runs_every_capped_golden_case(
 
 @pytest.mark.parametrize("case", BACKEND_ROWS, ids=lambda c: c.name)
 def test_sqlserver_capped_transpile_cases_return_their_rows(
-    case: TranspileCase, tds_cap_connection: pyodbc.Connection, tds_cap_database: str
+    case: TranspileCase, tds_master_connection: pyodbc.Connection, tds_cap_database: str
 ) -> None:
     plan = rewrite(parse_statement(case.sql), tables=shapes(), backend="sqlserver", row_cap=True)
     values = _bind_cap(plan.param_order, case.params, max_rows=1000)
-    with contextlib.closing(tds_cap_connection.cursor()) as cursor:
+    with contextlib.closing(tds_master_connection.cursor()) as cursor:
         cursor.execute(plan.bind(catalog=tds_cap_database, schema="dbo"), values)
         assert tuple(d[0] for d in cursor.description) == plan.columns
         rows = [[_normal(v) for v in row] for row in cursor.fetchall()]

@@ -100,17 +100,6 @@ def tds_transpile_database(tds_server: TdsServer) -> Iterator[str]:
         tds_server.drop_database(name)
 
 
-@pytest.fixture(scope="module")
-def tds_connections(tds_server: TdsServer) -> Iterator[dict[str, pyodbc.Connection]]:
-    """One connection per driver for the module, opened on first use, on ``master``."""
-    opened: dict[str, pyodbc.Connection] = {}
-    try:
-        yield opened
-    finally:
-        for conn in opened.values():
-            conn.close()
-
-
 def _normal(value: Any) -> Any:
     if isinstance(value, datetime.datetime):
         return value.isoformat(sep=" ")
@@ -158,16 +147,13 @@ def test_same_rows_on_postgresql_and_sqlite(
 @pytest.mark.parametrize("case", BACKEND_ROWS, ids=lambda c: c.name)
 def test_same_rows_on_sqlserver(
     case: TranspileCase,
-    tds_server: TdsServer,
-    tds_driver: str,
     tds_transpile_database: str,
-    tds_connections: dict[str, pyodbc.Connection],
+    tds_master_connection: pyodbc.Connection,
 ) -> None:
     assert "sqlserver" not in case.refusals, "T-SQL with rows must run on SQL Server"
-    conn = tds_connections.get(tds_driver)
-    if conn is None:
-        conn = tds_connections[tds_driver] = tds_server.connect(tds_driver)
-    rows = run(conn, case, "sqlserver", catalog=tds_transpile_database, schema="dbo")
+    rows = run(
+        tds_master_connection, case, "sqlserver", catalog=tds_transpile_database, schema="dbo"
+    )
     assert rows == _expected(case)
 
 

@@ -60,6 +60,15 @@ class PgServer:
         with contextlib.closing(self.connect()) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    @contextlib.contextmanager
+    def fresh_database(self) -> Iterator[str]:
+        """A new, empty database, dropped afterwards."""
+        name = self.create_database()
+        try:
+            yield name
+        finally:
+            self.drop_database(name)
+
 
 def _free_port() -> int:
     with socket.socket() as s:
