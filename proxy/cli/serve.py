@@ -4,8 +4,8 @@ With ``server.workers = 1`` the app runs in this process. With more, uvicorn's
 supervisor binds the port once and starts that many worker processes that accept on
 it (the ecosystem's usual multi-process model; each worker builds its own service from
 the configuration file named by ``TENANTGATE_CONFIG``, see ``app_from_environment``).
-The workers of a host share a run folder (``TENANTGATE_RUN_DIR``): prometheus_client's
-multi-process files, each worker's cache and pool snapshot, and the change bell (see
+The workers of a host share a run folder (``TENANTGATE_RUN_DIR``): each worker's
+metrics snapshot, and the change bell (see
 ``proxy.pipeline.invalidation``). Pool caps are divided among the workers
 (``proxy.compose.pool_options``).
 """
@@ -18,11 +18,10 @@ import shutil
 import tempfile
 
 import uvicorn
-from starlette.applications import Starlette
 
 from proxy.compose import build
 from proxy.config import Settings, load
-from proxy.frontends.http.app import create_app
+from proxy.frontends.http.app import App, create_app
 
 __all__ = ["app_from_environment", "configure_logging", "serve"]
 
@@ -53,8 +52,6 @@ def serve(
     if config_path is None:
         raise ValueError("several workers read their settings from a configuration file")
     run_dir = tempfile.mkdtemp(prefix="tenantgate-run-")
-    # Before the workers start: prometheus_client reads it when a worker imports it.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = run_dir
     os.environ[RUN_DIR_ENV] = run_dir
     os.environ[CONFIG_ENV] = os.path.abspath(config_path)
     try:
@@ -77,7 +74,7 @@ def configure_logging() -> None:
     logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 
-def app_from_environment() -> Starlette:
+def app_from_environment() -> App:
     """A worker's app (uvicorn calls this in each worker process)."""
     # A spawned worker starts afresh: the parent's logging set-up is not inherited.
     configure_logging()

@@ -37,7 +37,7 @@ class Heal:
         self._metrics = metrics
 
     def record(self, outcome: str) -> None:
-        self._metrics.heals.labels(outcome).inc()
+        self._metrics.record_heal(outcome)
 
     def revalidate(
         self, location: TenantLocation, shapes: Mapping[str, TableMetadata | None]

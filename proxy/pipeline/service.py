@@ -157,31 +157,39 @@ class Service:
         t2 = time.perf_counter()
         phases["metadata"] = t2 - t1
 
-        plan_for = functools.partial(
-            self.plans.plan,
-            parsed,
-            backend=location.kind.value,
-            missing_columns=req.missing_columns,
-            tenant_label=tenant.domain,
-            allow_unfiltered=req.allow_unfiltered,
-            # Bound a read's result in the SQL: some drivers buffer it all at execute.
-            row_cap=True,
-        )
         try:
-            plan, cached = plan_for(tables=shapes)
+            plan, cached = self._plan(parsed, shapes, tenant, req)
         except UnknownColumn:
             if not blocking:
                 raise _CacheMiss from None  # healing reads the catalog
             fresh = self.heal.revalidate(location, shapes)
             if fresh is None:
                 raise
-            plan, cached = plan_for(tables=fresh)
+            plan, cached = self._plan(parsed, fresh, tenant, req)
         sql = plan.bind(catalog=location.catalog, schema=location.schema)
         params = bind_params(
             plan.param_order, req.params, parsed.positional_params, max_rows=req.max_rows
         )
         phases["rewrite"] = time.perf_counter() - t2
         return Prepared(tenant, plan, sql, params, cached, phases)
+
+    def _plan(
+        self,
+        parsed: rewriter.ParsedStatement,
+        shapes: dict[str, TableMetadata | None],
+        tenant: Tenant,
+        req: QueryRequest,
+    ) -> tuple[rewriter.Plan, bool]:
+        return self.plans.plan(
+            parsed,
+            tables=shapes,
+            backend=tenant.location.kind,  # a StrEnum: the str itself, without .value's cost
+            missing_columns=req.missing_columns,
+            tenant_label=tenant.domain,
+            allow_unfiltered=req.allow_unfiltered,
+            # Bound a read's result in the SQL: some drivers buffer it all at execute.
+            row_cap=True,
+        )
 
     async def query(self, principal: Principal, req: QueryRequest) -> QueryOutcome:
         prepared = await self.prepare(principal, req)
@@ -233,7 +241,7 @@ class Service:
             count_all_rows=prepared.plan.statement_class == "write",
         )
         prepared.phases["execute"] = time.perf_counter() - t0
-        kind = location.kind.value
+        kind = location.kind
         return QueryOutcome(result, kind, prepared.plan.statement_class, prepared.phases)
 
     async def explain(self, principal: Principal, req: QueryRequest) -> dict[str, Any]:
@@ -331,4 +339,10 @@ class Service:
         await self.offload(self.controller.ping)
 
     async def aclose(self) -> None:
+        if self.metrics.multiprocess_dir is not None:
+            # The last figures, for the scrapes of the workers that outlive this one.
+            try:
+                await self.offload(self.metrics.write_snapshot)
+            except OSError as exc:
+                log.warning("could not write the last metrics snapshot: %s", exc)
         await self.drivers.aclose()

@@ -10,12 +10,25 @@ from starlette.requests import ClientDisconnect, Request
 
 from proxy.errors import InvalidRequest, RequestTooLarge
 
-__all__ = ["flag", "read_body"]
+__all__ = ["flag", "header", "read_body"]
+
+
+def header(request: Request, name: bytes) -> str | None:
+    """The value of header ``name`` (lower case, as ASGI gives names), or ``None``.
+
+    Read from the scope: building Starlette's ``Headers`` and looking up through it
+    costs more than scanning the few headers a request carries.
+    """
+    for key, value in request.scope["headers"]:
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The body's bytes; 413 past ``max_bytes`` (declared or streamed)."""
-    declared = request.headers.get("content-length")
+    declared = header(request, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise RequestTooLarge(f"request body exceeds {max_bytes} bytes")
     # The ASGI messages themselves, not ``request.stream()``: an async generator per

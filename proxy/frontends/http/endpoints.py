@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.auth import Principal
-from proxy.frontends.http.body import flag, read_body
+from proxy.frontends.http.body import flag, header, read_body
 from proxy.frontends.http.models import RECORD, custom_field, query_request
 from proxy.jsonenc import dumps
 from proxy.pipeline.service import Service
@@ -55,7 +55,7 @@ def service_of(request: Request) -> Service:
 
 
 def authenticate(service: Service, request: Request) -> Principal:
-    return service.auth.authenticate(request.headers.get("authorization"))
+    return service.auth.authenticate(header(request, b"authorization"))
 
 
 async def _body(service: Service, request: Request) -> bytes:
@@ -80,8 +80,13 @@ async def query(request: Request) -> Response:
         }
     )
     outcome.phases["serialize"] = time.perf_counter() - t0
-    service.metrics.observe_phases(outcome.backend, outcome.statement_class, outcome.phases)
-    service.metrics.observe_rows(outcome.backend, len(result.rows), truncated=result.truncated)
+    service.metrics.observe_query(
+        outcome.backend,
+        outcome.statement_class,
+        outcome.phases,
+        rows=len(result.rows),
+        truncated=result.truncated,
+    )
     return Response(body, media_type="application/json")
 
 
