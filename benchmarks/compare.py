@@ -64,6 +64,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import many_tenants  # noqa: E402
+from procstat import cpu_s  # noqa: E402
 
 from proxy.demo.seed import custom_columns, seed_tenant  # noqa: E402
 from tests.support.pg import PgServer, pg_server  # noqa: E402
@@ -76,13 +77,6 @@ WIDE_TENANT, WIDE_DOMAIN, WIDE_CUSTOM = 99, "pgwide.example", 800
 SENTINEL = 987_654_321  # the key given to /v1/explain, to find its place among the binds
 PGBOUNCER_PASSWORD = "bench-Pgbouncer-secret"
 POOL = 4  # tenantgate's pool.max_size in the stack; the passthrough and PgBouncer match it
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (/proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -138,13 +132,13 @@ def _ms(value: str, unit: str) -> float:
 
 
 def run_wrk(url: str, script: Path, seconds: int, connections: int, pid: int) -> Sample:
-    c0 = process_cpu_s(pid)
+    c0 = cpu_s(pid)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency",
          "-s", str(script), url],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
-    cpu = process_cpu_s(pid) - c0
+    cpu = cpu_s(pid) - c0
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"errors under load at {url}:\n{out}")
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
@@ -183,7 +177,7 @@ def run_pgbench(
 ) -> Sample:  # fmt: skip
     for old in logdir.glob("pgb.*"):
         old.unlink()
-    c0 = process_cpu_s(pid) if pid else 0.0
+    c0 = cpu_s(pid) if pid else 0.0
     done = subprocess.run(
         [pgbench_path() or "pgbench", "-n", "-M", mode, "-c", str(clients), "-j", "1",
          "-T", str(seconds), "-f", str(script), "-l", "--log-prefix", str(logdir / "pgb"),
@@ -191,7 +185,7 @@ def run_pgbench(
         capture_output=True, text=True, check=False,
         env={**os.environ, "PGPASSWORD": PGBOUNCER_PASSWORD},
     )  # fmt: skip
-    cpu = process_cpu_s(pid) - c0 if pid else 0.0
+    cpu = cpu_s(pid) - c0 if pid else 0.0
     if done.returncode != 0:
         raise RuntimeError(f"pgbench failed:\n{done.stdout}\n{done.stderr}")
     processed = int(re.search(r"actually processed: (\d+)", done.stdout).group(1))  # type: ignore[union-attr]

@@ -6,12 +6,15 @@ tenant with ``Schema=tN``. The real service process serves them (native driver u
 ``--driver odbc``). Measured, in one run:
 
 * p50 of a point select (sequential, one keep-alive client) cycling over 10 warm
-  tenants, then over all N warm tenants;
+  tenants, and over all N warm tenants in random order: ``--rounds`` interleaved
+  blocks of each, so that the box's drift hits both alike, and the service's CPU per
+  request (``/proc/PID/stat``) over each;
 * the service process's RSS (``VmRSS``) after 10 tenants were used and after all N
   were (each used once), and the growth per tenant between the two;
 * the backend connections the service holds (``pg_stat_activity``) against its cap.
 
-    .venv/bin/python benchmarks/many_tenants.py [--tenants 10000] [--samples 2000]
+    .venv/bin/python benchmarks/many_tenants.py [--tenants 10000] [--samples 2000] \\
+        [--rounds 4]
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from procstat import cpu_s, rss_kib  # noqa: E402
+
 from proxy.auth import hash_token  # noqa: E402
 from proxy.demo.seed import BASE_MODEL, seed_tenant  # noqa: E402
 from tests.support.pg import PgServer, pg_server  # noqa: E402
@@ -42,13 +47,6 @@ TOKEN = "many-tenants-bench-token"
 SQL = "SELECT FirstName FROM Contacts WHERE ContactID = ?"
 POOL = 4
 BATCH = 250  # schemas per transaction: each CREATE TABLE holds a lock until commit
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 def seed(pg: PgServer, tenants: int) -> str:
@@ -125,7 +123,8 @@ classes = ["read"]
     return path
 
 
-def p50_us(client: httpx.Client, tenants: Iterator[int], samples: int) -> float:
+def latencies(client: httpx.Client, tenants: Iterator[int], samples: int) -> list[float]:
+    """Seconds per request of ``samples`` sequential point selects."""
     times = []
     for _ in range(samples):
         tenant = next(tenants)
@@ -135,7 +134,7 @@ def p50_us(client: httpx.Client, tenants: Iterator[int], samples: int) -> float:
         times.append(time.perf_counter() - started)
         if r.status_code != 200:
             raise RuntimeError(r.text)
-    return statistics.median(times) * 1e6
+    return times
 
 
 def backend_connections(pg: PgServer, database: str) -> int:
@@ -146,7 +145,9 @@ def backend_connections(pg: PgServer, database: str) -> int:
     return int(row[0])
 
 
-def run(pg: PgServer, *, tenants: int, samples: int, driver: str) -> dict[str, float]:
+def run(
+    pg: PgServer, *, tenants: int, samples: int, driver: str, rounds: int = 4
+) -> dict[str, float]:
     started = time.monotonic()
     database = seed(pg, tenants)
     print(f"  seeded {tenants} schemas in {time.monotonic() - started:.0f} s", flush=True)
@@ -161,14 +162,23 @@ def run(pg: PgServer, *, tenants: int, samples: int, driver: str) -> dict[str, f
                 ) as client,
             ):
                 few = itertools.cycle(range(1, 11))
-                p50_us(client, few, 200)  # warm: 10 tenants cached, plans, pool
+                latencies(client, few, 200)  # warm: 10 tenants cached, plans, pool
                 rss_few = rss_kib(pid)
-                p50_few = p50_us(client, few, samples)
-                p50_us(client, iter(range(1, tenants + 1)), tenants)  # every tenant once
+                latencies(client, iter(range(1, tenants + 1)), tenants)  # every tenant once
                 rss_many = rss_kib(pid)
                 order = list(range(1, tenants + 1))
                 random.shuffle(order)
-                p50_many = p50_us(client, itertools.cycle(order), samples)
+                phases = {"few": few, "many": itertools.cycle(order)}
+                times: dict[str, list[float]] = {"few": [], "many": []}
+                cpu = {"few": 0.0, "many": 0.0}
+                block = max(1, samples // rounds)
+                for _ in range(rounds):
+                    for phase, cycle in phases.items():
+                        before = cpu_s(pid)
+                        times[phase] += latencies(client, cycle, block)
+                        cpu[phase] += cpu_s(pid) - before
+                p50_few, p50_many = (statistics.median(times[p]) * 1e6 for p in phases)
+                cpu_few, cpu_many = (cpu[p] / len(times[p]) * 1e6 for p in phases)
                 connections = backend_connections(pg, database)
     finally:
         pg.drop_database(database)
@@ -177,6 +187,8 @@ def run(pg: PgServer, *, tenants: int, samples: int, driver: str) -> dict[str, f
         "p50_10_us": p50_few,
         "p50_many_us": p50_many,
         "p50_ratio": p50_many / p50_few,
+        "cpu_10_us": cpu_few,
+        "cpu_many_us": cpu_many,
         "rss_10_kib": rss_few,
         "rss_many_kib": rss_many,
         "rss_per_tenant_bytes": per_tenant,
@@ -185,6 +197,9 @@ def run(pg: PgServer, *, tenants: int, samples: int, driver: str) -> dict[str, f
     print(f"\n10 vs {tenants:,} tenants ({driver} driver, schema per tenant, PostgreSQL):")
     print(f"  p50 point select: {p50_few:.0f} µs vs {p50_many:.0f} µs ({p50_many / p50_few:.2f}x;"
           " target ≤ 1.2x)")  # fmt: skip
+    print(f"  service CPU per request: {cpu_few:.0f} µs vs {cpu_many:.0f} µs "
+          "(the rest of the difference is the backend's: each tenant's statement is "
+          "a text of its own, parsed and planned unprepared)")  # fmt: skip
     print(f"  RSS: {rss_few / 1024:.1f} MiB vs {rss_many / 1024:.1f} MiB, "
           f"{per_tenant / 1024:.2f} KiB per tenant (target ≤ 2 KB)")  # fmt: skip
     print(f"  backend connections: {connections} (cap {POOL})")
@@ -194,11 +209,12 @@ def run(pg: PgServer, *, tenants: int, samples: int, driver: str) -> dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tenants", type=int, default=10_000)
-    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--samples", type=int, default=2000, help="per phase, over the rounds")
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--driver", choices=("native", "odbc"), default="native")
     args = parser.parse_args()
     with pg_server() as pg:
-        run(pg, tenants=args.tenants, samples=args.samples, driver=args.driver)
+        run(pg, tenants=args.tenants, samples=args.samples, driver=args.driver, rounds=args.rounds)
 
 
 if __name__ == "__main__":

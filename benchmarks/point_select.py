@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,8 @@ import pyodbc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from procstat import cpu_s  # noqa: E402
+
 from tests.support import tds  # noqa: E402
 from tests.support.pg import pg_server  # noqa: E402
 from tests.support.stack import (  # noqa: E402
@@ -48,13 +49,6 @@ from tests.support.stack import (  # noqa: E402
 
 SQL = "SELECT ContactID, FirstName, LastName, Email FROM Contacts WHERE ContactID = ?"
 SENTINEL = 987_654_321  # the key given to /v1/explain, to find its place among the binds
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (/proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -86,14 +80,14 @@ def measure(stack: Stack, tenant: Any, connection: pyodbc.Connection, n: int) ->
         block = 100
         service_cpu = direct_cpu = 0.0
         for i in range(0, n, block):
-            c0 = process_cpu_s(stack.pid)
+            c0 = cpu_s(stack.pid)
             for j in range(block):
                 key = 1 + (i + j) % 150
                 t0 = time.perf_counter()
                 r = http.post("/v1/query", json={"tenant": tenant, "sql": SQL, "params": [key]})
                 service.append(time.perf_counter() - t0)
                 assert r.status_code == 200, r.text
-            service_cpu += process_cpu_s(stack.pid) - c0
+            service_cpu += cpu_s(stack.pid) - c0
             for _ in range(block // 4):
                 t0 = time.perf_counter()
                 http.get("/healthz")
