@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.churn import churn_stack, run_churn  # noqa: E402
+from proxy.demo.churn import run_churn  # noqa: E402
+from tests.support.churn import churn_stack  # noqa: E402
 from tests.support.pg import pg_server  # noqa: E402
 from tests.support.tds import register_msodbc18, tds_server  # noqa: E402
 
@@ -70,7 +71,7 @@ def main() -> int:
             )
         )
         report = run_churn(
-            stack,
+            stack.target,
             seconds=args.seconds,
             readers=args.readers,
             writers=args.writers,

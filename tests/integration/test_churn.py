@@ -4,7 +4,8 @@ driver on the T-SQL engine, or six on PostgreSQL when there is no engine), concu
 readers and writers, and on every tenant a custom column of ``Contacts`` added or
 dropped every second, outside tenantgate (pyodbc DDL on the tenant database; on SQL
 Server from a connection whose database is the tenant's) and through the custom-field
-API. The workload and its checks are in ``tests/support/churn.py``;
+API. The workload and its checks are in ``proxy/demo/churn.py``, the harness in
+``tests/support/churn.py``;
 ``benchmarks/churn.py`` runs it longer and prints figures.
 
 The service runs two worker processes (``server.workers = 2``): what one worker learns
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.churn import ACCEPTED, churn_stack, run_churn
+from proxy.demo.churn import ACCEPTED, run_churn
+from tests.support.churn import churn_stack
 from tests.support.pg import PgServer
 from tests.support.tds import TdsServer
 
@@ -66,13 +68,13 @@ def test_schema_churn_under_load(
         sqlserver=drivers,
         workers=WORKERS,
     ) as stack:
-        report = run_churn(stack, seconds=SECONDS)
+        report = run_churn(stack.target, seconds=SECONDS)
         log = stack.log_path.read_text(encoding="utf-8", errors="replace")
     print("\n" + report.summary())
 
     assert report.violations == []
     # No 500; every refusal carries a code accepted for its kind of request (the list
-    # and the reason for each is ``ACCEPTED`` in tests/support/churn.py).
+    # and the reason for each is ``ACCEPTED`` in proxy/demo/churn.py).
     refused = {(kind, code) for kind, status, code in report.requests if status >= 300}
     assert all(code in ACCEPTED[kind] for kind, code in refused), refused
     assert not any(status == 500 for _, status, _ in report.requests)
@@ -80,7 +82,7 @@ def test_schema_churn_under_load(
     # The run did what it claims: churn on every tenant both ways, reads, acked writes.
     assert report.ddl["add_outside"] > 0 and report.ddl["add_api"] > 0
     assert report.ddl["drop_outside"] > 0 and report.ddl["drop_api"] > 0
-    assert sum(report.ddl.values()) >= SECONDS * len(stack.tenants) * 0.5
+    assert sum(report.ddl.values()) >= SECONDS * len(stack.target.tenants) * 0.5
     assert report.star_checked > 0
     assert report.writes_acknowledged > 0
     assert report.writes_found == report.writes_acknowledged
