@@ -5,8 +5,8 @@ supervisor binds the port once and starts that many worker processes that accept
 it (the ecosystem's usual multi-process model; each worker builds its own service from
 the configuration file named by ``TENANTGATE_CONFIG``, see ``app_from_environment``).
 The workers of a host share a run folder (``TENANTGATE_RUN_DIR``): each worker's
-metrics snapshot, and the change bell (see
-``proxy.pipeline.invalidation``). Pool caps are divided among the workers
+metrics snapshot (``proxy.metrics``) and the change bell
+(``proxy.pipeline.invalidation``). Pool caps are divided among the workers
 (``proxy.compose.pool_options``).
 """
 

@@ -241,8 +241,7 @@ class Service:
             count_all_rows=prepared.plan.statement_class == "write",
         )
         prepared.phases["execute"] = time.perf_counter() - t0
-        kind = location.kind
-        return QueryOutcome(result, kind, prepared.plan.statement_class, prepared.phases)
+        return QueryOutcome(result, location.kind, prepared.plan.statement_class, prepared.phases)
 
     async def explain(self, principal: Principal, req: QueryRequest) -> dict[str, Any]:
         prepared = await self.prepare(principal, req)

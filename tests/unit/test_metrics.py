@@ -105,3 +105,12 @@ def test_an_exited_process_keeps_its_counts_and_loses_its_gauges(tmp_path: Path)
     assert sample(live, "tenantgate_requests_total", **ok) == 1
     assert sample(live, "tenantgate_pool_acquires_total", server="pg:1") == 20
     assert sample(live, "tenantgate_pool_connections", server="pg:1", state="in_use") == 1
+
+
+def test_an_unreadable_snapshot_is_skipped(tmp_path: Path) -> None:
+    metrics = Metrics(CollectorRegistry(), multiprocess_dir=str(tmp_path))
+    metrics.observe_request("query", None, 0.001)
+    (tmp_path / "tenantgate_stats_1_2.json").write_bytes(b'{"counters": [')  # half written
+    (tmp_path / "tenantgate_stats_3_4.json").write_bytes(b'{"counters": {"x": 5}}')
+    ok = {"endpoint": "query", "outcome": "ok", "code": ""}
+    assert sample(metrics, "tenantgate_requests_total", **ok) == 1
