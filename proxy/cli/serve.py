@@ -72,6 +72,11 @@ def configure_logging() -> None:
     # psycopg warns "query cancellation interrupted" when a request is cancelled
     # mid-statement; the PostgreSQL driver then cancels from a thread of its own.
     logging.getLogger("psycopg").setLevel(logging.ERROR)
+    # sqlglot warns with the caller's statement in the message ("'...' contains
+    # unsupported syntax"): newlines that forge log lines, passwords of a refused ALTER
+    # LOGIN. Its errors reach us as exceptions, which the rewriter turns into its own
+    # messages; nothing it logs is needed.
+    logging.getLogger("sqlglot").setLevel(logging.CRITICAL)
 
 
 def app_from_environment() -> App:

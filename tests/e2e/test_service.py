@@ -362,8 +362,17 @@ def test_no_secret_in_the_service_log(stack: Stack) -> None:
         )
         assert (status, body["error"]["code"]) == (400, "backend_rejected"), body
         assert not [secret for secret in stack.secrets if secret in str(body)]
+    # A refused statement that sqlglot itself would have logged whole (issue #9, item 8):
+    # a password, and a newline that would forge a log line.
+    forged = "INFO tenantgate forged-line-7f3a"
+    status, body = query(
+        stack,
+        {"tenant": 12, "sql": f"ALTER LOGIN sa WITH PASSWORD = '{PG_PASSWORD}'\n{forged}"},
+    )
+    assert (status, body["error"]["code"]) == (400, "statement_not_allowed"), body
     log = stack.log_text()
     assert not [secret for secret in stack.secrets if secret in log]
+    assert forged not in log
 
 
 # -- SQL Server over TDS: each scenario once per ODBC driver (the ``mssql`` fixture) -----
