@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rewriter.markers import MARKER_PREFIX
 from tenancy import sources
 from tenancy.backends import BackendKind, quote_identifier
 from tenancy.errors import TenantMisconfigured
@@ -203,7 +204,11 @@ def read_table(conn: Any, location: TenantLocation, table: str) -> tuple[str, li
     if physical is None:
         return None
     to_column = _ROW_TO_COLUMN[BackendKind(location.kind)]
-    return physical, [to_column(row) for row in by_table[physical]]
+    columns = [to_column(row) for row in by_table[physical]]
+    # A column whose name holds the rewriter's reserved prefix (made outside tenantgate)
+    # cannot be named in a statement, and in generated SQL it would pass for one of the
+    # rewriter's markers: it is left out of the shape, so `*` and CUSTOM_FIELDS() skip it.
+    return physical, [c for c in columns if MARKER_PREFIX not in c.name.casefold()]
 
 
 def list_tables(conn: Any, location: TenantLocation) -> list[str]:

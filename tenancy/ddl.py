@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from rewriter.markers import MARKER_PREFIX
 from rewriter.type_names import declared_type
 from tenancy.backends import BackendKind, quote_identifier
 
@@ -152,6 +153,8 @@ def validate_name(name: object) -> str:
             "with a digit",
             field="name",
         )
+    if MARKER_PREFIX in name.casefold():
+        raise FieldError(f"'name' may not contain {MARKER_PREFIX!r}, reserved", field="name")
     return name
 
 

@@ -41,8 +41,11 @@ def test_valid_names(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["", "1a", "a b", "a-b", 'a"b', "a]b", "é", "x" * 129, None, 5, "a;", "a\x00"]
-)
+    "name",
+    ["", "1a", "a b", "a-b", 'a"b', "a]b", "é", "x" * 129, None, 5, "a;", "a\x00",
+     # The rewriter's reserved prefix, in any case and anywhere (issue #9, item 7).
+     "__tenantgate_x", "__TenantGate_p1__", "a__tenantgate_b"],
+)  # fmt: skip
 def test_invalid_names(name: Any) -> None:
     with pytest.raises(ddl.FieldError):
         ddl.validate_name(name)

@@ -199,7 +199,7 @@ def _malformed(exc: msgspec.DecodeError) -> InvalidRequest:
 
 
 def _field_spec_refusal(plain: Any) -> None:
-    """The sentence ``tenancy.ddl.field_spec`` has for a body the model refused."""
+    """``tenancy.ddl.field_spec``'s sentence for a body it refuses, as a 400."""
     try:
         ddl.field_spec(plain)
     except ddl.FieldError as exc:
@@ -250,8 +250,13 @@ def query_request(raw: bytes, settings: Settings) -> QueryRequest:
 
 
 def custom_field(raw: bytes) -> dict[str, Any]:
-    """A custom-field body as ``tenancy.ddl.field_spec`` reads it (absent fields absent)."""
+    """A custom-field body as ``tenancy.ddl.field_spec`` reads it (absent fields absent).
+
+    The rules the model cannot state (a scale within its precision, the reserved
+    prefix in a name...) are checked here too, so every refusal comes before the tenant
+    is looked up."""
     fields: dict[str, Any] = msgspec.to_builtins(CUSTOM_FIELD.decode(raw))
+    _field_spec_refusal(fields)
     return fields
 
 
