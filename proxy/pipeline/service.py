@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any, TypeVar
 
 import anyio
@@ -39,8 +40,10 @@ from proxy.pipeline.invalidation import Invalidation
 from proxy.pipeline.request import QueryRequest, bind_params
 from rewriter.errors import UnknownColumn
 from rewriter.plan_cache import PlanCache
+from tenancy.backends import BackendKind
 from tenancy.controller import ControllerDirectory
 from tenancy.errors import TenancyError, UnknownTenant
+from tenancy.location import TenantLocation
 from tenancy.metadata import MetadataCache, TableMetadata
 from tenancy.resolver import Tenant, TenantResolver
 
@@ -53,6 +56,14 @@ T = TypeVar("T")
 
 class _CacheMiss(Exception):
     """Preparing from the caches alone was not possible: do it again where I/O may block."""
+
+
+def _shown_database(location: TenantLocation) -> str | None:
+    """The database as explain shows it: a SQLite tenant's file by its name alone, since
+    the server's folders are not the caller's business."""
+    if location.kind is BackendKind.SQLITE and location.database is not None:
+        return PurePath(location.database).name
+    return location.database
 
 
 @dataclass(slots=True)
@@ -251,7 +262,7 @@ class Service:
             "backend": location.kind.value,
             "driver": self.drivers.for_location(location).name,
             "server": location.server_key,
-            "database": location.database,
+            "database": _shown_database(location),
             "sql": prepared.sql,
             "params": prepared.params,
             "columns": list(prepared.plan.columns),

@@ -77,6 +77,9 @@ def test_plans_are_shared_between_tenants_with_equal_shapes(
     second = service.explain(principal, req)
     assert second["plan_cached"] is True
     assert first["sql"] == second["sql"]
+    # A SQLite tenant's file by its name alone: the server's folders are not the
+    # caller's business (issue #9, item 9).
+    assert "/" not in first["database"], first["database"]
 
 
 def test_catalog_reads_do_not_inherit_a_short_statement_timeout(service: BlockingService) -> None:
