@@ -14,7 +14,7 @@ import pyodbc
 import pytest
 
 from proxy.drivers.base import ResultColumn, ResultSet
-from proxy.drivers.odbc.execute import execute
+from proxy.drivers.odbc.execute import _cancel, execute
 from proxy.drivers.odbc.pool import ConnectionPool, PooledConnection
 from proxy.drivers.odbc.watchdog import Watchdog
 from proxy.errors import (
@@ -370,3 +370,21 @@ def test_argument_validation(lite_pool: ConnectionPool, watchdog: Watchdog) -> N
             with pytest.raises(ValueError):
                 execute(conn, **args)
     assert watchdog.pending == 0
+
+
+def test_a_failed_cancel_is_one_warning_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A cancel that meets a statement already gone (here: a closed cursor, on the real
+    # SQLite ODBC driver) is expected under timeouts: a warning, no traceback (#9, item 8).
+    conn = pyodbc.connect(f"Driver=SQLite3;Database={tmp_path / 'c.db'}", autocommit=True)
+    try:
+        cursor = conn.cursor()
+        cursor.close()
+        with caplog.at_level("WARNING", logger="proxy.drivers.odbc.execute"):
+            _cancel(cursor)
+    finally:
+        conn.close()
+    [record] = [r for r in caplog.records if r.name == "proxy.drivers.odbc.execute"]
+    assert record.levelname == "WARNING" and record.exc_info is None
+    assert "\n" not in record.getMessage()

@@ -147,7 +147,9 @@ def execute(
     handle: Handle | None = None
     kill: Handle | None = None
     try:
-        handle = watchdog.watch(cancel_after, cursor.cancel, own_thread=sqlserver)
+        handle = watchdog.watch(
+            cancel_after, functools.partial(_cancel, cursor), own_thread=sqlserver
+        )
         if session is not None and conn.pool is not None:
             kill = watchdog.watch(
                 cancel_after + backstop_delay(timeout_s),
@@ -261,6 +263,15 @@ def _mssql_session(conn: PooledConnection) -> tuple[int, str] | None:
         session = (int(row[0]), str(row[1]))
     conn.session[_MSSQL_SESSION_KEY] = session
     return session
+
+
+def _cancel(cursor: pyodbc.Cursor) -> None:
+    """The watchdog's first action. A cancel fails for expected reasons (the statement
+    finished meanwhile, the connection broke): one line then, not an error's traceback."""
+    try:
+        cursor.cancel()
+    except pyodbc.Error as exc:
+        log.warning("a statement's cancel failed: %s", message_of(exc))
 
 
 def _kill_session(pool: ConnectionPool, session_id: int, login_time: str) -> None:
