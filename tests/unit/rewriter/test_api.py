@@ -203,3 +203,16 @@ def test_plan_is_frozen_and_tenant_free() -> None:
     assert plan.statement_class == "read" and plan.backend == "postgresql"
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.sql = ""  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "sqlserver"])
+def test_thousands_of_markers_keep_their_order(backend: str) -> None:
+    # Markers in a long IN list and in rows of a VALUES list are swapped for the
+    # rewriter's own in bulk (params.mark); each ? still binds its own parameter.
+    keys = ", ".join("?" * 5000)
+    plan = plan_for(f"SELECT FirstName FROM Contacts WHERE ContactID IN ({keys})", backend)
+    assert plan.param_order == tuple(range(5000))
+    assert plan.sql.count("?") == 5000
+    rows = ", ".join("(?, ?)" for _ in range(1000))
+    plan = plan_for(f"INSERT INTO Contacts (FirstName, LastName) VALUES {rows}", backend)
+    assert plan.param_order[:2000] == tuple(range(2000))
