@@ -72,6 +72,10 @@ class QuerySettings:
     max_rows_cap: int = 10_000
     default_timeout_ms: int = 5000
     max_timeout_ms: int = 30_000
+    max_sql_chars: int = 100_000
+    """Longer statement text is refused before it is parsed (``statement_too_large``)."""
+    max_params: int = 2100
+    """Parameters per statement: SQL Server's own limit, kept for every backend."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +154,8 @@ def _validate(s: Settings) -> None:
         "query.max_rows_cap": s.query.max_rows_cap,
         "query.default_timeout_ms": s.query.default_timeout_ms,
         "query.max_timeout_ms": s.query.max_timeout_ms,
+        "query.max_sql_chars": s.query.max_sql_chars,
+        "query.max_params": s.query.max_params,
         "controller.cache_ttl_s": s.controller.cache_ttl_s,
         "metadata.ttl_s": s.metadata.ttl_s,
         "metadata.timeout_ms": s.metadata.timeout_ms,

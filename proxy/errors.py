@@ -63,6 +63,12 @@ class RequestTooLarge(ProxyError):
     code = "request_too_large"
 
 
+class StatementTooLarge(ProxyError):
+    """A statement past ``query.max_sql_chars`` or ``query.max_params``."""
+
+    code = "statement_too_large"
+
+
 class Unauthenticated(ProxyError):
     code = "unauthenticated"
 

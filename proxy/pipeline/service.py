@@ -33,7 +33,7 @@ from proxy.auth import Authenticator, Principal
 from proxy.config import Settings
 from proxy.drivers.base import ResultSet
 from proxy.drivers.manager import Drivers
-from proxy.errors import BackendObjectMissing
+from proxy.errors import BackendObjectMissing, StatementTooLarge
 from proxy.metrics import Metrics
 from proxy.pipeline.heal import Heal
 from proxy.pipeline.invalidation import Invalidation
@@ -159,7 +159,19 @@ class Service:
         t1 = time.perf_counter()
         phases["resolve"] = t1 - t0
 
+        limits = self.settings.query
+        if len(req.sql) > limits.max_sql_chars:
+            raise StatementTooLarge(
+                f"the statement has more than {limits.max_sql_chars} characters",
+                limit=limits.max_sql_chars,
+            )
         parsed = self.plans.parse(req.sql, dialect=req.dialect)
+        markers = parsed.positional_params + len(parsed.named_params)
+        if markers > limits.max_params:
+            raise StatementTooLarge(
+                f"the statement has {markers} parameters; at most {limits.max_params} are allowed",
+                limit=limits.max_params,
+            )
         principal.check_class(parsed.statement_class)
         location = tenant.location
         shapes: dict[str, TableMetadata | None] = {

@@ -39,7 +39,8 @@ from proxy.frontends.http.models import (
 __all__ = ["ERROR_CODES", "OPERATIONS", "Operation", "openapi_document"]
 
 ERROR_CODES = [
-    "invalid_request", "request_too_large", "unauthenticated", "forbidden", "rate_limited",
+    "invalid_request", "request_too_large", "statement_too_large", "unauthenticated",
+    "forbidden", "rate_limited",
     "not_found", "method_not_allowed", "parse_error", "multiple_statements",
     "statement_not_allowed", "construct_not_allowed", "construct_not_supported_on_backend",
     "cross_database_reference", "unknown_table", "unknown_column", "ambiguous_column",

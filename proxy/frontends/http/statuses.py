@@ -23,6 +23,7 @@ from proxy.errors import (
     RateLimited,
     RequestTooLarge,
     StatementTimeout,
+    StatementTooLarge,
     Unauthenticated,
 )
 from rewriter.errors import RewriteError, UnfilteredWrite
@@ -43,6 +44,7 @@ ERROR_TABLE: dict[type[Exception], int] = {
     InvalidRequest: 400,
     InvalidTenantReference: 400,
     RequestTooLarge: 413,
+    StatementTooLarge: 400,
     Unauthenticated: 401,
     Forbidden: 403,
     NotFound: 404,

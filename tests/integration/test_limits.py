@@ -1,0 +1,64 @@
+"""Statement size limits (issue #9, item 5): ``query.max_sql_chars`` before parsing,
+``query.max_params`` after, each a 400 ``statement_too_large`` that names its limit; a
+statement at the limits runs."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from proxy.demo.seed import seed_tenant
+from proxy.errors import StatementTooLarge
+from proxy.pipeline.request import QueryRequest
+from tests.support.blocking import BlockingService
+from tests.support.tenants import ADMIN, service_for
+
+pytestmark = pytest.mark.integration
+
+TENANT = "lite.example"
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[BlockingService]:
+    tenant_file = tmp_path / "tenant.db"
+    with contextlib.closing(sqlite3.connect(tenant_file)) as conn:
+        seed_tenant(conn, "sqlite", contacts=5, seed=1)
+    service = service_for(
+        tmp_path / "controller.db", {TENANT: f"Driver=SQLite3;Database={tenant_file}"}
+    )
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+def _run(service: BlockingService, sql: str, params: list[object]) -> int:
+    principal = service.auth.authenticate(f"Bearer {ADMIN}")
+    req = QueryRequest(tenant=TENANT, sql=sql, params=params)
+    return len(service.query(principal, req).result.rows)
+
+
+def _in_list(n: int) -> str:
+    return f"SELECT ContactID FROM Contacts WHERE ContactID IN ({', '.join('?' * n)})"
+
+
+def test_parameters_up_to_the_limit(service: BlockingService) -> None:
+    limit = service.settings.query.max_params
+    assert _run(service, _in_list(limit), list(range(1, limit + 1))) == 5
+    with pytest.raises(StatementTooLarge) as refused:
+        _run(service, _in_list(limit + 1), list(range(1, limit + 2)))
+    assert refused.value.details["limit"] == limit
+
+
+def test_statement_text_up_to_the_limit(service: BlockingService) -> None:
+    limit = service.settings.query.max_sql_chars
+    sql = "SELECT ContactID FROM Contacts WHERE ContactID = 1"
+    padded = sql + " " * (limit - len(sql))
+    assert _run(service, padded, []) == 1
+    with pytest.raises(StatementTooLarge) as refused:
+        _run(service, padded + " ", [])
+    assert refused.value.details["limit"] == limit
