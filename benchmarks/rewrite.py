@@ -127,6 +127,9 @@ def main() -> None:
     parser.add_argument(
         "--backend", choices=("postgresql", "sqlserver", "sqlite"), default="postgresql"
     )
+    parser.add_argument(
+        "--markers", type=int, nargs="*", default=[2100, 20_000], help="IN-list sizes to time"
+    )
     args = parser.parse_args()
 
     compiled = sqlglot.tokens.SQLGLOTC_INSTALLED
@@ -178,6 +181,15 @@ def main() -> None:
     ]
     for text, ok, value in checks:
         print(f"  {'PASS' if ok else 'MISS'}  {text}: {value}")
+
+    # Many ? markers (issue #9, item 6): cold parse and rewrite once per size; the service
+    # refuses more than query.max_params (2,100), the rewriter itself takes any number.
+    print("\n? markers in one IN list, cold (parse + rewrite), ms:")
+    for markers in args.markers:
+        sql = f"SELECT FirstName FROM Contacts WHERE ContactID IN ({', '.join('?' * markers)})"
+        started = time.perf_counter()
+        rewrite(parse_statement(sql), tables=shapes["point"], backend=args.backend, row_cap=True)
+        print(f"  {markers:>7,}  {(time.perf_counter() - started) * 1e3:9.1f}")
 
 
 if __name__ == "__main__":
