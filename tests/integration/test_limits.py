@@ -4,18 +4,15 @@ statement at the limits runs."""
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from proxy.demo.seed import seed_tenant
 from proxy.errors import StatementTooLarge
 from proxy.pipeline.request import QueryRequest
 from tests.support.blocking import BlockingService
-from tests.support.tenants import ADMIN, service_for
+from tests.support.tenants import ADMIN, sqlite_service
 
 pytestmark = pytest.mark.integration
 
@@ -24,16 +21,8 @@ TENANT = "lite.example"
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[BlockingService]:
-    tenant_file = tmp_path / "tenant.db"
-    with contextlib.closing(sqlite3.connect(tenant_file)) as conn:
-        seed_tenant(conn, "sqlite", contacts=5, seed=1)
-    service = service_for(
-        tmp_path / "controller.db", {TENANT: f"Driver=SQLite3;Database={tenant_file}"}
-    )
-    try:
+    with sqlite_service(tmp_path, contacts=5) as service:
         yield service
-    finally:
-        service.close()
 
 
 def _run(service: BlockingService, sql: str, params: list[object]) -> int:

@@ -6,17 +6,15 @@ such a column used to end in a 500. (The custom-field API refuses such names:
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from proxy.demo.seed import seed_tenant
 from proxy.pipeline.request import QueryRequest
 from tests.support.blocking import BlockingService
-from tests.support.tenants import ADMIN, service_for
+from tests.support.tenants import ADMIN, sqlite_service
 
 pytestmark = pytest.mark.integration
 
@@ -24,21 +22,15 @@ TENANT = "lite.example"
 RESERVED = ("__tenantgate_p1__", "X__TenantGate_catalog__")
 
 
+def _reserved_columns(conn: sqlite3.Connection) -> None:
+    for name in RESERVED:
+        conn.execute(f'ALTER TABLE "Contacts" ADD COLUMN "{name}" TEXT DEFAULT \'x\'')
+
+
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[BlockingService]:
-    tenant_file = tmp_path / "tenant.db"
-    with contextlib.closing(sqlite3.connect(tenant_file)) as conn:
-        seed_tenant(conn, "sqlite", contacts=3, seed=1)
-        for name in RESERVED:
-            conn.execute(f'ALTER TABLE "Contacts" ADD COLUMN "{name}" TEXT DEFAULT \'x\'')
-        conn.commit()
-    service = service_for(
-        tmp_path / "controller.db", {TENANT: f"Driver=SQLite3;Database={tenant_file}"}
-    )
-    try:
+    with sqlite_service(tmp_path, contacts=3, seed_more=_reserved_columns) as service:
         yield service
-    finally:
-        service.close()
 
 
 @pytest.mark.parametrize(

@@ -180,3 +180,24 @@ def seeded_service(
         yield Tenants(svc, sqlite_file, pg, pg_database)
     finally:
         svc.close()
+
+
+@contextlib.contextmanager
+def sqlite_service(
+    tmp_path: Path, *, contacts: int, seed_more: Callable[[sqlite3.Connection], None] | None = None
+) -> Iterator[BlockingService]:
+    """The service over one SQLite tenant, ``lite.example``, seeded with ``contacts``
+    contacts (then ``seed_more(conn)``, if given, before the service starts)."""
+    tenant_file = tmp_path / "tenant.db"
+    with contextlib.closing(sqlite3.connect(tenant_file)) as conn:
+        seed_tenant(conn, "sqlite", contacts=contacts, seed=1)
+        if seed_more is not None:
+            seed_more(conn)
+        conn.commit()
+    svc = service_for(
+        tmp_path / "controller.db", {"lite.example": f"Driver=SQLite3;Database={tenant_file}"}
+    )
+    try:
+        yield svc
+    finally:
+        svc.close()
