@@ -33,7 +33,7 @@ from proxy.auth import Authenticator, Principal
 from proxy.config import Settings
 from proxy.drivers.base import ResultSet
 from proxy.drivers.manager import Drivers
-from proxy.errors import BackendObjectMissing, StatementTooLarge
+from proxy.errors import BackendObjectMissing, StatementTimeout, StatementTooLarge
 from proxy.metrics import Metrics
 from proxy.pipeline.heal import Heal
 from proxy.pipeline.invalidation import Invalidation
@@ -56,6 +56,10 @@ T = TypeVar("T")
 
 class _CacheMiss(Exception):
     """Preparing from the caches alone was not possible: do it again where I/O may block."""
+
+
+_PREPARATION_SLACK_S = 0.01
+"""Preparation up to this long does not shorten the statement's own timeout."""
 
 
 def _shown_database(location: TenantLocation) -> str | None:
@@ -215,14 +219,15 @@ class Service:
         )
 
     async def query(self, principal: Principal, req: QueryRequest) -> QueryOutcome:
+        deadline = time.monotonic() + req.timeout_ms / 1000
         prepared = await self.prepare(principal, req)
         try:
-            return await self._execute(prepared, req)
+            return await self._execute(prepared, req, deadline)
         except BackendObjectMissing as error:
             if not self.heal.after_missing(prepared.tenant.location, prepared.plan):
                 raise
             stale_error = error
-        return await self._rerun(principal, req, prepared, stale_error)
+        return await self._rerun(principal, req, prepared, stale_error, deadline)
 
     async def _rerun(
         self,
@@ -230,6 +235,7 @@ class Service:
         req: QueryRequest,
         stale: Prepared,
         error: BackendObjectMissing,
+        deadline: float,
     ) -> QueryOutcome:
         """A read that failed on stale metadata, prepared and run once more."""
         try:
@@ -243,7 +249,7 @@ class Service:
             self.heal.record("rerun_failed")
             raise error
         try:
-            outcome = await self._execute(prepared, req)
+            outcome = await self._execute(prepared, req, deadline)
         except BackendObjectMissing:
             self.metadata.refresh(prepared.tenant.location)
             self.heal.record("rerun_failed")
@@ -251,14 +257,27 @@ class Service:
         self.heal.record("rerun_ok")
         return outcome
 
-    async def _execute(self, prepared: Prepared, req: QueryRequest) -> QueryOutcome:
+    async def _execute(
+        self, prepared: Prepared, req: QueryRequest, deadline: float
+    ) -> QueryOutcome:
+        """Run ``prepared`` in what is left of the request's timeout (``deadline``)."""
         location = prepared.tenant.location
+        whole = req.timeout_ms / 1000
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise StatementTimeout(
+                f"the timeout of {req.timeout_ms} ms passed before the statement could run",
+                timeout_ms=req.timeout_ms,
+            )
         t0 = time.perf_counter()
         result = await self.drivers.for_location(location).run(
             location,
             prepared.sql,
             prepared.params,
-            timeout_s=req.timeout_ms / 1000,
+            # A preparation from the caches leaves the statement its whole timeout: one
+            # that changed with every request would cost a PostgreSQL tenant a SET
+            # statement_timeout round trip each time.
+            timeout_s=whole if whole - left < _PREPARATION_SLACK_S else left,
             max_rows=req.max_rows,
             # A write's OUTPUT/RETURNING rows are its affected rows: count them all.
             count_all_rows=prepared.plan.statement_class == "write",
