@@ -14,18 +14,21 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from proxy.auth import Authenticator
-from proxy.config import Settings
+from proxy.config import ControllerSettings, Settings
 from proxy.drivers.manager import Drivers
 from proxy.drivers.sizing import PoolOptions
+from proxy.errors import ProxyError
 from proxy.metrics import Metrics
 from proxy.pipeline.heal import Heal
 from proxy.pipeline.invalidation import Bell, Invalidation
 from proxy.pipeline.service import Service
+from rewriter.limits import Limits
 from rewriter.plan_cache import PlanCache
 from tenancy import connstr
 from tenancy.backends import BackendKind, kind_for_driver
 from tenancy.changes import ChangeLog
 from tenancy.controller import ControllerDirectory
+from tenancy.errors import TenancyError
 from tenancy.location import TenantLocation, locate
 from tenancy.metadata import BaseModel, MetadataCache
 from tenancy.resolver import TenantResolver
@@ -46,6 +49,8 @@ def pool_options(settings: Settings) -> PoolOptions:
         max_idle=p.max_idle_s,
         max_lifetime=p.max_lifetime_s,
         max_per_server=p.max_per_server // workers,
+        max_waiting=p.max_waiting,
+        validate_idle=p.validate_idle_ms / 1000,
     )
 
 
@@ -74,16 +79,26 @@ def build(
 
     c = settings.controller
     controller_cs = connstr.parse(c.connection_string)
-    controller_source = drivers.odbc.controller_source(controller_cs.to_odbc())
+    controller_kind = _controller_kind(controller_cs)
+    controller_source = _controller_source(drivers, controller_cs, controller_kind, c)
     controller = ControllerDirectory(
         controller_source,
         table=c.table,
         id_column=c.id_column,
         domain_column=c.domain_column,
         connection_column=c.connection_column,
+        # The controller's pool speaks in proxy errors (a failed connect, a saturated
+        # pool): to tenancy they all mean the controller could not be asked.
+        db_errors=(*drivers.odbc.db_errors, ProxyError),
+        timeout=c.timeout_ms / 1000,
+        max_threads=c.max_threads,
     )
     resolver = TenantResolver(
-        controller, locate=where, ttl=c.cache_ttl_s, negative_ttl=c.negative_ttl_s
+        controller,
+        locate=where,
+        ttl=c.cache_ttl_s,
+        negative_ttl=c.negative_ttl_s,
+        stale_grace=c.stale_grace_s,
     )
     catalog_timeout_s = settings.metadata.timeout_ms / 1000
 
@@ -97,7 +112,18 @@ def build(
         negative_ttl=settings.metadata.negative_ttl_s,
         db_errors=drivers.db_errors,
     )
-    plans = PlanCache()
+    q = settings.query
+    plans = PlanCache(
+        max_bytes=q.plan_cache_bytes,
+        parse_max_bytes=q.parse_cache_bytes,
+        max_entry_bytes=q.cache_max_entry_bytes,
+        limits=Limits(
+            max_sql_chars=q.max_sql_chars,
+            max_params=q.max_params,
+            max_depth=q.max_depth,
+            max_in_list=q.max_in_list,
+        ),
+    )
     metrics.watch(
         caches={
             "tenant": resolver.get_stats,
@@ -132,3 +158,39 @@ def build(
             bell=Bell(os.path.join(run_dir, "changes.bell")) if run_dir is not None else None,
         )
     return service
+
+
+def _controller_kind(cs: connstr.ConnectionString) -> BackendKind | None:
+    """The controller's backend, when its driver is one tenantgate knows."""
+    try:
+        return kind_for_driver(cs.get("Driver") or "")
+    except TenancyError:
+        return None  # any ODBC database may be the controller
+
+
+def _controller_source(
+    drivers: Drivers,
+    cs: connstr.ConnectionString,
+    kind: BackendKind | None,
+    c: ControllerSettings,
+) -> Callable[[], AbstractContextManager[Any]]:
+    """The controller's pooled source, its statements bounded by ``controller.timeout_ms``.
+
+    The request path stops waiting at that deadline anyway (``ControllerDirectory``);
+    bounding the statement as well frees the thread and the connection soon after.
+    A SQLite controller locked by another process keeps the SQLite ODBC driver waiting
+    for its ``Timeout=`` (100 s unless set; each of connect and prepare waits that
+    long): unless the connection string sets one, it is the controller's deadline.
+    """
+    timeout_s = c.timeout_ms / 1000
+    database_file = None
+    if kind is BackendKind.SQLITE:
+        if "Timeout" not in cs:
+            cs = cs.replace("Timeout", str(c.timeout_ms))
+        database_file = cs.get("Database") or None
+    return drivers.odbc.controller_source(
+        cs.to_odbc(),
+        backend=kind.value if kind is not None else None,
+        timeout_s=timeout_s,
+        database_file=database_file,
+    )

@@ -37,6 +37,9 @@ class ServerSettings:
     """Processes serving the port (see docs/deploy.md); pool caps are divided among them."""
     max_body_bytes: int = 1_048_576
     metrics_require_token: bool = False
+    log_sql: bool = False
+    """Log each statement's backend SQL (not its parameters) on ``tenantgate.sql``, for
+    debugging: it carries callers' text, literals included."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,15 @@ class ControllerSettings:
     connection_column: str = "sqlconnectstring"
     cache_ttl_s: float = 60.0
     negative_ttl_s: float = 5.0
+    timeout_ms: int = 1500
+    """How long a request waits for a controller query (an unknown tenant's 503 comes
+    within it, whatever the controller does)."""
+    stale_grace_s: float = 300.0
+    """How long past ``cache_ttl_s`` a tenant found before is still served while the
+    controller cannot answer (0: never)."""
+    max_threads: int = 4
+    """Controller queries that may run at once, stuck ones included; when every one is
+    stuck past its deadline, more fail at once."""
     changes_table: str = ""
     """The change log in the controller database (``tenancy.changes``); required with
     several workers or hosts, off ("") by default."""
@@ -63,6 +75,8 @@ class PoolSettings:
     max_idle_s: float = 300.0
     max_lifetime_s: float = 3600.0
     max_per_server: int = 50
+    max_waiting: int = 20
+    validate_idle_ms: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +90,16 @@ class QuerySettings:
     """Longer statement text is refused before it is parsed (``statement_too_large``)."""
     max_params: int = 2100
     """Parameters per statement: SQL Server's own limit, kept for every backend."""
+    max_depth: int = 150
+    """Levels of the parsed tree (``rewriter.limits``: Python's recursion limit)."""
+    max_in_list: int = 2100
+    """Items of one IN list, as many as parameters."""
+    parse_cache_bytes: int = 16 << 20
+    """Parsed statements kept, by their estimated size (``rewriter.plan_cache``)."""
+    plan_cache_bytes: int = 16 << 20
+    """Rewritten plans kept, by their estimated size."""
+    cache_max_entry_bytes: int = 2 << 20
+    """A parsed statement or plan estimated larger is not cached."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +180,14 @@ def _validate(s: Settings) -> None:
         "query.max_timeout_ms": s.query.max_timeout_ms,
         "query.max_sql_chars": s.query.max_sql_chars,
         "query.max_params": s.query.max_params,
+        "query.max_depth": s.query.max_depth,
+        "query.max_in_list": s.query.max_in_list,
+        "query.parse_cache_bytes": s.query.parse_cache_bytes,
+        "query.plan_cache_bytes": s.query.plan_cache_bytes,
+        "query.cache_max_entry_bytes": s.query.cache_max_entry_bytes,
         "controller.cache_ttl_s": s.controller.cache_ttl_s,
+        "controller.timeout_ms": s.controller.timeout_ms,
+        "controller.max_threads": s.controller.max_threads,
         "metadata.ttl_s": s.metadata.ttl_s,
         "metadata.timeout_ms": s.metadata.timeout_ms,
     }
@@ -178,6 +209,8 @@ def _validate(s: Settings) -> None:
             )
     if not s.controller.poll_interval_s > 0:
         problems.append("controller.poll_interval_s must be > 0")
+    if not s.controller.stale_grace_s >= 0:
+        problems.append("controller.stale_grace_s must be >= 0")
     if s.query.default_max_rows > s.query.max_rows_cap:
         problems.append("query.default_max_rows must not exceed query.max_rows_cap")
     if s.query.default_timeout_ms > s.query.max_timeout_ms:

@@ -18,6 +18,7 @@ the one table that maps every error class to a status).
     │   ├── PoolSaturated            pool_saturated         503  Retry-After
     │   └── ConnectionLost           backend_unavailable    503  Retry-After; the connection is dead
     ├── StatementTimeout             statement_timeout      504
+    ├── NotReady                     not_ready              503  Retry-After; /readyz, its checks
     └── (custom fields and records, ``proxy.admin`` / ``proxy.records``)
         InvalidCustomField           invalid_custom_field   400  (InvalidRequest)
         InvalidFieldValue            invalid_field_value    400  (InvalidRequest)
@@ -36,7 +37,7 @@ foreign exceptions are translated into these classes inside that driver
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class ProxyError(Exception):
@@ -61,12 +62,6 @@ class InvalidRequest(ProxyError):
 
 class RequestTooLarge(ProxyError):
     code = "request_too_large"
-
-
-class StatementTooLarge(ProxyError):
-    """A statement past ``query.max_sql_chars`` or ``query.max_params``."""
-
-    code = "statement_too_large"
 
 
 class Unauthenticated(ProxyError):
@@ -130,6 +125,23 @@ class PoolSaturated(BackendUnavailable):
 
 class StatementTimeout(ProxyError):
     code = "statement_timeout"
+
+
+class NotReady(ProxyError):
+    """``/readyz``: a readiness check failed. ``checks`` is every check's outcome by
+    name, which the answer carries beside the error."""
+
+    code = "not_ready"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        checks: dict[str, dict[str, Any]] | None = None,
+        retry_after: float = 1.0,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.checks = checks or {}
 
 
 # -- custom fields and records --------------------------------------------------------

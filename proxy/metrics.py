@@ -72,6 +72,11 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "column the cache lacked).",
         ("outcome",),
     ),
+    "tenantgate_reads_retried": (
+        "Reads run once more on a fresh connection because theirs was found lost (a "
+        "server restart, a terminated backend), by backend and outcome (ok, failed).",
+        ("backend", "outcome"),
+    ),
 }
 _HISTOGRAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "tenantgate_request_duration_seconds": (
@@ -153,6 +158,12 @@ class Metrics:
             if truncated:
                 counts = self._truncated
                 counts[key] = counts.get(key, 0) + 1
+
+    def record_retry(self, backend: str, outcome: str) -> None:
+        key = (backend, outcome)
+        retries = self._counters["tenantgate_reads_retried"]
+        with self._lock:
+            retries[key] = retries.get(key, 0) + 1
 
     def record_heal(self, outcome: str) -> None:
         key = (outcome,)
@@ -351,10 +362,30 @@ def _cache_families(caches: Mapping[str, Mapping[str, int]]) -> Iterable[Metric]
         "Cache lookups by cache (tenant, metadata, plan) and result (hit, miss).",
         labels=["cache", "result"],
     )
+    stale = CounterMetricFamily(
+        "tenantgate_cache_stale_served",
+        "Entries served past their time to live because their source could not answer "
+        "(tenant: the controller, within controller.stale_grace_s), by cache.",
+        labels=["cache"],
+    )
     for cache, stats in caches.items():
         lookups.add_metric([cache, "hit"], stats.get("hits", 0))
         lookups.add_metric([cache, "miss"], stats.get("misses", 0))
+        if "stale_hits" in stats:
+            stale.add_metric([cache], stats["stale_hits"])
     yield lookups
+    yield stale
+    tenant = caches.get("tenant", {})
+    failures = CounterMetricFamily(
+        "tenantgate_controller_lookup_failures",
+        "Tenant lookups that got no usable answer from the controller, by reason: timeout "
+        "(none within controller.timeout_ms, or every controller thread stuck), error.",
+        labels=["reason"],
+    )
+    timeouts = tenant.get("timeouts", 0)
+    failures.add_metric(["timeout"], timeouts)
+    failures.add_metric(["error"], tenant.get("errors", 0) - timeouts)
+    yield failures
 
 
 def _pool_families(pools: Mapping[str, Mapping[str, int]]) -> Iterable[Metric]:

@@ -19,21 +19,25 @@ from rewriter.errors import (
     RewriteError,
     SqlParseError,
     StatementNotAllowed,
+    StatementTooLarge,
     UnfilteredWrite,
     UnknownColumn,
     UnknownTable,
 )
+from rewriter.limits import DEFAULT_LIMITS, Limits
 from rewriter.parse import ParsedStatement, parse_statement
 from rewriter.plan import Plan, rewrite
 from rewriter.row_cap import RowCap
 from rewriter.shapes import TableShape
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "AmbiguousColumn",
     "ConstructNotAllowed",
     "ConstructNotSupportedOnBackend",
     "CrossDatabaseReference",
     "InvalidParameters",
+    "Limits",
     "MultipleStatements",
     "ParsedStatement",
     "Plan",
@@ -41,6 +45,7 @@ __all__ = [
     "RowCap",
     "SqlParseError",
     "StatementNotAllowed",
+    "StatementTooLarge",
     "TableShape",
     "UnfilteredWrite",
     "UnknownColumn",

@@ -11,7 +11,8 @@
     ├── UnknownColumn                   unknown_column
     ├── AmbiguousColumn                 ambiguous_column
     ├── UnfilteredWrite                 unfiltered_write
-    └── InvalidParameters               invalid_parameters
+    ├── InvalidParameters               invalid_parameters
+    └── StatementTooLarge               statement_too_large
 
 The HTTP status of each is decided in one place, ``proxy.errors``; this module
 only names what went wrong. ``details`` carries machine-readable context (the
@@ -78,3 +79,11 @@ class UnfilteredWrite(RewriteError):
 
 class InvalidParameters(RewriteError):
     code = "invalid_parameters"
+
+
+class StatementTooLarge(RewriteError):
+    """Past one of the statement's limits (``rewriter.limits``): ``limit`` gives its
+    value and ``limit_name`` its name (``max_sql_chars``, ``max_params``,
+    ``max_depth``, ``max_in_list``, ``max_name_chars``)."""
+
+    code = "statement_too_large"

@@ -37,7 +37,9 @@ SPLICE_MARKER_RE = re.compile(re.escape(MARKER_PREFIX) + r"c(\d+)__")
 # Off only in tests that check splicing against the plain column nodes.
 SPLICING = True
 
-_RENDERED: LRUCache[tuple[str, str, str, str], str] = LRUCache(maxsize=4096)
+# Bounded by the characters it holds: an 800-column list is ~20 KB, and the alias in
+# the key is the caller's, so 4,096 entries by count alone could hold ~100 MB.
+_RENDERED: LRUCache[tuple[str, str, str, str], str] = LRUCache(maxsize=8 << 20, getsizeof=len)
 _RENDERED_LOCK = threading.Lock()
 
 
@@ -165,8 +167,9 @@ def _render(item: Splice, backend: str) -> str:
         text = _RENDERED.get(key)
     if text is None:
         text = _render_names(item, backend)
-        with _RENDERED_LOCK:
-            _RENDERED[key] = text
+        if len(text) <= _RENDERED.maxsize:
+            with _RENDERED_LOCK:
+                _RENDERED[key] = text
     return text
 
 

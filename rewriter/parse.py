@@ -24,7 +24,9 @@ from rewriter.errors import (
     ConstructNotAllowed,
     MultipleStatements,
     SqlParseError,
+    StatementTooLarge,
 )
+from rewriter.limits import DEFAULT_LIMITS, Limits
 from rewriter.markers import DEFAULT_SCHEMAS, MARKER_PREFIX, META_POSITION, POSITION_TAG
 from rewriter.nodes import bfs, levels
 from rewriter.tables import check_references, normalize_and_classify
@@ -43,15 +45,29 @@ class ParsedStatement:
     named_params: tuple[str, ...]
     # An UPDATE or DELETE without WHERE: ``rewrite`` refuses it unless allowed.
     unfiltered: bool = False
+    # Nodes of the tree: what it weighs in a cache (``plan_cache``).
+    node_count: int = 0
 
 
-def parse_statement(sql: str, *, dialect: str = "tsql") -> ParsedStatement:
+def parse_statement(
+    sql: str, *, dialect: str = "tsql", limits: Limits = DEFAULT_LIMITS
+) -> ParsedStatement:
     """Parse and check one logical statement (passes 1-6 run in this order).
 
     The checks share one list of the tree's nodes (``nodes.bfs``); it is taken again
-    after a pass that changed which nodes the tree holds.
+    after a pass that changed which nodes the tree holds. ``limits`` are checked as
+    early as each can be: the text's length first, then depth and IN lists right
+    after parsing, the parameters once they are counted.
     """
-    tree, nodes = _parse(sql, dialect)  # 1. one statement, ? numbered in text order
+    if len(sql) > limits.max_sql_chars:
+        raise StatementTooLarge(
+            f"the statement has more than {limits.max_sql_chars} characters",
+            limit=limits.max_sql_chars,
+            limit_name="max_sql_chars",
+        )
+    # 1. one statement, ? numbered in text order
+    tree, nodes = _parse(sql, dialect, limits.max_depth)
+    _check_sizes(nodes, limits)
     unwrapped = statement.unwrap(tree)
     if unwrapped is not tree:
         tree, nodes = unwrapped, bfs(unwrapped)
@@ -66,6 +82,13 @@ def parse_statement(sql: str, *, dialect: str = "tsql") -> ParsedStatement:
         nodes = bfs(tree)
     physical = normalize_and_classify(tree, nodes)  # 5. casefold names, find the physical tables
     positional, named = params.collect(nodes)  # 6. parameters
+    markers = positional + len(named)
+    if markers > limits.max_params:
+        raise StatementTooLarge(
+            f"the statement has {markers} parameters; at most {limits.max_params} are allowed",
+            limit=limits.max_params,
+            limit_name="max_params",
+        )
     return ParsedStatement(
         sql=sql,
         dialect=dialect,
@@ -75,19 +98,20 @@ def parse_statement(sql: str, *, dialect: str = "tsql") -> ParsedStatement:
         positional_params=positional,
         named_params=named,
         unfiltered=unfiltered,
+        node_count=len(nodes),
     )
 
 
 # Deeper trees are refused: later passes and sqlglot's generator recurse per level.
-MAX_DEPTH = 150
+MAX_DEPTH = DEFAULT_LIMITS.max_depth
 
 
-def parse_one(sql: str, dialect: str) -> exp.Expr:
+def parse_one(sql: str, dialect: str, max_depth: int = MAX_DEPTH) -> exp.Expr:
     """Parse exactly one statement; tag positional placeholders; check nesting depth."""
-    return _parse(sql, dialect)[0]
+    return _parse(sql, dialect, max_depth)[0]
 
 
-def _parse(sql: str, dialect: str) -> tuple[exp.Expr, list[exp.Expr]]:
+def _parse(sql: str, dialect: str, max_depth: int) -> tuple[exp.Expr, list[exp.Expr]]:
     """``parse_one``, and the tree's nodes in ``walk()`` order."""
     if dialect not in DEFAULT_SCHEMAS:
         known = ", ".join(sorted(DEFAULT_SCHEMAS))
@@ -116,15 +140,18 @@ def _parse(sql: str, dialect: str) -> tuple[exp.Expr, list[exp.Expr]]:
     except RecursionError:
         # The same refusal as the depth check below: how deep sqlglot's parser can
         # recurse depends on whether its compiled modules (sqlglotc) are installed.
-        raise ConstructNotAllowed(
-            "the statement is nested too deeply", construct="nesting"
-        ) from None
+        raise too_deep(max_depth, counted=False) from None
     except SqlglotError as error:
         raise SqlParseError(f"could not parse the statement: {error}") from None
     except (TypeError, AttributeError, ValueError, IndexError, KeyError) as error:
         # sqlglotc's compiled parser type-checks its own calls: where pure sqlglot
         # raises ParseError (``0?`` in postgres), it raises TypeError.
         raise SqlParseError(f"could not parse the statement ({type(error).__name__})") from None
+    finally:
+        # Both keep the last statement's text and tokens until their next run: per
+        # thread and dialect, megabytes for a statement near max_sql_chars.
+        tokenizer.tokenize("")
+        parser.reset()
 
     statements = [s for s in parsed if s is not None and not isinstance(s, exp.Semicolon)]
     if not statements:
@@ -134,7 +161,7 @@ def _parse(sql: str, dialect: str) -> tuple[exp.Expr, list[exp.Expr]]:
             f"one statement per request, got {len(statements)}", count=len(statements)
         )
     tree = statements[0]
-    nodes = _check_depth(tree)
+    nodes = _check_depth(tree, max_depth)
     _move_position_tags(nodes, placeholders)
     return tree, nodes
 
@@ -258,7 +285,40 @@ def _describe_token(match: re.Match[str]) -> str:
 _TOKEN_POSITIONS = ("line", "col", "start", "end")
 
 
-def _check_depth(tree: exp.Expr) -> list[exp.Expr]:
+def too_deep(max_depth: int | None = None, *, counted: bool = False) -> StatementTooLarge:
+    """The refusal of a tree past ``max_depth`` levels (``counted``), or of one that ran
+    out of Python's recursion limit first (pure-Python sqlglot's parser does at about
+    60 nested parentheses)."""
+    more = f": more than {max_depth} levels deep" if counted else ""
+    return StatementTooLarge(
+        f"the statement is nested too deeply{more}", limit=max_depth, limit_name="max_depth"
+    )
+
+
+def _check_sizes(nodes: list[exp.Expr], limits: Limits) -> None:
+    """IN lists and names within their limits."""
+    max_items, max_name = limits.max_in_list, limits.max_name_chars
+    for node in nodes:
+        kind = type(node)
+        if kind is exp.Identifier:
+            name = node.this
+            if isinstance(name, str) and len(name) > max_name:
+                raise StatementTooLarge(
+                    f"a name has {len(name)} characters; at most {max_name} are allowed",
+                    limit=max_name,
+                    limit_name="max_name_chars",
+                )
+        elif kind is exp.In:
+            items = node.args.get("expressions")
+            if items and len(items) > max_items:
+                raise StatementTooLarge(
+                    f"an IN list has {len(items)} items; at most {max_items} are allowed",
+                    limit=max_items,
+                    limit_name="max_in_list",
+                )
+
+
+def _check_depth(tree: exp.Expr, max_depth: int) -> list[exp.Expr]:
     """Refuse deep trees; drop the token positions sqlglot keeps in ``meta``; return
     the tree's nodes (``nodes.bfs``).
 
@@ -267,12 +327,9 @@ def _check_depth(tree: exp.Expr) -> list[exp.Expr]:
     generator) would deep-copy a dict per identifier: dropping them makes copies
     about three times cheaper.
     """
-    nodes = levels(tree, MAX_DEPTH)
+    nodes = levels(tree, max_depth)
     if nodes is None:
-        raise ConstructNotAllowed(
-            f"the statement is nested too deeply (more than {MAX_DEPTH} levels deep)",
-            construct="nesting",
-        )
+        raise too_deep(max_depth, counted=True)
     for node in nodes:
         meta = node._meta
         if meta:

@@ -42,9 +42,9 @@ from dataclasses import dataclass
 
 from rewriter import generate as gen
 from rewriter import rules, writes
-from rewriter.errors import ConstructNotAllowed, UnknownTable
+from rewriter.errors import UnknownTable
 from rewriter.markers import BACKEND_DIALECTS
-from rewriter.parse import ParsedStatement
+from rewriter.parse import ParsedStatement, too_deep
 from rewriter.row_cap import RowCap
 from rewriter.shapes import TableShape
 from rewriter.sources import Context
@@ -113,7 +113,7 @@ def rewrite(
     try:
         pipeline.run(state)
     except RecursionError:
-        raise ConstructNotAllowed("the statement is nested too deeply") from None
+        raise too_deep() from None
     return Plan(
         sql=state.sql,
         columns=state.columns,

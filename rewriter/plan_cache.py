@@ -1,60 +1,177 @@
-"""Bounded, thread-safe caches in front of ``parse_statement`` and ``rewrite``.
+"""Thread-safe caches in front of ``parse_statement`` and ``rewrite``, bounded in bytes.
 
 A plan depends on the statement text, the dialects, the options and the shapes of
 the tables involved, never on which tenant asked: the key holds each table's
 fingerprint, not the tenant, so tenants whose tables have identical shapes share
 plans, and ``Plan.bind`` adds the tenant's location afterwards.
 
-Parse failures are cached too (they depend on the text alone), so a caller that
-repeats a refused statement costs a dictionary lookup. Rewrite failures are not:
+Parse refusals are cached too (they depend on the text and the limits alone), so a
+caller that repeats a refused statement costs a dictionary lookup; what is kept is
+the refusal's class, message and details, never the exception, whose traceback would
+hold the parse's frames (its tokens and tree) alive. Rewrite failures are not cached:
 their messages name the tenant.
+
+Both caches are bounded by an estimate of the bytes their entries hold, not by a
+count: statements differ in size by four orders of magnitude (a point select's tree
+is ~10 KB, a 2,000-item IN list's ~0.8 MB), so a count bound is either tiny for
+ordinary statements or unbounded in bytes for large ones. An entry estimated above
+``max_entry_bytes`` is not cached at all: one huge statement would otherwise evict
+hundreds of ordinary ones, for a text that is seldom sent twice.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from cachetools import LRUCache
 
 from rewriter.errors import RewriteError
-from rewriter.parse import ParsedStatement, parse_statement
+from rewriter.limits import DEFAULT_LIMITS, Limits
+from rewriter.parse import ParsedStatement, parse_statement, too_deep
 from rewriter.plan import Plan, rewrite
 from rewriter.shapes import TableShape
 from rewriter.writes import require_filter
+
+__all__ = [
+    "MAX_ENTRY_BYTES",
+    "PARSE_CACHE_BYTES",
+    "PLAN_CACHE_BYTES",
+    "PlanCache",
+    "parsed_bytes",
+    "plan_bytes",
+]
 
 # (statement text, input dialect, backend, missing-columns policy, row cap or not,
 # then one fingerprint per table of the statement in sorted name order).
 PlanKey = tuple[str, ...]
 
+PARSE_CACHE_BYTES = 16 << 20
+PLAN_CACHE_BYTES = 16 << 20
+MAX_ENTRY_BYTES = 2 << 20
+
+NODE_BYTES = 500
+"""Bytes a parsed tree holds per node. Measured with tracemalloc on sqlglot 30.30, with
+and without sqlglotc (``benchmarks/memory.py`` prints it): 310-450 (select lists,
+AND/OR chains, IN lists) and up to 510 (small statements); the upper end, so that the
+estimate errs on the large side."""
+ENTRY_BYTES = 2_000
+"""An entry's own objects: its key tuple, the dataclass, the cache's bookkeeping, and
+what every tree or plan holds whatever its size."""
+COLUMN_BYTES = 16
+"""A plan's output column besides its name: its slot in the tuple. (The name is often
+the table shape's own string; counting it anyway errs on the large side.)"""
+
+
+def text_bytes(text: str) -> int:
+    """What ``text`` holds at most: CPython stores 1, 2 or 4 bytes a character."""
+    return len(text) if text.isascii() else 4 * len(text)
+
+
+def parsed_bytes(parsed: ParsedStatement) -> int:
+    """The estimated bytes of a parse-cache entry (its text is also its key)."""
+    return ENTRY_BYTES + text_bytes(parsed.sql) + NODE_BYTES * parsed.node_count
+
+
+def plan_bytes(key: PlanKey, plan: Plan) -> int:
+    """The estimated bytes of a plan-cache entry: the key's statement text and
+    fingerprints, the plan's SQL twice (``bind`` keeps it split in pieces), its
+    column names and bindings."""
+    return (
+        ENTRY_BYTES
+        + sum(text_bytes(part) for part in key)
+        + 2 * text_bytes(plan.sql)
+        + sum(COLUMN_BYTES + text_bytes(name) for name in plan.columns)
+        + 16 * len(plan.param_order)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """A cached parse refusal: enough to raise it afresh."""
+
+    kind: type[RewriteError]
+    message: str
+    details: dict[str, str | int]
+
+    @classmethod
+    def of(cls, error: RewriteError) -> _Refusal:
+        return cls(type(error), error.message, dict(error.details))
+
+    def fresh(self) -> RewriteError:
+        # A new instance each time: raising a cached one would chain tracebacks across
+        # requests.
+        return self.kind(self.message, **self.details)
+
+
+def _refusal_bytes(sql: str, refusal: _Refusal) -> int:
+    return ENTRY_BYTES + text_bytes(sql) + text_bytes(refusal.message)
+
 
 class PlanCache:
-    def __init__(self, *, maxsize: int = 10_000, parse_maxsize: int = 10_000) -> None:
-        if maxsize < 1 or parse_maxsize < 1:
+    def __init__(
+        self,
+        *,
+        max_bytes: int = PLAN_CACHE_BYTES,
+        parse_max_bytes: int = PARSE_CACHE_BYTES,
+        max_entry_bytes: int = MAX_ENTRY_BYTES,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        if max_bytes < 1 or parse_max_bytes < 1 or max_entry_bytes < 1:
             raise ValueError("cache sizes must be >= 1")
-        self._plans: LRUCache[PlanKey, Plan] = LRUCache(maxsize=maxsize)
-        self._parsed: LRUCache[tuple[str, str], ParsedStatement | RewriteError] = LRUCache(
-            maxsize=parse_maxsize
+        # The weight is computed once, at insertion, and kept beside the value.
+        self._plans: LRUCache[PlanKey, tuple[Plan, int]] = LRUCache(
+            maxsize=max_bytes, getsizeof=_weight
         )
+        self._parsed: LRUCache[tuple[str, str], tuple[ParsedStatement | _Refusal, int]] = LRUCache(
+            maxsize=parse_max_bytes, getsizeof=_weight
+        )
+        self._max_plan = min(max_entry_bytes, max_bytes)
+        self._max_parsed = min(max_entry_bytes, parse_max_bytes)
+        self.limits = limits
         self._lock = threading.Lock()
         self._hits = 0
         self._misses = 0
+        self._uncached = 0
 
     def parse(self, sql: str, *, dialect: str) -> ParsedStatement:
+        limits = self.limits
+        if len(sql) > limits.max_sql_chars:
+            # Refused (parse_statement raises at once) before the text is hashed for a
+            # lookup, and never cached.
+            return parse_statement(sql, dialect=dialect, limits=limits)
         key = (sql, dialect)
         with self._lock:
-            found = self._parsed.get(key)
-        if found is None:
-            try:
-                found = parse_statement(sql, dialect=dialect)
-            except RewriteError as exc:
-                found = exc
-            with self._lock:
-                self._parsed[key] = found
-        if isinstance(found, RewriteError):
-            # A fresh instance: raising the cached one would chain tracebacks across requests.
-            raise type(found)(found.message, **found.details)
-        return found
+            entry = self._parsed.get(key)
+        if entry is not None:
+            found = entry[0]
+            if isinstance(found, _Refusal):
+                raise found.fresh()
+            return found
+        try:
+            parsed = parse_statement(sql, dialect=dialect, limits=limits)
+        except RecursionError:
+            # The parse guards its own recursion; this is the backstop for the passes
+            # after it, should a tree within ``max_depth`` still exhaust the stack.
+            refused: RewriteError = too_deep(limits.max_depth)
+        except RewriteError as exc:
+            refused = exc
+        else:
+            self._remember(key, parsed, parsed_bytes(parsed))
+            return parsed
+        refusal = _Refusal.of(refused)
+        self._remember(key, refusal, _refusal_bytes(sql, refusal))
+        raise refusal.fresh()
+
+    def _remember(
+        self, key: tuple[str, str], value: ParsedStatement | _Refusal, weight: int
+    ) -> None:
+        with self._lock:
+            if weight <= self._max_parsed:
+                self._parsed[key] = (value, weight)
+            else:
+                self._uncached += 1
 
     def plan(
         self,
@@ -73,10 +190,10 @@ class PlanCache:
         key = _plan_key(parsed, tables, backend, missing_columns, row_cap)
         if key is not None:
             with self._lock:
-                plan = self._plans.get(key)
-                if plan is not None:
+                entry = self._plans.get(key)
+                if entry is not None:
                     self._hits += 1
-                    return plan, True
+                    return entry[0], True
                 self._misses += 1
         # key None: a table the tenant lacks, and rewrite raises unknown_table.
         plan = rewrite(
@@ -89,8 +206,12 @@ class PlanCache:
             row_cap=row_cap,
         )
         if key is not None:
+            weight = plan_bytes(key, plan)
             with self._lock:
-                self._plans[key] = plan
+                if weight <= self._max_plan:
+                    self._plans[key] = (plan, weight)
+                else:
+                    self._uncached += 1
         return plan, False
 
     def clear(self) -> None:
@@ -105,7 +226,14 @@ class PlanCache:
                 "misses": self._misses,
                 "size": len(self._plans),
                 "parsed_size": len(self._parsed),
+                "bytes": int(self._plans.currsize),
+                "parsed_bytes": int(self._parsed.currsize),
+                "uncached": self._uncached,
             }
+
+
+def _weight(entry: tuple[object, int]) -> int:
+    return entry[1]
 
 
 def _plan_key(

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages tenantgate needs, only where they are missing:
 # unixODBC, the PostgreSQL and SQLite ODBC drivers, and (for tests) the PostgreSQL
-# server binaries and the T-SQL engine's runtime, and (for benchmarks) wrk and
+# server binaries, iptables and the T-SQL engine's runtime, and (for benchmarks) wrk and
 # pgbouncer. Debian 12 package names.
 set -euo pipefail
 
@@ -21,6 +21,8 @@ for flag in "$@"; do
       # The tests' T-SQL engine (Babelfish, shipped as a .tar.zst) and its runtime.
       command -v zstd >/dev/null 2>&1 || need+=(zstd)
       command -v openssl >/dev/null 2>&1 || need+=(openssl)
+      # The fault-injection suite (tests/faults) cuts a server off with iptables.
+      command -v iptables >/dev/null 2>&1 || need+=(iptables)
       for lib in libicu72 libxml2 libssl3; do
         dpkg -s "$lib" >/dev/null 2>&1 || need+=("$lib")
       done

@@ -5,6 +5,7 @@ from tenancy.catalog import Column
 from tenancy.connstr import ConnectionString, parse
 from tenancy.controller import ControllerDirectory, CustomerRecord
 from tenancy.errors import (
+    ControllerTimeout,
     ControllerUnavailable,
     InvalidConnectionString,
     InvalidTenantReference,
@@ -25,6 +26,7 @@ __all__ = [
     "ConnectionSource",
     "ConnectionString",
     "ControllerDirectory",
+    "ControllerTimeout",
     "ControllerUnavailable",
     "CustomerRecord",
     "InvalidConnectionString",

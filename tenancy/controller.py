@@ -12,17 +12,26 @@ accept. Values are always bound as parameters.
 Domain lookups are case-insensitive: ``LOWER(domain_column) = ?`` with the bound value
 lower-cased. On PostgreSQL an expression index ``ON Customer (LOWER(domainname))`` lets
 that use an index; SQL Server's default collation ignores case anyway.
+
+Deadlines: with ``timeout`` set, every query runs on a thread of ``BoundedCalls``
+(``tenancy.deadline``) and the caller waits for it at most ``timeout`` seconds, whatever
+the driver does (a locked SQLite file, a server that went silent). Past it the caller
+gets ``ControllerTimeout``; the query's thread finishes on its own later, and at most
+``max_threads`` such threads exist, so a stalled controller cannot take every thread
+of the process. Once all of them are overdue, further queries fail at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenancy.errors import ControllerUnavailable, TenantMisconfigured
+from tenancy.deadline import BoundedCalls, CallTimedOut, NoCapacity
+from tenancy.errors import ControllerTimeout, ControllerUnavailable, TenantMisconfigured
 from tenancy.sources import DB_ERRORS, ConnectionSource, fetch, sqlstate_of
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -57,9 +66,22 @@ class ControllerDirectory:
         domain_column: str = "domainname",
         connection_column: str = "sqlconnectstring",
         db_errors: tuple[type[BaseException], ...] = DB_ERRORS,
+        timeout: float | None = None,
+        max_threads: int = 4,
     ) -> None:
+        """``timeout``: seconds a query may take before ``ControllerTimeout`` (``None``:
+        no deadline, the query runs on the caller's thread). ``max_threads``: queries
+        that may run at once under a deadline, overdue ones included."""
+        if timeout is not None and not timeout > 0:
+            raise ValueError("timeout must be > 0 (or None)")
         self._source = source
         self._db_errors = db_errors
+        self._timeout = timeout
+        self._calls = (
+            BoundedCalls(max_threads=max_threads, name="controller")
+            if timeout is not None
+            else None
+        )
         t = _quote(table, what="table", max_parts=3)
         i = _quote(id_column, what="id column")
         d = _quote(domain_column, what="domain column")
@@ -97,7 +119,24 @@ class ControllerDirectory:
                 f"the controller's record for {label} has a non-integer id"
             ) from None
 
+    def overdue(self) -> int:
+        """Queries still running past their deadline (0 without a deadline)."""
+        return 0 if self._calls is None else self._calls.overdue()
+
     def _query(self, sql: str, params: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
+        if self._calls is None or self._timeout is None:
+            return self._query_now(sql, params)
+        run = functools.partial(self._query_now, sql, params)
+        try:
+            return self._calls.call(run, self._timeout)
+        except CallTimedOut:
+            raise ControllerTimeout(
+                f"the controller did not answer within {self._timeout * 1000:.0f} ms"
+            ) from None
+        except NoCapacity as exc:
+            raise ControllerTimeout(f"the controller is not answering: {exc}") from None
+
+    def _query_now(self, sql: str, params: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
         with self._translate_errors(), self._source() as conn:
             return fetch(conn, sql, params, limit=2)
 

@@ -22,6 +22,7 @@ import uvicorn
 from proxy.compose import build
 from proxy.config import Settings, load
 from proxy.frontends.http.app import App, create_app
+from proxy.logs import SafeFormatter
 
 __all__ = ["app_from_environment", "configure_logging", "serve"]
 
@@ -68,7 +69,13 @@ def serve(
 
 
 def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    # One line a record whatever a message holds (``proxy.logs``): callers' text
+    # reaches some messages through driver errors and names, and with server.log_sql.
+    handler = logging.StreamHandler()
+    handler.setFormatter(SafeFormatter(LOG_FORMAT))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    # Python's warnings too (a library's), instead of raw lines on stderr.
+    logging.captureWarnings(True)
     # psycopg warns "query cancellation interrupted" when a request is cancelled
     # mid-statement; the PostgreSQL driver then cancels from a thread of its own.
     logging.getLogger("psycopg").setLevel(logging.ERROR)

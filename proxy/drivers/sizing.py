@@ -41,6 +41,13 @@ class PoolOptions:
     max_idle: float = 300.0
     max_lifetime: float = 3600.0
     max_per_server: int = 50
+    validate_idle: float = 1.0
+    """An idle connection unused for this long is checked before it is lent (PostgreSQL:
+    a poll of its socket; ODBC: a ``SELECT 1`` round trip)."""
+    max_waiting: int = 20
+    """Requests that may queue for one pool (and for one server's cap); more are refused
+    at once with ``PoolSaturated``. A queue is only worth what it drains within the
+    requests' timeouts: a longer one makes callers wait to be refused."""
 
     def __post_init__(self) -> None:
         check_count("max_size", self.max_size, 1)
@@ -54,3 +61,5 @@ class PoolOptions:
         check_seconds("max_idle", self.max_idle)
         check_seconds("max_lifetime", self.max_lifetime)
         check_count("max_per_server", self.max_per_server, 1)
+        check_count("max_waiting", self.max_waiting, 0)
+        check_seconds("validate_idle", self.validate_idle, allow_zero=True)

@@ -10,7 +10,9 @@ miss needs the controller or a catalog, which are read through blocking DB-API
 sources: then the whole preparation runs once more in a worker thread, where it may
 block (``_prepare(..., blocking=True)``), and the request comes back to the loop to
 run. So a request hops to a thread only when it has to wait for I/O the loop cannot
-drive, and at most once.
+drive, and at most once. A tenant that is not cached is looked up first, on threads of
+the controller's own and within its deadline (``on_controller``), so that a stalled
+controller holds up neither the threads that catalogs use nor ``/readyz``.
 
 Staleness (a table changed behind tenantgate's back) is healed by
 ``proxy.pipeline.heal``, one policy for both ways it shows.
@@ -33,7 +35,11 @@ from proxy.auth import Authenticator, Principal
 from proxy.config import Settings
 from proxy.drivers.base import ResultSet
 from proxy.drivers.manager import Drivers
-from proxy.errors import BackendObjectMissing, StatementTimeout, StatementTooLarge
+from proxy.errors import (
+    BackendObjectMissing,
+    ConnectionLost,
+    StatementTimeout,
+)
 from proxy.metrics import Metrics
 from proxy.pipeline.heal import Heal
 from proxy.pipeline.invalidation import Invalidation
@@ -42,7 +48,7 @@ from rewriter.errors import UnknownColumn
 from rewriter.plan_cache import PlanCache
 from tenancy.backends import BackendKind
 from tenancy.controller import ControllerDirectory
-from tenancy.errors import TenancyError, UnknownTenant
+from tenancy.errors import ControllerTimeout, TenancyError, UnknownTenant
 from tenancy.location import TenantLocation
 from tenancy.metadata import MetadataCache, TableMetadata
 from tenancy.resolver import Tenant, TenantResolver
@@ -50,6 +56,8 @@ from tenancy.resolver import Tenant, TenantResolver
 __all__ = ["Prepared", "QueryOutcome", "Service"]
 
 log = logging.getLogger("tenantgate")
+sql_log = logging.getLogger("tenantgate.sql")
+"""Each statement's backend SQL, with ``server.log_sql`` only."""
 
 T = TypeVar("T")
 
@@ -60,6 +68,13 @@ class _CacheMiss(Exception):
 
 _PREPARATION_SLACK_S = 0.01
 """Preparation up to this long does not shorten the statement's own timeout."""
+
+_CONTROLLER_HOPS_PER_THREAD = 4
+"""Threads that may wait on the controller per controller query thread
+(``controller.max_threads``): the waiters of one lookup share its query."""
+_CONTROLLER_SLACK_S = 0.25
+"""How much longer than ``controller.timeout_ms`` a request waits for its controller
+hop; the query's own deadline normally ends the wait first."""
 
 
 def _shown_database(location: TenantLocation) -> str | None:
@@ -105,6 +120,8 @@ class Service:
     heal: Heal
     invalidation: Invalidation | None = None
     """Cross-process cache invalidation (``controller.changes_table``), if configured."""
+    controller_limiter: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
+    """The controller's own worker threads (see ``on_controller``), made on the loop."""
 
     # -- blocking work ------------------------------------------------------------
 
@@ -114,11 +131,41 @@ class Service:
 
     # -- the pipeline -------------------------------------------------------------
 
+    async def on_controller(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` (which may query the controller) in a thread of the controller's own.
+
+        Not one of the threads that catalogs and queries share, so that readiness and
+        tenant lookups never queue behind them (nor they behind a stalled controller),
+        and not for longer than ``controller.timeout_ms``: then ``ControllerTimeout``,
+        and the thread ends on its own (the directory bounds its queries too).
+        """
+        c = self.settings.controller
+        if self.controller_limiter is None:
+            # Made on the loop: anyio binds a limiter to the running backend.
+            self.controller_limiter = anyio.CapacityLimiter(
+                c.max_threads * _CONTROLLER_HOPS_PER_THREAD
+            )
+        call = functools.partial(fn, *args, **kwargs)
+        with anyio.move_on_after(c.timeout_ms / 1000 + _CONTROLLER_SLACK_S):
+            return await anyio.to_thread.run_sync(
+                call, limiter=self.controller_limiter, abandon_on_cancel=True
+            )
+        raise ControllerTimeout(f"the controller did not answer within {c.timeout_ms} ms")
+
     async def resolve(self, principal: Principal, ref: str | int) -> Tenant:
         try:
             return self._tenant(principal, ref, blocking=False)
         except _CacheMiss:
-            return await self.offload(self._tenant, principal, ref, blocking=True)
+            pass
+        try:
+            return await self.on_controller(self._tenant, principal, ref, blocking=True)
+        except ControllerTimeout:
+            # Gave up before the resolver could fall back on a stale entry itself.
+            tenant = self.resolver.stale(ref)
+            if tenant is None:
+                raise
+            principal.check_tenant(tenant.customer_id, tenant.domain, ref)
+            return tenant
 
     async def table(self, tenant: Tenant, name: str) -> TableMetadata | None:
         """The tenant's table ``name`` (``None``: no such table)."""
@@ -133,7 +180,14 @@ class Service:
         try:
             return self._prepare(principal, req, blocking=False)
         except _CacheMiss:
-            return await self.offload(self._prepare, principal, req, blocking=True)
+            # The tenant first, on the controller's threads and deadline (a no-op when
+            # it is cached); then the catalogs, where blocking work goes.
+            started = time.perf_counter()
+            await self.resolve(principal, req.tenant)
+            waited = time.perf_counter() - started
+            prepared = await self.offload(self._prepare, principal, req, blocking=True)
+            prepared.phases["resolve"] += waited
+            return prepared
 
     def _tenant(self, principal: Principal, ref: str | int, *, blocking: bool) -> Tenant:
         try:
@@ -163,19 +217,8 @@ class Service:
         t1 = time.perf_counter()
         phases["resolve"] = t1 - t0
 
-        limits = self.settings.query
-        if len(req.sql) > limits.max_sql_chars:
-            raise StatementTooLarge(
-                f"the statement has more than {limits.max_sql_chars} characters",
-                limit=limits.max_sql_chars,
-            )
+        # The statement's limits ([query]) are the plan cache's: refused before caching.
         parsed = self.plans.parse(req.sql, dialect=req.dialect)
-        markers = parsed.positional_params + len(parsed.named_params)
-        if markers > limits.max_params:
-            raise StatementTooLarge(
-                f"the statement has {markers} parameters; at most {limits.max_params} are allowed",
-                limit=limits.max_params,
-            )
         principal.check_class(parsed.statement_class)
         location = tenant.location
         shapes: dict[str, TableMetadata | None] = {
@@ -198,6 +241,12 @@ class Service:
             plan.param_order, req.params, parsed.positional_params, max_rows=req.max_rows
         )
         phases["rewrite"] = time.perf_counter() - t2
+        if self.settings.server.log_sql:
+            # repr: the caller's text escaped, whatever formatter the handler has.
+            sql_log.info(
+                "tenant %s backend %s plan_cached %s sql %r",
+                tenant.domain, location.kind.value, cached, sql,
+            )  # fmt: skip
         return Prepared(tenant, plan, sql, params, cached, phases)
 
     def _plan(
@@ -270,18 +319,37 @@ class Service:
                 timeout_ms=req.timeout_ms,
             )
         t0 = time.perf_counter()
-        result = await self.drivers.for_location(location).run(
-            location,
-            prepared.sql,
-            prepared.params,
-            # A preparation from the caches leaves the statement its whole timeout: one
-            # that changed with every request would cost a PostgreSQL tenant a SET
-            # statement_timeout round trip each time.
-            timeout_s=whole if whole - left < _PREPARATION_SLACK_S else left,
-            max_rows=req.max_rows,
-            # A write's OUTPUT/RETURNING rows are its affected rows: count them all.
-            count_all_rows=prepared.plan.statement_class == "write",
-        )
+        driver = self.drivers.for_location(location)
+        try:
+            result = await driver.run(
+                location,
+                prepared.sql,
+                prepared.params,
+                # A preparation from the caches leaves the statement its whole timeout:
+                # one that changed with every request would cost a PostgreSQL tenant a
+                # SET statement_timeout round trip each time.
+                timeout_s=whole if whole - left < _PREPARATION_SLACK_S else left,
+                max_rows=req.max_rows,
+                # A write's OUTPUT/RETURNING rows are its affected rows: count them all.
+                count_all_rows=prepared.plan.statement_class == "write",
+            )
+        except ConnectionLost:
+            # The server closed the connection under the statement (a restart, a
+            # terminated backend). A read changed nothing: it runs once more, on a fresh
+            # connection (the pool closed its idle ones with the lost one). A write never
+            # does: whether it happened is unknown, and the caller must decide.
+            left = deadline - time.monotonic()
+            if prepared.plan.statement_class != "read" or left <= _PREPARATION_SLACK_S:
+                raise
+            try:
+                result = await driver.run(
+                    location, prepared.sql, prepared.params,
+                    timeout_s=left, max_rows=req.max_rows,
+                )  # fmt: skip
+            except Exception:
+                self.metrics.record_retry(location.kind, "failed")
+                raise
+            self.metrics.record_retry(location.kind, "ok")
         prepared.phases["execute"] = time.perf_counter() - t0
         return QueryOutcome(result, location.kind, prepared.plan.statement_class, prepared.phases)
 
@@ -376,8 +444,26 @@ class Service:
             await self.offload(self.metrics.write_snapshot)
             await anyio.sleep(1.0)
 
-    async def ready(self) -> None:
-        await self.offload(self.controller.ping)
+    async def ready(self) -> dict[str, dict[str, Any]]:
+        """Each readiness check by name: ``{"ok": bool, "ms": float}``, plus ``code`` and
+        ``message`` when it fails. ``controller``: a query of the customer table on the
+        controller's own threads (``on_controller``), never queued behind requests, and
+        failing within ``controller.timeout_ms``, or at once while an earlier controller
+        query is still unanswered past its deadline."""
+        started = time.perf_counter()
+        check: dict[str, Any] = {"ok": True}
+        try:
+            stuck = self.controller.overdue()
+            if stuck:
+                # Evidently stalled: no need to spend another deadline finding out.
+                raise ControllerTimeout(
+                    f"{stuck} controller queries are still unanswered past their deadline"
+                )
+            await self.on_controller(self.controller.ping)
+        except TenancyError as exc:
+            check = {"ok": False, "code": exc.code, "message": exc.message}
+        check["ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return {"controller": check}
 
     async def aclose(self) -> None:
         if self.metrics.multiprocess_dir is not None:

@@ -7,18 +7,29 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pyodbc
 import pytest
 
-from proxy.demo.seed import BASE_MODEL
+from proxy.auth import hash_token
+from proxy.demo.seed import BASE_MODEL, seed_tenant
 from proxy.jsonenc import dumps
 from tests.e2e.conftest import SQLSERVER_DRIVERS, sqlserver_tenant
 from tests.support.slow import SLOW_SQL, create_slow_view
-from tests.support.stack import BETA_READ_TOKEN, PG_PASSWORD, SqlServerTenant, Stack
+from tests.support.stack import (
+    BETA_READ_TOKEN,
+    FULL_TOKEN,
+    PG_PASSWORD,
+    SqlServerTenant,
+    Stack,
+    serve,
+)
 from tests.support.tds import TdsServer
+from tests.support.tenants import write_controller
 
 pytestmark = pytest.mark.e2e
 
@@ -207,6 +218,45 @@ def test_refused_statements_have_a_code_and_a_400(stack: Stack, sql: str, code: 
     assert body["error"]["message"]
 
 
+_NESTED = {
+    "parentheses": "SELECT ContactID FROM Contacts WHERE ContactID = {}1{}".format(
+        "(" * 5000, ")" * 5000
+    ),
+    "and": "SELECT ContactID FROM Contacts WHERE "
+    + " AND ".join(f"ContactID <> {i}" for i in range(2500)),
+    "or": "SELECT ContactID FROM Contacts WHERE "
+    + " OR ".join(f"ContactID = {i}" for i in range(2500)),
+    "not": "SELECT ContactID FROM Contacts WHERE " + "NOT " * 5000 + "1 = 1",
+    "subqueries": "SELECT ContactID FROM Contacts WHERE ContactID = {}1{}".format(
+        "(SELECT " * 2000, ")" * 2000
+    ),
+    "case": "SELECT {}1{} FROM Contacts".format("CASE WHEN 1 = 1 THEN " * 1500, " END" * 1500),
+    "minus": "SELECT " + "- " * 5000 + "1 FROM Contacts",
+}
+
+
+@pytest.mark.parametrize("shape", list(_NESTED))
+def test_deep_nesting_is_a_400_never_a_500(stack: Stack, shape: str) -> None:
+    # Each recursion sqlglot or the rewriter could hit is refused by the depth limit
+    # (issue #9, item 5), on the event loop as in a worker thread.
+    for tenant in ("beta.example", 12):
+        status, body = query(stack, {"tenant": tenant, "sql": _NESTED[shape]})
+        assert (status, body["error"]["code"]) == (400, "statement_too_large"), body
+        assert body["error"]["limit_name"] == "max_depth"
+
+
+def test_deeply_nested_json_is_a_400(stack: Stack) -> None:
+    nested = b"[" * 5000 + b"1" + b"]" * 5000
+    with stack.client() as client:
+        r = client.post(
+            "/v1/query",
+            content=b'{"tenant": 2, "sql": "SELECT ?", "params": [' + nested + b"]}",
+            headers={"content-type": "application/json"},
+        )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] in {"invalid_request", "invalid_parameters"}
+
+
 def test_request_errors(stack: Stack) -> None:
     with stack.client(None) as anonymous:
         r = anonymous.post("/v1/query", json={"tenant": 1, "sql": "SELECT 1"})
@@ -373,6 +423,58 @@ def test_no_secret_in_the_service_log(stack: Stack) -> None:
     log = stack.log_text()
     assert not [secret for secret in stack.secrets if secret in log]
     assert forged not in log
+
+
+def test_statements_are_not_logged_by_default(stack: Stack) -> None:
+    sql = "SELECT ContactID FROM Contacts WHERE LastName = 'not-logged-3c9d'"
+    status, body = query(stack, {"tenant": "beta.example", "sql": sql})
+    assert status == 200, body
+    assert "not-logged-3c9d" not in stack.log_text()
+
+
+def test_log_sql_logs_each_statement_escaped_without_its_parameters(tmp_path: Path) -> None:
+    tenant_file = tmp_path / "tenant.db"
+    with contextlib.closing(sqlite3.connect(tenant_file)) as conn:
+        seed_tenant(conn, "sqlite", contacts=5, seed=1)
+        conn.commit()
+    controller = write_controller(
+        tmp_path / "controller.db",
+        [(1, "lite.example", f"Driver=SQLite3;Database={tenant_file}")],
+    )
+    config = tmp_path / "tenantgate.toml"
+    config.write_text(
+        f"""
+[server]
+log_sql = true
+
+[controller]
+connection_string = "{controller}"
+
+[[tokens]]
+name = "full"
+sha256 = "{hash_token(FULL_TOKEN)}"
+tenants = ["*"]
+""",
+        encoding="utf-8",
+    )
+    forged = "2026-01-01 00:00:00,000 INFO tenantgate forged-line-91b2"
+    sql = f"SELECT FirstName FROM Contacts WHERE LastName <> 'x\n{forged}' AND ContactID = ?"
+    log_path = tmp_path / "service.log"
+    auth = {"Authorization": f"Bearer {FULL_TOKEN}"}
+    with serve(config, log_path) as (url, _):
+        with httpx.Client(base_url=url, headers=auth) as client:
+            for _ in range(2):
+                body = {"tenant": "lite.example", "sql": sql, "params": ["param-value-5e1f"]}
+                r = client.post("/v1/query", json=body)
+                assert r.status_code == 200, r.text
+        log = log_path.read_text(encoding="utf-8")
+    lines = [line for line in log.splitlines() if " tenantgate.sql " in line]
+    assert len(lines) == 2, log
+    assert "plan_cached False" in lines[0] and "plan_cached True" in lines[1]
+    # The backend SQL, on the record's own line: the newline escaped, the forged text in it.
+    assert f"\\n{forged}" in lines[0] and '"Contacts"' in lines[0]
+    assert not [line for line in log.splitlines() if line.startswith(forged)]
+    assert "param-value-5e1f" not in log
 
 
 # -- SQL Server over TDS: each scenario once per ODBC driver (the ``mssql`` fixture) -----

@@ -1,7 +1,8 @@
 """Statement size limits (issue #9, item 5): ``query.max_sql_chars`` before parsing,
-``query.max_params`` after, each a 400 ``statement_too_large`` that names its limit; a
-statement at the limits runs. And a statement's preparation counts against its timeout
-(item 6)."""
+``query.max_params``, ``query.max_in_list`` and ``query.max_depth`` after, each a 400
+``statement_too_large`` that names its limit; a statement at the limits runs. The
+plan caches stay within their bytes whatever is sent. And a statement's preparation
+counts against its timeout (item 6)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from proxy.errors import StatementTimeout, StatementTooLarge
+from proxy.errors import StatementTimeout
 from proxy.pipeline.request import QueryRequest
+from rewriter.errors import StatementTooLarge
 from tests.support.blocking import BlockingService
 from tests.support.tenants import ADMIN, sqlite_service
 
@@ -53,6 +55,67 @@ def test_statement_text_up_to_the_limit(service: BlockingService) -> None:
     with pytest.raises(StatementTooLarge) as refused:
         _run(service, padded + " ", [])
     assert refused.value.details["limit"] == limit
+
+
+def test_in_lists_up_to_the_limit(service: BlockingService) -> None:
+    limit = service.settings.query.max_in_list
+    values = ", ".join(str(i) for i in range(1, limit + 1))
+    sql = f"SELECT ContactID FROM Contacts WHERE ContactID IN ({values})"
+    assert _run(service, sql, []) == 5
+    with pytest.raises(StatementTooLarge) as refused:
+        _run(service, sql.replace("IN (", f"IN ({limit + 1}, "), [])
+    assert refused.value.details == {"limit": limit, "limit_name": "max_in_list"}
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT ContactID FROM Contacts WHERE ContactID = " + "(" * 5000 + "1" + ")" * 5000,
+        "SELECT ContactID FROM Contacts WHERE "
+        + " AND ".join(f"ContactID <> {i}" for i in range(3000)),
+        "SELECT ContactID FROM Contacts WHERE "
+        + " OR ".join(f"ContactID = {i}" for i in range(3000)),
+        "SELECT ContactID FROM Contacts WHERE " + "NOT " * 5000 + "1 = 1",
+        "SELECT ContactID FROM Contacts WHERE ContactID IN " + "(SELECT " * 2000 + "1" + ")" * 2000,
+    ],
+    ids=["parentheses", "and", "or", "not", "subqueries"],
+)
+def test_deep_nesting_is_refused_by_its_limit(service: BlockingService, sql: str) -> None:
+    with pytest.raises(StatementTooLarge) as refused:
+        _run(service, sql, [])
+    assert refused.value.details == {
+        "limit": service.settings.query.max_depth,
+        "limit_name": "max_depth",
+    }
+
+
+def test_the_limits_are_the_configured_ones(service: BlockingService) -> None:
+    query = dataclasses.replace(
+        service.settings.query, max_in_list=3, max_depth=8, plan_cache_bytes=50_000
+    )
+    small = BlockingService(dataclasses.replace(service.settings, query=query))
+    try:
+        sql = "SELECT ContactID FROM Contacts WHERE ContactID IN (1, 2, 3)"
+        assert _run(small, sql, []) == 3
+        with pytest.raises(StatementTooLarge, match="IN list"):
+            _run(small, sql.replace("(1", "(0, 1"), [])
+        with pytest.raises(StatementTooLarge, match="more than 8 levels"):
+            _run(small, "SELECT ContactID FROM Contacts WHERE ContactID = ((((((1))))))", [])
+        assert small.plans.get_stats()["bytes"] <= 50_000
+    finally:
+        small.close()
+
+
+def test_the_caches_stay_within_their_bytes(service: BlockingService) -> None:
+    query = service.settings.query
+    for i in range(40):
+        values = ", ".join(str(i * 10_000 + k) for k in range(2000))
+        _run(service, f"SELECT ContactID FROM Contacts WHERE ContactID IN ({values})", [])
+        _run(service, f"SELECT ContactID FROM Contacts WHERE Email = '{i}{'x' * 90_000}'", [])
+    stats = service.plans.get_stats()
+    assert 0 < stats["parsed_bytes"] <= query.parse_cache_bytes
+    assert 0 < stats["bytes"] <= query.plan_cache_bytes
+    assert stats["parsed_size"] < 80  # the large ones went, or never came in
 
 
 def test_preparation_counts_against_the_timeout(service: BlockingService) -> None:

@@ -21,6 +21,7 @@ from proxy.drivers.odbc.watchdog import Watchdog
 from proxy.drivers.sizing import PoolOptions
 from proxy.errors import BackendUnavailable, ConnectionLost, PoolSaturated
 from tenancy.backends import BackendKind
+from tenancy.connstr import parse
 from tests.support.pg import PgServer
 
 if TYPE_CHECKING:
@@ -244,6 +245,70 @@ def silent_listener() -> Iterator[int]:
         sock.close()
 
 
+def test_a_full_queue_refuses_at_once(
+    pg: PgServer, pg_database: str, pools: list[ConnectionPool]
+) -> None:
+    pool = make_pool(pools, connector(pg.odbc(pg_database)), max_size=1, max_waiting=1)
+
+    def wait_in_queue() -> None:
+        with contextlib.suppress(PoolSaturated), pool.connection(timeout=2.0):
+            pass
+
+    with pool.connection():
+        waiter = threading.Thread(target=wait_in_queue)
+        waiter.start()
+        deadline = time.monotonic() + 1.5
+        while pool.get_stats()["requests_waiting"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        start = time.monotonic()
+        with pytest.raises(PoolSaturated) as info, pool.connection():
+            pass
+        # Refused without waiting its 5 s acquire_timeout: the queue is full.
+        assert time.monotonic() - start < 1.0
+        assert "queued" in info.value.message
+        waiter.join()
+
+
+def test_idle_connections_are_checked_before_reuse(
+    pg: PgServer, pg_database: str, pools: list[ConnectionPool]
+) -> None:
+    """A terminated idle connection (a server restart does that to all of them) is
+    replaced before a request meets it: after validate_idle, checked; and once one
+    connection came back lost, its idle siblings are closed, however recent."""
+    pool = make_pool(pools, connector(pg.odbc(pg_database)), validate_idle=3600.0)
+    with pool.connection() as one, pool.connection() as two:
+        pids = [backend_pid(one.raw), backend_pid(two.raw)]
+    with contextlib.closing(pg.connect()) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(?)", pid)
+    deadline = time.monotonic() + 10
+    while sessions_on(pg, pg_database) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Used a moment ago: lent without a check; the request meets the dead session.
+    with pytest.raises(ConnectionLost), pool.connection() as conn:
+        execute(conn, backend="postgresql", sql="SELECT 1", params=[], timeout_s=5,
+                max_rows=1, watchdog=Watchdog())  # fmt: skip
+    # Its sibling was closed with it: the next request gets a fresh connection.
+    assert pool.get_stats()["pool_available"] == 0
+    with pool.connection() as conn:
+        assert backend_pid(conn.raw) not in pids
+    stats = pool.get_stats()
+    assert stats["connections_lost"] == 1
+    assert stats["connections_num"] == 3
+    # After validate_idle, an idle connection is checked with a round trip first.
+    checked = make_pool(pools, connector(pg.odbc(pg_database)), validate_idle=0.0)
+    with checked.connection() as conn:
+        pid = backend_pid(conn.raw)
+    with contextlib.closing(pg.connect()) as admin:
+        admin.execute("SELECT pg_terminate_backend(?)", pid)
+    deadline = time.monotonic() + 10
+    while sessions_on(pg, pg_database) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with checked.connection() as conn:
+        assert backend_pid(conn.raw) != pid
+    assert checked.get_stats()["connections_lost"] == 1
+
+
 def test_login_timeout_against_silent_server(silent_listener: int) -> None:
     manager = PoolManager(
         PoolOptions(max_size=2, acquire_timeout=5, login_timeout=1, max_per_server=5),
@@ -336,6 +401,8 @@ def test_close(pg: PgServer, pg_database: str, pools: list[ConnectionPool]) -> N
         {"max_size": True},
         {"max_size": 2.5},
         {"name": ""},
+        {"validate_idle": -1},
+        {"max_waiting": -1},
     ],
 )
 def test_settings_are_validated(settings: dict[str, Any]) -> None:
@@ -369,18 +436,11 @@ def test_pool_manager_pools_and_stats(pg: PgServer, pg_database: str, tmp_path: 
     )
     server_key = f"postgresql://{pg.host}:{pg.port}"
 
-    class Conn:
-        def __init__(self, odbc: str) -> None:
-            self.odbc = odbc
-
-        def to_odbc(self) -> str:
-            return self.odbc
-
     def location(kind: BackendKind, odbc: str, pool_key: str, server: str) -> TenantLocation:
         # A stand-in with the attributes pool_for reads: tenancy.locate is not under test.
         return cast(
             "TenantLocation",
-            SimpleNamespace(kind=kind, connect=Conn(odbc), pool_key=pool_key, server_key=server),
+            SimpleNamespace(kind=kind, connect=parse(odbc), pool_key=pool_key, server_key=server),
         )
 
     try:

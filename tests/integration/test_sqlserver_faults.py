@@ -30,7 +30,6 @@ from proxy.config import PoolSettings
 from proxy.demo.seed import seed_tenant
 from proxy.errors import (
     BackendUnavailable,
-    ConnectionLost,
     ProxyError,
     StatementTimeout,
 )
@@ -157,18 +156,24 @@ def test_a_timeout_stops_the_statement_and_the_pool_goes_on(faults: Faults) -> N
     error, elapsed = _timed(lambda: faults.query("ok.example", SLOW, timeout_ms=500))
     assert isinstance(error, StatementTimeout), error
     assert status_for(error) == (504, "statement_timeout")
-    # The statement needs hours; the answer came at the deadline plus the backstop.
+    # The statement needs hours; the answer came at the deadline plus the backstop, or
+    # at the deadline plus ODBC's abandon time (0.75 s), whichever came first.
     assert elapsed < 20, elapsed
-    after = faults.pool_stats()
     if _is_babelfish(faults.tds):
         # Babelfish: the attention waits for the statement to end, so tenantgate KILLed
         # the session: the statement is gone from the server, the connection retired.
+        # The request may have been answered before its thread saw the KILL (it was
+        # abandoned): the retirement follows when the thread returns.
+        deadline = time.monotonic() + 15
+        while faults.pool_stats()["connections_lost"] == before["connections_lost"]:
+            assert time.monotonic() < deadline, "the KILLed connection was never retired"
+            time.sleep(0.05)
         assert session not in faults.session_ids()
-        assert after["connections_lost"] == before["connections_lost"] + 1
+        assert faults.pool_stats()["connections_lost"] == before["connections_lost"] + 1
     else:
         # SQL Server acknowledges the attention (HY008): the session stays, idle.
         assert session in faults.session_ids()
-        assert after["connections_lost"] == before["connections_lost"]
+        assert faults.pool_stats()["connections_lost"] == before["connections_lost"]
     assert faults.query("ok.example", COUNT) == [[5]]
 
 
@@ -186,6 +191,13 @@ def test_concurrent_timeouts_all_end_at_their_deadline(faults: Faults) -> None:
         )
     assert all(isinstance(e, StatementTimeout) for e, _ in outcomes), outcomes
     assert time.monotonic() - start < 30
+    # Requests whose threads did not return in time were abandoned: their threads give
+    # their connections back once the KILLs end the statements (Babelfish may take a
+    # while to notice a KILL in a cross join, on a busy machine).
+    deadline = time.monotonic() + 30
+    while (stats := faults.pool_stats())["pool_size"] > stats["pool_available"]:
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.1)
     assert faults.query("ok.example", COUNT) == [[5]]
 
 
@@ -195,10 +207,9 @@ def test_a_killed_session_is_discarded_and_the_next_request_works(faults: Faults
     with contextlib.closing(faults.tds.connect(faults.driver)) as admin:
         admin.execute(f"KILL {session}")
     before = faults.pool_stats()
-    error, _ = _timed(lambda: faults.query("ok.example", COUNT))
-    # The pooled connection was dead: a 503 that retires it, then service as usual.
-    assert isinstance(error, ConnectionLost), error
-    assert status_for(error) == (503, "backend_unavailable")
+    # The pooled connection was dead: it is retired, and the read, which changed
+    # nothing, runs once more on a fresh connection. The caller sees no error.
+    assert faults.query("ok.example", COUNT) == [[5]]
     assert faults.pool_stats()["connections_lost"] == before["connections_lost"] + 1
     assert faults.query("ok.example", COUNT) == [[5]]
 

@@ -98,8 +98,45 @@ def _as_server_user(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
+@dataclass
+class Cluster:
+    """A private cluster this process controls: stop it, start it, restart it.
+
+    For the fault-injection suite (tests/faults), which restarts and stops servers
+    under load; the port stays the same across restarts.
+    """
+
+    server: PgServer
+    bindir: str
+    data: str
+    options: str
+    log: str
+
+    def _ctl(self, *args: str, check: bool = True) -> None:
+        subprocess.run(
+            _as_server_user([f"{self.bindir}/pg_ctl", "-D", self.data, *args]),
+            check=check,
+            capture_output=True,
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast``: sessions are terminated and the server shuts down cleanly;
+        ``immediate``: every server process exits at once, as in a crash."""
+        self._ctl("-m", mode, "-w", "-t", "60", "stop")
+
+    def start(self) -> None:
+        self._ctl("-o", self.options, "-l", self.log, "-w", "-t", "60", "start")
+
+    def restart(self, mode: str = "fast") -> None:
+        self.stop(mode)
+        self.start()
+
+
 @contextlib.contextmanager
-def private_cluster() -> Iterator[PgServer]:
+def managed_cluster(*, durable: bool = False) -> Iterator[Cluster]:
+    """A private cluster; ``durable`` keeps every acknowledged commit through a crash
+    of the server's processes (``synchronous_commit`` on; ``fsync`` stays off, which
+    only matters when the machine itself goes down)."""
     bindir = _bindir()
     base = tempfile.mkdtemp(prefix="tenantgate-pg-")
     data, sockets = os.path.join(base, "data"), os.path.join(base, "run")
@@ -109,7 +146,6 @@ def private_cluster() -> Iterator[PgServer]:
         for path in (base, sockets):
             os.chown(path, pw.pw_uid, pw.pw_gid)
     port = _free_port()
-    log = os.path.join(base, "server.log")
     subprocess.run(
         _as_server_user(
             [
@@ -130,24 +166,28 @@ def private_cluster() -> Iterator[PgServer]:
     )
     options = (
         f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={sockets} "
-        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        "-c fsync=off -c full_page_writes=off -c max_connections=300"
+        + ("" if durable else " -c synchronous_commit=off")
     )
-    subprocess.run(
-        _as_server_user(
-            [f"{bindir}/pg_ctl", "-D", data, "-o", options, "-l", log, "-w", "-t", "60", "start"]
-        ),
-        check=True,
-        capture_output=True,
+    cluster = Cluster(
+        PgServer("127.0.0.1", port, "tenantgate", "", "postgres"),
+        bindir,
+        data,
+        options,
+        os.path.join(base, "server.log"),
     )
+    cluster.start()
     try:
-        yield PgServer("127.0.0.1", port, "tenantgate", "", "postgres")
+        yield cluster
     finally:
-        subprocess.run(
-            _as_server_user([f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
-            check=False,
-            capture_output=True,
-        )
+        cluster._ctl("-m", "immediate", "-w", "stop", check=False)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_cluster() -> Iterator[PgServer]:
+    with managed_cluster() as cluster:
+        yield cluster.server
 
 
 def from_dsn(dsn: str) -> PgServer:

@@ -7,9 +7,12 @@ from proxy.config import ConfigError, from_mapping, load
 DIGEST = "a" * 64
 
 
+CONTROLLER = {"connection_string": "Driver=SQLite3;Database=/tmp/c.db"}
+
+
 def minimal(**extra: object) -> dict[str, object]:
     data: dict[str, object] = {
-        "controller": {"connection_string": "Driver=SQLite3;Database=/tmp/c.db"},
+        "controller": dict(CONTROLLER),
         "tokens": [{"name": "t", "sha256": DIGEST}],
     }
     data.update(extra)
@@ -22,6 +25,9 @@ def test_minimal_configuration_has_working_defaults() -> None:
     assert s.query.default_dialect == "tsql"
     assert s.tokens[0].classes == ("read",)
     assert s.tokens[0].tenants == ("*",)
+    # An unknown tenant's 503 within 2 s; cached tenants ride out a controller outage.
+    assert s.controller.timeout_ms == 1500
+    assert s.controller.stale_grace_s == 300
 
 
 def test_secret_comes_from_the_environment() -> None:
@@ -48,8 +54,14 @@ def test_missing_environment_variable_is_named() -> None:
         (minimal(pool={"max_size": 0}), "pool.max_size must be > 0"),
         (minimal(pool={"min_size": 5, "max_size": 2}), "min_size"),
         (minimal(query={"default_max_rows": 20_000}), "default_max_rows"),
+        (minimal(query={"max_depth": 0}), "query.max_depth must be > 0"),
+        (minimal(query={"max_in_list": -1}), "query.max_in_list must be > 0"),
+        (minimal(query={"plan_cache_bytes": 0}), "query.plan_cache_bytes must be > 0"),
         (minimal(base_model={"Contacts": "ContactID"}), "base_model.Contacts"),
         ({"tokens": [{"name": "t", "sha256": DIGEST}]}, "connection_string is required"),
+        (minimal(controller={**CONTROLLER, "timeout_ms": 0}), "controller.timeout_ms must be > 0"),
+        (minimal(controller={**CONTROLLER, "max_threads": 0}), "controller.max_threads"),
+        (minimal(controller={**CONTROLLER, "stale_grace_s": -1}), "stale_grace_s must be >= 0"),
     ],
 )
 def test_invalid_configuration_is_refused_with_a_reason(

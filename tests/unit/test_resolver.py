@@ -356,3 +356,139 @@ def test_with_the_real_locate(controller: Path) -> None:
         with pytest.raises(TenantMisconfigured) as info:
             resolver.resolve(ref)
         assert SECRET not in str(info.value)
+
+
+# -- controller trouble: stale entries within the grace period -------------------------
+
+
+class FlakyDirectory:
+    """The real directory, or (while ``broken``) one over a database without the
+    customer table, whose every query fails with ``ControllerUnavailable``."""
+
+    def __init__(self, controller: Path, empty: Path) -> None:
+        self.good = ControllerDirectory(odbc_source(f"Driver=SQLite3;Database={controller}"))
+        self.bad = ControllerDirectory(odbc_source(f"Driver=SQLite3;Database={empty}"))
+        self.broken = False
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def _current(self) -> ControllerDirectory:
+        with self._lock:
+            self.calls += 1
+        return self.bad if self.broken else self.good
+
+    def by_id(self, customer_id: int) -> CustomerRecord | None:
+        return self._current().by_id(customer_id)
+
+    def by_domain(self, domain: str) -> CustomerRecord | None:
+        return self._current().by_domain(domain)
+
+    def wait_for_calls(self, count: int) -> None:
+        """Until ``count`` lookups were made (background ones included), or 10 s."""
+        deadline = time.monotonic() + 10
+        while self.calls < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert self.calls >= count
+
+
+@pytest.fixture
+def flaky(controller: Path, tmp_path: Path) -> FlakyDirectory:
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    return FlakyDirectory(controller, empty)
+
+
+def graceful(
+    directory: FlakyDirectory, *, grace: float = 100.0
+) -> tuple[TenantResolver, FakeClock]:
+    clock = FakeClock()
+    resolver = TenantResolver(
+        directory,
+        locate=sqlite_locate,
+        ttl=60,
+        negative_ttl=5,
+        clock=clock,
+        stale_grace=grace,
+        stale_retry=1.0,
+    )
+    return resolver, clock
+
+
+def test_a_stale_entry_is_served_within_the_grace_period(flaky: FlakyDirectory) -> None:
+    resolver, clock = graceful(flaky)
+    tenant = resolver.resolve("beta.example")
+    flaky.broken = True
+    clock.advance(61)  # expired: the controller is asked, fails, the stale entry answers
+    assert resolver.resolve(2) is tenant
+    assert flaky.calls == 2
+    stats = resolver.get_stats()
+    assert (stats["stale_hits"], stats["errors"]) == (1, 1)
+
+    # Failing now: both keys answer at once for stale_retry, without asking again...
+    assert resolver.resolve(2) is tenant
+    assert resolver.peek(2) is tenant
+    clock.advance(1.1)
+    # ...and then one lookup goes on in the background while the stale entry answers.
+    assert resolver.peek("beta.example") is tenant
+    flaky.wait_for_calls(3)
+    assert resolver.get_stats()["stale_hits"] == 4
+
+    clock.advance(100)  # past the grace period: the error reaches the caller
+    with pytest.raises(ControllerUnavailable):
+        resolver.resolve(2)
+    with pytest.raises(ControllerUnavailable):
+        resolver.resolve("beta.example")
+
+    flaky.broken = False
+    fresh = resolver.resolve(2)
+    assert fresh == tenant
+    assert fresh is not tenant
+    assert resolver.resolve("beta.example") is fresh
+
+
+def test_the_controller_answer_ends_a_stale_entry(flaky: FlakyDirectory, controller: Path) -> None:
+    resolver, clock = graceful(flaky)
+    tenant = resolver.resolve(2)
+    flaky.broken = True
+    clock.advance(61)
+    assert resolver.resolve(2) is tenant
+    # Back, and the customer is gone: the background lookup learns it.
+    with sqlite3.connect(controller) as db:
+        db.execute("DELETE FROM Customer WHERE customer_id = 2")
+    db.close()
+    flaky.broken = False
+    clock.advance(1.1)
+    calls = flaky.calls
+    assert resolver.resolve(2) is tenant  # answered at once; asked in the background
+    flaky.wait_for_calls(calls + 1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            resolver.resolve(2)
+        except UnknownTenant:
+            break
+        time.sleep(0.01)
+    with pytest.raises(UnknownTenant):
+        resolver.resolve(2)
+    with pytest.raises(UnknownTenant):
+        resolver.resolve("beta.example")
+
+
+def test_invalidate_forgets_the_stale_entry(flaky: FlakyDirectory) -> None:
+    resolver, clock = graceful(flaky)
+    resolver.resolve(2)
+    flaky.broken = True
+    clock.advance(61)
+    resolver.invalidate("beta.example")
+    with pytest.raises(ControllerUnavailable):
+        resolver.resolve(2)
+
+
+def test_no_grace_period_means_no_stale_entries(flaky: FlakyDirectory) -> None:
+    resolver, clock = graceful(flaky, grace=0)
+    resolver.resolve(2)
+    flaky.broken = True
+    clock.advance(61)
+    with pytest.raises(ControllerUnavailable):
+        resolver.resolve(2)
+    assert resolver.get_stats()["stale_hits"] == 0

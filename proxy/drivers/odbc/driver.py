@@ -3,9 +3,19 @@
 pyodbc blocks its thread for the whole of a call, so every call runs in a worker
 thread bounded by a capacity limiter (``threads``). A one-statement request
 (``run``) takes the connection, executes and gives it back in one hop; a session
-(``connection``) hops per statement. The pools, the timeout machinery (server-side
-timeout, watchdog cancel, SQL Server's guarded KILL) and the error table live in the
-sibling modules: ``pools``/``pool``, ``execute``, ``sqlstate``, ``watchdog``.
+(``connection``) hops per statement.
+
+Before a request takes a thread it passes its pool's ``Gate`` (``gate``), on the loop:
+no more requests hold threads for one pool than it has connections, a bounded queue
+waits on the loop, and the rest is refused at once. A one-statement request that gets
+no answer within its timeout plus ``ABANDON_AFTER_S`` is abandoned: the caller gets
+``StatementTimeout`` while the thread finishes on its own (a cancel that cannot reach a
+partitioned server may hold it for minutes), and its pool's slot stays taken until it
+does, so a server in trouble can hold at most its pool's size in threads.
+
+The pools, the timeout machinery (server-side timeout, watchdog cancel, SQL Server's
+guarded KILL) and the error table live in the sibling modules: ``pools``/``pool``,
+``execute``, ``sqlstate``, ``watchdog``.
 
 SQL Server and any other ODBC driver always come here; PostgreSQL and SQLite do when
 their backend's configuration says ``driver = "odbc"``.
@@ -13,8 +23,12 @@ their backend's configuration says ``driver = "odbc"``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import os
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,12 +38,13 @@ import pyodbc
 
 from proxy.drivers.base import ResultSet
 from proxy.drivers.odbc.execute import apply_timeout, execute, forget_session_settings
+from proxy.drivers.odbc.gate import Gate
 from proxy.drivers.odbc.pool import ConnectionPool, PooledConnection
 from proxy.drivers.odbc.pools import PoolManager
 from proxy.drivers.odbc.sqlstate import is_broken, translate
 from proxy.drivers.odbc.watchdog import Watchdog
 from proxy.drivers.sizing import PoolOptions, check_count
-from proxy.errors import ConnectionLost
+from proxy.errors import ConnectionLost, StatementTimeout
 
 if TYPE_CHECKING:
     from tenancy.location import TenantLocation
@@ -37,6 +52,11 @@ if TYPE_CHECKING:
 __all__ = ["OdbcDriver", "OdbcSession"]
 
 T = TypeVar("T")
+
+ABANDON_AFTER_S = 0.75
+"""How long past its timeout a request waits for its thread before abandoning it: the
+watchdog's cancel (at the timeout) or backstop comes first on any server that answers."""
+_WAIT_SLACK_S = 0.01
 
 
 class OdbcSession:
@@ -130,12 +150,18 @@ class OdbcDriver:
         self._threads = threads
         self._limiter: anyio.CapacityLimiter | None = None
 
-    async def hop(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking ``fn`` in a worker thread (at most ``threads`` at once)."""
+    async def hop(self, fn: Callable[..., T], *args: Any, abandon: bool = False) -> T:
+        """Run blocking ``fn`` in a worker thread (at most ``threads`` at once).
+
+        ``abandon``: a cancelled caller stops waiting at once and the thread finishes on
+        its own (its limiter token is given back then, by anyio).
+        """
         if self._limiter is None:
             # Created on the loop: anyio binds a limiter to the running backend.
             self._limiter = anyio.CapacityLimiter(self._threads)
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(
+            fn, *args, limiter=self._limiter, abandon_on_cancel=abandon
+        )
 
     async def run(
         self,
@@ -147,21 +173,54 @@ class OdbcDriver:
         max_rows: int,
         count_all_rows: bool = False,
     ) -> ResultSet:
-        return await self.hop(
+        pool = self.pools.pool_for(location)
+        gate = self._gate(pool)
+        started = time.monotonic()
+        await gate.enter(min(self.options.acquire_timeout, timeout_s))
+        waited = time.monotonic() - started
+        if waited > _WAIT_SLACK_S:
+            # As for PostgreSQL: a short wait leaves the statement its whole timeout.
+            timeout_s -= waited
+            if timeout_s < _WAIT_SLACK_S:
+                gate.leave()
+                raise StatementTimeout(
+                    "the timeout passed while waiting for a connection",
+                    timeout_ms=round((timeout_s + waited) * 1000),
+                )
+        work = _Abandonable(
             functools.partial(
                 self._run,
-                location,
+                pool,
+                location.kind.value,
                 sql,
                 params,
                 timeout_s=timeout_s,
                 max_rows=max_rows,
                 count_all_rows=count_all_rows,
-            )
+            ),
+            gate,
+            asyncio.get_running_loop(),
         )
+        with anyio.move_on_after(timeout_s + ABANDON_AFTER_S):
+            return await self.hop(work, abandon=True)
+        work.abandon()
+        raise StatementTimeout(
+            "no answer from the server within the statement's timeout; it was abandoned",
+            timeout_ms=round(timeout_s * 1000),
+        )
+
+    def _gate(self, pool: ConnectionPool) -> Gate:
+        gate = pool.gate
+        if not isinstance(gate, Gate):
+            gate = pool.gate = Gate(
+                pool.max_size, max_waiting=self.options.max_waiting, name=pool.name
+            )
+        return gate
 
     def _run(
         self,
-        location: TenantLocation,
+        pool: ConnectionPool,
+        backend: str,
         sql: str,
         params: Sequence[object],
         *,
@@ -169,10 +228,10 @@ class OdbcDriver:
         max_rows: int,
         count_all_rows: bool,
     ) -> ResultSet:
-        with self.pools.pool_for(location).connection() as conn:
+        with pool.connection(timeout=min(self.options.acquire_timeout, timeout_s)) as conn:
             return execute(
                 conn,
-                backend=location.kind.value,
+                backend=backend,
                 sql=sql,
                 params=params,
                 timeout_s=timeout_s,
@@ -184,19 +243,28 @@ class OdbcDriver:
     @contextlib.asynccontextmanager
     async def connection(self, location: TenantLocation) -> AsyncIterator[OdbcSession]:
         pool = self.pools.pool_for(location)
-        conn = await self.hop(pool.getconn)
-        broken = True
+        gate = self._gate(pool)
+        await gate.enter(self.options.acquire_timeout)
+        try:
+            conn = await self.hop(pool.getconn)
+        except BaseException:
+            gate.leave()
+            raise
+        broken, lost = True, False
         try:
             yield OdbcSession(self, conn, location.kind.value)
             broken = False
         except Exception as exc:
-            broken = is_broken(exc)
+            broken, lost = is_broken(exc), isinstance(exc, ConnectionLost)
             raise
         finally:
             # Closing a connection talks to the server: not on the loop. Shielded: a
             # cancelled request must still give its connection back.
             with anyio.CancelScope(shield=True):
-                await self.hop(functools.partial(pool.putconn, conn, broken=broken))
+                try:
+                    await self.hop(functools.partial(pool.putconn, conn, broken=broken, lost=lost))
+                finally:
+                    gate.leave()
 
     def blocking_source(
         self, location: TenantLocation, *, timeout_s: float
@@ -205,10 +273,24 @@ class OdbcDriver:
         return functools.partial(_with_timeout, pool, location.kind.value, timeout_s)
 
     def controller_source(
-        self, connection_string: str, *, name: str = "controller"
+        self,
+        connection_string: str,
+        *,
+        name: str = "controller",
+        backend: str | None = None,
+        timeout_s: float | None = None,
+        database_file: str | None = None,
     ) -> Callable[[], AbstractContextManager[Any]]:
-        """A pooled source for a plain ODBC string (the controller), for worker threads."""
-        return self.pools.pool_for_dsn(name, connection_string, server_key=name).connection
+        """A pooled source for a plain ODBC string (the controller), for worker threads.
+
+        With ``backend`` and ``timeout_s``, each borrower's session stops statements
+        after ``timeout_s`` (as ``blocking_source`` does). With ``database_file`` (a
+        SQLite controller), connections opened on an earlier file at that path are
+        retired: a controller replaced on disk (a new file moved over the old one) is
+        read from its new file, not from the unlinked old one the connections still hold.
+        """
+        pool = self.pools.pool_for_dsn(name, connection_string, server_key=name)
+        return functools.partial(_controller_connection, pool, backend, timeout_s, database_file)
 
     def get_stats(self) -> dict[str, dict[str, int]]:
         return self.pools.get_stats()
@@ -227,3 +309,89 @@ def _with_timeout(pool: ConnectionPool, backend: str, timeout_s: float) -> Itera
         # Not the timeout the previous borrower left on this session.
         apply_timeout(conn, backend, timeout_s)
         yield conn
+
+
+class _Abandonable:
+    """A request's work for a worker thread, whose gate slot is given back exactly once:
+    by the thread when it ran (whenever it ends), or by the request when it gave up
+    before the thread started (then the work never runs)."""
+
+    __slots__ = ("_fn", "_gate", "_lock", "_loop", "_state")
+
+    def __init__(
+        self, fn: Callable[[], ResultSet], gate: Gate, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._fn = fn
+        self._gate = gate
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._state = "new"
+
+    def __call__(self) -> ResultSet:
+        with self._lock:
+            if self._state == "abandoned":
+                raise StatementTimeout("abandoned before it started")
+            self._state = "running"
+        try:
+            return self._fn()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
+                self._loop.call_soon_threadsafe(self._gate.leave)
+
+    def abandon(self) -> None:
+        """The request stopped waiting (on the loop)."""
+        with self._lock:
+            started = self._state == "running"
+            self._state = "abandoned" if not started else self._state
+        if not started:
+            self._gate.leave()
+
+
+_FILE_KEY = "database_file"
+"""``PooledConnection.session`` key: (st_dev, st_ino) of the file the session opened."""
+
+
+@contextlib.contextmanager
+def _controller_connection(
+    pool: ConnectionPool, backend: str | None, timeout_s: float | None, path: str | None
+) -> Iterator[Any]:
+    conn = _current_connection(pool, path)
+    try:
+        if backend is not None and timeout_s is not None:
+            apply_timeout(conn, backend, timeout_s)
+        yield conn
+    except Exception as exc:
+        pool.putconn(conn, broken=is_broken(exc))
+        raise
+    except BaseException:
+        pool.putconn(conn, broken=True)  # the statement may still be running
+        raise
+    else:
+        pool.putconn(conn)
+
+
+def _current_connection(pool: ConnectionPool, path: str | None) -> PooledConnection:
+    """A connection of ``pool`` that reads the file now at ``path`` (any, without one)."""
+    if path is None:
+        return pool.getconn()
+    try:
+        st = os.stat(path)
+        now = (st.st_dev, st.st_ino)
+    except OSError:
+        # Gone (or unreadable) for now: the open sessions hold the last file there
+        # was, which beats failing every lookup until it is back.
+        return pool.getconn()
+    # Each pass retires one idle connection of an older file or returns; at most
+    # max_size are idle, so a fresh connection comes by the last pass.
+    for _ in range(pool.max_size + 1):
+        conn = pool.getconn()
+        seen = conn.session.get(_FILE_KEY)
+        if seen is None and conn.uses == 1:
+            # Opened by this getconn, after the stat: it reads the file stat'ed (or a
+            # newer one, which the next borrower's stat then retires once more).
+            conn.session[_FILE_KEY] = seen = now
+        if seen == now:
+            return conn
+        # Another file, or opened without a borrower (the pool's min_size): unknown.
+        pool.putconn(conn, broken=True)
+    return pool.getconn()

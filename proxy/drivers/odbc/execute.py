@@ -147,8 +147,11 @@ def execute(
     handle: Handle | None = None
     kill: Handle | None = None
     try:
+        # SQLite's cancel is an interrupt, done at once; any other opens or writes to a
+        # socket and may block on a silent server: on a thread of its own, so that it
+        # never holds up another server's deadline.
         handle = watchdog.watch(
-            cancel_after, functools.partial(_cancel, cursor), own_thread=sqlserver
+            cancel_after, functools.partial(_cancel, cursor), own_thread=backend != "sqlite"
         )
         if session is not None and conn.pool is not None:
             kill = watchdog.watch(

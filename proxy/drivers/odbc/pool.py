@@ -20,6 +20,14 @@ Rules:
 * If the ``with`` block raises an error that ``proxy.drivers.odbc.sqlstate.is_broken`` marks, or a
   ``BaseException`` that is not an ``Exception`` (the statement may still be running),
   the connection is closed, not returned.
+* ``validate_idle``: an idle connection unused for that long is checked with a
+  ``SELECT 1`` round trip before it is lent (pyodbc offers no cheaper look), and
+  replaced when the check fails. A connection returned ``lost`` (``ConnectionLost``:
+  the server closed it) closes the idle ones too: a server restart closed them all at
+  once, and the next requests, a read's retry first, should get fresh connections.
+* ``max_waiting``: at most that many requests wait for a connection; the next one is
+  refused at once with ``PoolSaturated`` rather than after a wait that would end the
+  same way.
 * ``ServerLimiter`` caps connections across several pools of one server (PostgreSQL
   has a pool per database). When the cap is reached, a pool that needs a connection
   first asks its sibling pools to close an idle one: otherwise a few thousand quiet
@@ -41,7 +49,7 @@ import pyodbc
 
 from proxy.drivers.odbc.sqlstate import is_broken, message_of, translate
 from proxy.drivers.sizing import check_count, check_seconds
-from proxy.errors import BackendUnavailable, PoolSaturated, ProxyError
+from proxy.errors import BackendUnavailable, ConnectionLost, PoolSaturated, ProxyError
 
 __all__ = ["ConnectionPool", "PooledConnection", "ServerLimiter"]
 
@@ -144,6 +152,8 @@ class ConnectionPool:
         max_idle: float = 300.0,
         max_lifetime: float = 3600.0,
         limiter: ServerLimiter | None = None,
+        validate_idle: float | None = None,
+        max_waiting: int | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("name must be a non-empty string")
@@ -154,6 +164,10 @@ class ConnectionPool:
         check_seconds("acquire_timeout", acquire_timeout, allow_zero=True)
         check_seconds("max_idle", max_idle)
         check_seconds("max_lifetime", max_lifetime)
+        if validate_idle is not None:
+            check_seconds("validate_idle", validate_idle, allow_zero=True)
+        if max_waiting is not None:
+            check_count("max_waiting", max_waiting, 0)
         if not callable(connect):
             raise ValueError("connect must be callable")  # noqa: TRY004 (see check_seconds)
         self.name = name
@@ -163,6 +177,10 @@ class ConnectionPool:
         self.max_idle = float(max_idle)
         self.max_lifetime = float(max_lifetime)
         self.limiter = limiter
+        self.gate: object | None = None
+        """The driver's admission gate for this pool (``odbc.gate``), made on the loop."""
+        self.validate_idle = validate_idle
+        self.max_waiting = max_waiting
         self._connect = connect
         self._cond = threading.Condition()
         self._idle: deque[PooledConnection] = deque()
@@ -189,7 +207,7 @@ class ConnectionPool:
         try:
             yield conn
         except Exception as exc:
-            self.putconn(conn, broken=is_broken(exc))
+            self.putconn(conn, broken=is_broken(exc), lost=isinstance(exc, ConnectionLost))
             raise
         except BaseException:
             # KeyboardInterrupt, GeneratorExit...: the statement may still be running.
@@ -206,21 +224,42 @@ class ConnectionPool:
             check_seconds("timeout", timeout, allow_zero=True)
         start = time.monotonic()
         deadline = start + timeout
-        expired: list[PooledConnection] = []
-        try:
+        with self._cond:
+            self._stats["requests_num"] += 1
+        while True:
+            expired: list[PooledConnection] = []
+            try:
+                with self._cond:
+                    conn, must_connect = self._take_or_reserve(deadline, expired, start)
+            finally:
+                self._close_all(expired)
+            if conn is None:
+                assert must_connect
+                return self._open_reserved(deadline)
+            if self._fit(conn):
+                return conn
             with self._cond:
-                self._stats["requests_num"] += 1
-                conn, must_connect = self._take_or_reserve(deadline, expired, start)
-        finally:
-            self._close_all(expired)
-        if conn is not None:
-            return conn
-        assert must_connect
-        return self._open_reserved(deadline)
+                self._stats["connections_lost"] += 1
+            self._discard(conn)
 
-    def putconn(self, conn: PooledConnection, *, broken: bool = False) -> None:
-        """Give ``conn`` back; ``broken`` closes it instead."""
+    def _fit(self, conn: PooledConnection) -> bool:
+        """Whether an idle connection may be lent without a check, or passes one."""
+        if self.validate_idle is None:
+            return True
         now = time.monotonic()
+        if now - conn.last_used < self.validate_idle:
+            return True
+        try:
+            conn.raw.execute("SELECT 1").close()
+        except pyodbc.Error:
+            return False
+        return True
+
+    def putconn(self, conn: PooledConnection, *, broken: bool = False, lost: bool = False) -> None:
+        """Give ``conn`` back; ``broken`` closes it instead; ``lost`` (the server closed
+        it) closes the idle connections as well."""
+        now = time.monotonic()
+        flushed: list[PooledConnection] = []
         if not broken and not self._reset(conn):
             broken = True
         with self._cond:
@@ -232,6 +271,11 @@ class ConnectionPool:
                 return
             if broken:
                 self._stats["connections_lost"] += 1
+            if lost:
+                flushed = list(self._idle)
+                self._idle.clear()
+                self._size -= len(flushed)
+        self._close_all(flushed)
         self._discard(conn)
 
     def maintain(self) -> None:
@@ -367,6 +411,14 @@ class ConnectionPool:
                         pool_max=self.max_size,
                     )
                 if not waited:
+                    if self.max_waiting is not None and self._waiting >= self.max_waiting:
+                        self._stats["requests_timeouts"] += 1
+                        raise PoolSaturated(
+                            f"connection pool {self.name} is saturated: {self.max_size} "
+                            f"connections busy, {self._waiting} requests queued",
+                            retry_after=RETRY_AFTER_SATURATED,
+                            pool_max=self.max_size,
+                        )
                     waited = True
                     self._waiting += 1
                 self._cond.wait(remaining)

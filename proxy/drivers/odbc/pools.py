@@ -63,6 +63,8 @@ class PoolManager:
         self.max_idle = float(options.max_idle)
         self.max_lifetime = float(options.max_lifetime)
         self.max_per_server = options.max_per_server
+        self.validate_idle = options.validate_idle
+        self.max_waiting = options.max_waiting
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._limiters: dict[str, ServerLimiter] = {}
@@ -78,7 +80,14 @@ class PoolManager:
         entry = self._entries.get(location.pool_key)  # a dict read is atomic: no lock
         if entry is not None and entry.source is location.connect:
             return entry.pool
-        odbc = location.connect.to_odbc()
+        connect = location.connect
+        if location.kind == BackendKind.POSTGRESQL and connect.get("KeepaliveTime") is None:
+            # TCP keepalives, as the native driver has them (conninfo): without them a
+            # connection to a partitioned server is given up only by the kernel's
+            # retransmission timeout, many minutes later. tcp_user_timeout needs pqopt,
+            # which is the template's (docs/config.md).
+            connect = connect.with_(KeepaliveTime="30", KeepaliveInterval="10")
+        odbc = connect.to_odbc()
         if entry is not None and entry.odbc == odbc:
             entry.source = location.connect
             return entry.pool
@@ -181,6 +190,8 @@ class PoolManager:
                 max_idle=self.max_idle,
                 max_lifetime=self.max_lifetime,
                 limiter=limiter,
+                validate_idle=self.validate_idle,
+                max_waiting=self.max_waiting,
             )
             self._entries[key] = _Entry(pool, server_key, odbc, source)
             return pool

@@ -40,6 +40,7 @@ from proxy.drivers.postgres.pool import PgPool, PooledConnection, ServerLimiter
 from proxy.drivers.postgres.session import PgSession, execute_on
 from proxy.drivers.postgres.watch import Watch
 from proxy.drivers.sizing import PoolOptions, check_seconds
+from proxy.errors import StatementTimeout
 
 if TYPE_CHECKING:
     from tenancy.connstr import ConnectionString
@@ -57,6 +58,8 @@ _COUNTERS = (
     "connections_errors",
     "connections_lost",
 )
+_WAIT_SLACK_S = 0.01
+"""A wait for a connection up to this long leaves the statement its whole timeout."""
 _GAUGES = ("pool_max", "pool_size", "pool_available", "requests_waiting")
 
 
@@ -113,7 +116,22 @@ class PostgresDriver:
         count_all_rows: bool = False,
     ) -> ResultSet:
         pool = self._pool_for(location)
-        conn = pool.acquire_nowait() or await pool.acquire_wait()
+        conn = pool.acquire_nowait()
+        if conn is None:
+            # Waiting (for a connection, for a connect) counts against the timeout. A
+            # short wait does not shorten it: a timeout that changed with every request
+            # would cost a SET statement_timeout round trip each time.
+            started = time.monotonic()
+            conn = await pool.acquire_wait(timeout_s)
+            waited = time.monotonic() - started
+            if waited > _WAIT_SLACK_S:
+                timeout_s -= waited
+                if timeout_s < _WAIT_SLACK_S:
+                    pool.release(conn)
+                    raise StatementTimeout(
+                        "the timeout passed while waiting for a connection",
+                        timeout_ms=round((timeout_s + waited) * 1000),
+                    )
         try:
             result = await execute_on(
                 conn,
@@ -234,7 +252,11 @@ class PostgresDriver:
             self._start()
         limiter = self._limiters.get(location.server_key)
         if limiter is None:
-            limiter = ServerLimiter(self.options.max_per_server, name=location.server_key)
+            limiter = ServerLimiter(
+                self.options.max_per_server,
+                name=location.server_key,
+                max_waiting=self.options.max_waiting,
+            )
             self._limiters[location.server_key] = limiter
         pool = PgPool(
             params,

@@ -22,19 +22,26 @@ operators spelt with ``?`` (jsonb's ``?``, ``?|``, ``?&``) cannot be written: ev
 bare ``?`` is a marker, as with psqlODBC.
 
 Translations are cached per SQL text (the rewriter's plan cache hands out the same
-text for the same statement shape), in a bounded LRU.
+text for the same statement shape), in an LRU bounded by the text it holds.
 """
 
 from __future__ import annotations
 
-import functools
 import re
+import threading
+from collections import OrderedDict
 
-__all__ = ["CACHE_SIZE", "marker_count", "to_numbered"]
+__all__ = ["CACHE_CHARS", "CACHE_SIZE", "marker_count", "to_numbered"]
 
 CACHE_SIZE = 4096
-"""SQL texts whose translation is kept. A text is a few hundred bytes to ~25 KB (818
-columns): the cache stays well under 100 MB even when every entry is a wide one."""
+"""SQL texts whose translation is kept, at most."""
+CACHE_CHARS = 4 << 20
+"""Characters of text the cache may hold: each entry counts its SQL and its
+translation (one byte a character for ASCII text). A text is a few hundred bytes to
+~25 KB (818 columns, whose translation costs ~1.2 ms): 4 Mi characters keep about 90
+of the widest, thousands of the usual (a tenant's text differs from another's only
+where the schema is in it: schema-per-tenant layouts). A count alone let 4,096 statements near the
+100,000 characters of ``query.max_sql_chars`` hold 800 MB."""
 
 # Where something interesting may start; everything between two hits is plain text.
 _INTERESTING = re.compile(r"""[?'"$]|--|/\*""")
@@ -46,9 +53,77 @@ def _ident_char(char: str) -> bool:
     return char.isalnum() or char in "_$" or char >= "\u0080"
 
 
-@functools.lru_cache(maxsize=CACHE_SIZE)
+class _Translations:
+    """An LRU of translations bounded by count and by the text it holds, thread-safe."""
+
+    def __init__(self, max_entries: int, max_chars: int) -> None:
+        self.max_entries = max_entries
+        self.max_chars = max_chars
+        self._entries: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    @property
+    def size(self) -> int:
+        return len(self._entries)
+
+    @property
+    def chars(self) -> int:
+        return self._chars
+
+    def get(self, sql: str) -> tuple[str, int] | None:
+        # No lock on the hot path: each OrderedDict call is atomic under the GIL, and
+        # ``put`` (which keeps the count) takes the lock.
+        entries = self._entries
+        found = entries.get(sql)
+        if found is not None:
+            try:  # noqa: SIM105 - contextlib.suppress costs about 1 µs per call
+                entries.move_to_end(sql)
+            except KeyError:  # evicted by another thread in between
+                pass
+            self.hits += 1
+        return found
+
+    def put(self, sql: str, value: tuple[str, int]) -> None:
+        weight = _weight(sql, value[0])
+        if weight > self.max_chars:
+            return
+        with self._lock:
+            if sql in self._entries:
+                return
+            entries = self._entries
+            entries[sql] = value
+            self._chars += weight
+            while len(entries) > self.max_entries or self._chars > self.max_chars:
+                old_sql, (old_numbered, _) = entries.popitem(last=False)
+                self._chars -= _weight(old_sql, old_numbered)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._chars = 0
+            self.hits = 0
+
+
+def _weight(sql: str, numbered: str) -> int:
+    # Untranslated text is returned as it is: one object, counted once.
+    return len(sql) + (0 if numbered is sql else len(numbered))
+
+
+_CACHE = _Translations(CACHE_SIZE, CACHE_CHARS)
+
+
 def to_numbered(sql: str) -> tuple[str, int]:
     """``sql`` with its ``?`` markers as ``$1``, ``$2``, … (libpq's), and their count."""
+    found = _CACHE.get(sql)
+    if found is None:
+        found = _translate(sql)
+        _CACHE.put(sql, found)
+    return found
+
+
+def _translate(sql: str) -> tuple[str, int]:
     if "?" not in sql:
         return sql, 0
     pieces = _split_at_markers(sql)

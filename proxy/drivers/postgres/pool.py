@@ -8,8 +8,12 @@ threads, and costs nothing while empty:
 
 * At most ``max_size`` connections exist per pool (open or being opened), and at most
   ``max_per_server`` across the pools of one server (``ServerLimiter``). A request that
-  finds none idle and no room waits up to ``acquire_timeout``, then gets
-  ``PoolSaturated``. Waiters are served first come, first served: a returned
+  finds none idle and no room waits up to ``acquire_timeout`` (or what is left of its
+  own timeout, if less; connecting included), then gets ``PoolSaturated``. At most
+  ``max_waiting`` requests queue for a pool, and as many for a server's cap: the next
+  one is refused at once, so a flood on one tenant is answered 503 in microseconds
+  instead of after a wait, and its pool (``max_size``, less than the server's cap) is
+  all of the server it can take. Waiters are served first come, first served: a returned
   connection, or the room a closed one leaves, is handed to the oldest waiter rather
   than to whoever asks next.
 * Connects happen outside any critical section (there are no locks: the pool's state
@@ -20,10 +24,12 @@ threads, and costs nothing while empty:
 * A connection idle for more than ``max_idle`` (down to ``min_size``) or older than
   ``max_lifetime`` is closed instead of reused: lazily when a request meets it, and by
   ``maintain()``, which the driver's maintenance task calls periodically. Before an
-  idle connection that rested for a second or more is lent, its socket is polled
-  (2-4 µs): an idle connection has nothing to read unless the server closed it
+  idle connection that rested for ``validate_idle`` (1 s) or more is lent, its socket is
+  polled (2-4 µs): an idle connection has nothing to read unless the server closed it
   (``pg_terminate_backend``, ``idle_session_timeout``, a restart), and such a
-  connection is replaced before the request meets the error.
+  connection is replaced before the request meets the error. Once one connection turns
+  out lost (``ConnectionLost``), the idle ones are closed: a restart closed them all,
+  and the look at a socket can come before the server's goodbye arrives.
 * ``release`` closes a connection instead of keeping it when the session marked it
   broken (a backstop timeout, a lost connection), when the ``async with`` block ended
   with an error ``is_broken`` marks or with a ``BaseException`` that is not an
@@ -53,7 +59,6 @@ from typing import Any, NoReturn
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.pq import ConnStatus, TransactionStatus
-from psycopg.pq.abc import PGcancel
 
 from proxy.drivers.base import ResultColumn
 from proxy.drivers.errors import is_broken
@@ -63,7 +68,7 @@ from proxy.drivers.postgres.statements import Statements
 from proxy.drivers.postgres.types import ADAPTERS
 from proxy.drivers.postgres.watch import Watch
 from proxy.drivers.sizing import PoolOptions
-from proxy.errors import BackendUnavailable, PoolSaturated, ProxyError
+from proxy.errors import BackendUnavailable, ConnectionLost, PoolSaturated, ProxyError
 
 __all__ = ["PgPool", "PooledConnection", "ServerLimiter"]
 
@@ -71,8 +76,6 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_SATURATED = 1.0
 
-TRUST_RECENT_S = 1.0
-"""An idle connection used less than this long ago is lent without polling its socket."""
 
 _OK = ConnStatus.OK
 _IDLE = TransactionStatus.IDLE
@@ -92,7 +95,6 @@ class PooledConnection:
 
     __slots__ = (
         "broken",
-        "canceller",
         "created_at",
         "cursor",
         "in_transaction",
@@ -121,11 +123,6 @@ class PooledConnection:
         self.local_timeout_ms: int | None = None
         """``SET LOCAL statement_timeout`` of the open transaction, if any."""
         self.in_transaction = False
-        self.canceller: PGcancel | None = None
-        """libpq's cancel key for this backend, usable after the connection is closed:
-        a request cancelled from outside can still stop its statement on the server."""
-        with contextlib.suppress(psycopg.Error):
-            self.canceller = raw.pgconn.get_cancel()
 
     def __repr__(self) -> str:
         return f"<PooledConnection of {self.pool.name} broken={self.broken}>"
@@ -143,9 +140,11 @@ def _expire(fut: asyncio.Future[Any]) -> None:
 class ServerLimiter:
     """A cap on connections to one server, shared by the pools that reach it."""
 
-    def __init__(self, max_size: int, *, name: str) -> None:
+    def __init__(self, max_size: int, *, name: str, max_waiting: int | None = None) -> None:
         self.name = name
         self.max_size = max_size
+        self.max_waiting = max_waiting
+        """Requests that may queue for a permit (None: no bound); more are refused."""
         self.in_use = 0
         self.pools = 0
         """Pools registered (the driver drops the limiter when none is left)."""
@@ -172,7 +171,9 @@ class ServerLimiter:
             victim.pool.close_raw(victim)
             return True
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or (
+            self.max_waiting is not None and len(self._waiters) >= self.max_waiting
+        ):
             return False
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
@@ -232,15 +233,19 @@ class PgPool:
         self.max_size = options.max_size
         self.min_size = options.min_size
         self.acquire_timeout = options.acquire_timeout
+        self.max_waiting = options.max_waiting
+        self.validate_idle = options.validate_idle
         self.max_idle = options.max_idle
         self.max_lifetime = options.max_lifetime
         self.limiter = limiter
         limiter.pools += 1
         self.watch = watch
         """The backstop timer of every statement on the driver's event loop."""
-        self.columns: dict[str, list[ResultColumn]] = {}
-        """Query text → its result columns as last seen, shared by the connections
-        whose results have the same (bounded, see ``session._columns``)."""
+        self.columns: dict[int, list[ResultColumn]] = {}
+        """Query text's hash → its result columns as last seen, shared by the
+        connections whose results have the same (bounded, see ``session._columns``)."""
+        self.columns_held = 0
+        """Columns in ``columns``, all lists together."""
         self.last_used = time.monotonic()
         self._idle: deque[PooledConnection] = deque()
         self._size = 0  # open connections plus connects in progress
@@ -283,14 +288,19 @@ class PgPool:
             self._discard(conn)
         return None
 
-    async def acquire_wait(self) -> PooledConnection:
-        """Open a connection, or wait for one (after ``acquire_nowait`` found none)."""
+    async def acquire_wait(self, budget_s: float | None = None) -> PooledConnection:
+        """Open a connection, or wait for one (after ``acquire_nowait`` found none).
+
+        Waiting and connecting together take at most ``acquire_timeout``, and at most
+        ``budget_s`` (what is left of the request's own timeout) when given.
+        """
         if self._closed:
             raise BackendUnavailable(
                 f"connection pool {self.name} is closed", retry_after=RETRY_AFTER_SATURATED
             )
         now = time.monotonic()
-        deadline = now + self.acquire_timeout
+        wait = self.acquire_timeout if budget_s is None else min(self.acquire_timeout, budget_s)
+        deadline = now + wait
         if self._size < self.max_size:
             self._size += 1
             return await self._open_reserved(deadline)
@@ -301,6 +311,8 @@ class PgPool:
         now = time.monotonic()
         self.last_used = now
         broken = conn.broken or (exc is not None and _breaks(exc))
+        if isinstance(exc, ConnectionLost):
+            self._flush()
         if broken or self._closed or not _idle_and_healthy(conn.raw):
             if broken or not self._closed:
                 self.connections_lost += 1
@@ -353,6 +365,17 @@ class PgPool:
                 log.warning("pool %s: could not open a connection: %s", self.name, exc.message)
                 return
             self._give(conn)
+
+    def _flush(self) -> None:
+        """Close every idle connection: one was found lost, and the server (restarted,
+        or terminating sessions) most likely took its idle siblings too. The look at a
+        socket before lending (``_usable``) would miss a server's goodbye still on its
+        way, so the next requests, a read's retry first, get fresh connections."""
+        idle = list(self._idle)
+        self._idle.clear()
+        self.limiter.no_idle(self)
+        for conn in idle:
+            self._discard(conn)
 
     def shed_idle(self) -> PooledConnection | None:
         """Give up the least recently used idle connection (for ``ServerLimiter``).
@@ -423,14 +446,24 @@ class PgPool:
             return False
         # A connection used a moment ago is trusted without a look at its socket: the
         # look costs more than the rare request that meets a connection killed within
-        # that moment (it fails with ConnectionLost, retryable, as it would anyway).
-        return idle < TRUST_RECENT_S or _still_connected(conn.raw)
+        # that moment (a read is retried once on a fresh one, see proxy.pipeline.service).
+        return idle < self.validate_idle or _still_connected(conn.raw)
 
     async def _wait(self, start: float, deadline: float) -> PooledConnection:
         # The hot path at any concurrency above the pool's size: a bare timer handle,
         # not ``asyncio.timeout`` (a context manager, a task lookup and a reschedule),
         # and the future is taken off the queue only when nobody else did (a failed
         # ``deque.remove`` formats the future's repr into its error).
+        if len(self._waiters) >= self.max_waiting:
+            # Refused now rather than after a wait that would end the same way: the
+            # queue is as long as the pool can drain within the requests' timeouts.
+            self.requests_timeouts += 1
+            raise PoolSaturated(
+                f"connection pool {self.name} is saturated: "
+                f"{self.max_size} connections busy, {len(self._waiters)} requests queued",
+                retry_after=RETRY_AFTER_SATURATED,
+                pool_max=self.max_size,
+            )
         loop = self.watch.loop
         fut: asyncio.Future[PooledConnection | _Slot] = loop.create_future()
         self._waiters.append(fut)
@@ -476,7 +509,7 @@ class PgPool:
             permit = await self.limiter.acquire(deadline, self)
             if not permit:
                 self._server_saturated()
-            raw = await self._connect()
+            raw = await self._connect(deadline)
         except BaseException:
             if permit:
                 self.limiter.release()
@@ -493,17 +526,26 @@ class PgPool:
             pool_max=self.limiter.max_size,
         )
 
-    async def _connect(self) -> AsyncConnection[Any]:
+    async def _connect(self, deadline: float) -> AsyncConnection[Any]:
+        """A new connection, within ``deadline`` (libpq's connect_timeout, whole seconds
+        of at least 2, is the login timeout; the deadline is often shorter)."""
         params = self.params
         kwargs: dict[str, Any] = dict(params.kwargs)
         error: BackendUnavailable | None = None
         try:
-            raw = await AsyncConnection.connect(
-                **kwargs,
-                autocommit=True,
-                prepare_threshold=None,  # prepared statements are ours (statements.py)
-                context=ADAPTERS,
-            )
+            async with asyncio.timeout_at(self.watch.loop.time() + deadline - time.monotonic()):
+                raw = await AsyncConnection.connect(
+                    **kwargs,
+                    autocommit=True,
+                    prepare_threshold=None,  # prepared statements are ours (statements.py)
+                    context=ADAPTERS,
+                )
+        except TimeoutError:
+            self.connections_errors += 1
+            raise BackendUnavailable(
+                f"could not connect to the database of pool {self.name} in time",
+                retry_after=RETRY_AFTER_SATURATED,
+            ) from None
         except psycopg.Error as exc:
             error = self._connect_failed(exc)
         else:

@@ -10,25 +10,28 @@ Timeouts come in two layers, as in ``proxy.drivers.odbc.execute``:
   ``SET LOCAL`` ends with the transaction and the session's value is what we recorded.
   ``transaction(timeout_s=...)`` sets the session's value before ``BEGIN``, so
   statements inside with that same timeout need no ``SET`` at all.
-* The client's backstop, ``backstop_delay(timeout_s)`` later (``min(2.0, 0.25 +
-  timeout_s * 0.1)``, as for ODBC), for a server that cannot answer or a session whose
-  ``statement_timeout`` is not what we think. It sends a cancel request
-  (``cancel_safe``, libpq's non-blocking cancel, bounded by ``CANCEL_TIMEOUT_S``) and
-  gives the statement ``CANCEL_GRACE_S`` to end with 57014. If it does not, the
-  request's task is cancelled: a caller's statement (``statements``) stops waiting at
-  once; a session command on psycopg's cursor is cancelled by psycopg, which waits up
-  to 5 s for the server unless cancelled again, when it closes the connection
-  (psycopg #1435). The backstop repeats the cancellation until the statement has left
-  its wait, then turns it back into ``StatementTimeout`` (``Task.uncancel``, so a
-  cancellation from elsewhere still propagates). Either way the connection is retired:
-  after a backstop nobody knows what the session still holds. The backstops of all
-  statements share one timer (``watch.Watch``).
+* The client's backstop, ``backstop_delay(timeout_s)`` later (``min(0.5, 0.1 +
+  timeout_s * 0.05)``), for a server that cannot answer (a partition, a stalled host)
+  or a session whose ``statement_timeout`` is not what we think. It sends a cancel
+  request without waiting for it (``_cancel_soon``: libpq 17's non-blocking cancel,
+  bounded by ``CANCEL_TIMEOUT_S`` in a task of its own) and ends the request's wait at
+  once: a caller's statement (``statements``) stops waiting; a session command on
+  psycopg's cursor is cancelled by psycopg, which waits up to 5 s for the server
+  unless cancelled again, when it closes the connection (psycopg #1435). The backstop
+  repeats the cancellation until the statement has left its wait, then turns it back
+  into ``StatementTimeout`` (``Task.uncancel``, so a cancellation from elsewhere still
+  propagates). The connection is retired: after a backstop nobody knows what the
+  session still holds. So a request whose server went silent answers within its
+  timeout plus half a second, and nothing shared waits for that server: not the
+  request, not a thread (a blocking cancel in a thread pool would let one partitioned
+  server's cancels hold up every other's). The backstops of all statements share one
+  timer (``watch.Watch``).
 
-A request cancelled from elsewhere (the client went away, a caller's deadline) leaves
-with its ``CancelledError`` and its connection is retired by the pool. Unless the
-session is seen idle afterwards, a cancel request goes out through the connection's
-cancel key from a worker thread (``_cancel_in_background``), and the statement stops on
-the server at once rather than at its ``statement_timeout``.
+A request cancelled from elsewhere (the client went away, the service's deadline)
+leaves with its ``CancelledError`` and its connection is retired by the pool. Unless
+the session is seen idle afterwards, a cancel request goes out the same way
+(``_cancel_soon``), and the statement stops on the server at once rather than at its
+``statement_timeout``.
 
 Results: a statement's whole result sits in libpq's memory (reads carry a ``LIMIT``
 bound to ``max_rows + 1`` in their SQL, see ``rewriter.row_cap``); at most
@@ -57,19 +60,19 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import psycopg
+from psycopg import generators, waiting
 from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
-from psycopg.pq.abc import PGcancel, PGresult
+from psycopg.pq.abc import PGcancelConn, PGresult
 
 from proxy.drivers.base import ResultColumn, ResultSet, empty_result
 from proxy.drivers.errors import Kind
 from proxy.drivers.postgres.errors import kind_of, translate
-from proxy.drivers.postgres.pool import PooledConnection
+from proxy.drivers.postgres.pool import PgPool, PooledConnection
 from proxy.drivers.postgres.statements import Prepared
 from proxy.drivers.postgres.types import load_rows, type_name
 from proxy.errors import BackendRejected, ProxyError, StatementTimeout
 
 __all__ = [
-    "CANCEL_GRACE_S",
     "CANCEL_TIMEOUT_S",
     "PgSession",
     "backstop_delay",
@@ -79,10 +82,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CANCEL_TIMEOUT_S = 1.0
-"""How long the backstop's cancel request may take (a partition blocks it too)."""
-CANCEL_GRACE_S = 1.0
-"""How long a statement has to end after the backstop's cancel request."""
+CANCEL_TIMEOUT_S = 2.0
+"""How long a cancel request may take (a partition blocks it too); nobody waits for it."""
 CONTROL_TIMEOUT_S = 5.0
 """Timeout of BEGIN, COMMIT and ROLLBACK when the caller gave none."""
 
@@ -91,14 +92,23 @@ _FORCE_INTERVAL_S = 0.01
 _FORCE_ATTEMPTS = 500
 _BACKSTOPS: set[asyncio.Task[None]] = set()  # strong references to running helpers
 _POOL_COLUMNS_MAX = 512
-_COLUMNS_MAX = 65536
+_POOL_COLUMNS_HELD = 32768
+"""Columns a pool's shared lists may hold together: aliases make every wide result's
+columns new objects (~0.25 KB each), so 512 lists of 1,000 would hold ~130 MB."""
+_COLUMNS_MAX = 16384
 _COLUMNS: dict[tuple[bytes | None, int], ResultColumn] = {}
-"""Interned result columns: a table's columns are the same objects in every result."""
+"""Interned result columns: a table's columns are the same objects in every result.
+PostgreSQL cuts names at 63 bytes, so an entry holds at most about 0.4 KB."""
 
 
 def backstop_delay(timeout_s: float) -> float:
-    """How long after the server's timeout the client gives up (as for ODBC)."""
-    return min(2.0, 0.25 + timeout_s * 0.1)
+    """How long after the server's timeout the client gives up.
+
+    Short, so that a request whose server went silent still answers within its timeout
+    plus a second; long enough for the server's own 57014 to arrive first from any
+    server that is merely busy.
+    """
+    return min(0.5, 0.1 + timeout_s * 0.05)
 
 
 def _check(timeout_s: float, max_rows: int | None = None) -> None:
@@ -352,28 +362,49 @@ def _cancel_in_background(conn: PooledConnection) -> None:
     A caller's statement is simply no longer waited for, and psycopg's own cancel of a
     session command is interrupted by an anyio cancel scope (Starlette's) too: a
     backend busy in ``pg_sleep`` or a long scan does not notice a closed socket, and
-    runs on until its ``statement_timeout``. A cancel request through the key kept
-    since connect works on a closed connection; libpq's classic cancel blocks, hence a
-    worker thread.
+    runs on until its ``statement_timeout``.
     """
     pgconn = conn.raw.pgconn
     if pgconn.status == ConnStatus.OK and pgconn.transaction_status == TransactionStatus.IDLE:
         return  # the statement is over
-    canceller = conn.canceller
-    if canceller is None:
-        return
-    loop = asyncio.get_running_loop()
-    try:
-        loop.run_in_executor(None, _send_cancel, canceller, conn.pool.name)
-    except RuntimeError:  # the loop is shutting down; the statement_timeout remains
-        log.warning("pool %s: could not send a cancel request", conn.pool.name)
+    _cancel_soon(conn)
 
 
-def _send_cancel(canceller: PGcancel, pool_name: str) -> None:
+def _cancel_soon(conn: PooledConnection) -> None:
+    """Send a cancel request for ``conn``'s statement; do not wait for it.
+
+    The cancel connection is made here, synchronously, while ``conn`` is still open (the
+    pool closes it right after); the rest runs in a task bounded by
+    ``CANCEL_TIMEOUT_S``. libpq 17's non-blocking cancel, as psycopg's ``cancel_safe``
+    drives it: the classic ``PQcancel`` blocks a thread on connect, for minutes in a
+    partition.
+    """
+    pool_name = conn.pool.name
     try:
-        canceller.cancel()
+        cancel_conn = conn.raw.pgconn.cancel_conn()
+        cancel_conn.start()
     except psycopg.Error as exc:
+        log.warning("pool %s: could not send a cancel request: %s", pool_name, type(exc).__name__)
+        return
+    try:
+        task = asyncio.get_running_loop().create_task(_finish_cancel(cancel_conn, pool_name))
+    except RuntimeError:  # no loop (shutting down): the statement_timeout remains
+        cancel_conn.finish()
+        return
+    _BACKSTOPS.add(task)
+    task.add_done_callback(_BACKSTOPS.discard)
+
+
+async def _finish_cancel(cancel_conn: PGcancelConn, pool_name: str) -> None:
+    try:
+        await waiting.wait_conn_async(
+            generators.cancel(cancel_conn), interval=0.1, timeout=CANCEL_TIMEOUT_S
+        )
+    except (psycopg.Error, OSError) as exc:
+        # Expected when the server is unreachable; its statement_timeout remains.
         log.warning("pool %s: cancel request failed: %s", pool_name, type(exc).__name__)
+    finally:
+        cancel_conn.finish()
 
 
 def _timeout_error(timeout_s: float) -> StatementTimeout:
@@ -387,8 +418,6 @@ class _Backstop:
 
     __slots__ = (
         "_conn",
-        "_done",
-        "_helper",
         "_task",
         "cancels",
         "deadline",
@@ -402,23 +431,21 @@ class _Backstop:
         self.in_flight = True
         self.fired = False
         self.cancels = 0
-        self._done: asyncio.Event | None = None
-        self._helper: asyncio.Task[None] | None = None
         watch = conn.pool.watch
         # backstop_delay(timeout_s), inlined: this runs for every statement.
-        self.deadline = watch.now() + timeout_s + min(2.0, 0.25 + timeout_s * 0.1)
+        self.deadline = watch.now() + timeout_s + min(0.5, 0.1 + timeout_s * 0.05)
         watch.arm(self)
 
     def disarm(self) -> None:
         """The statement left psycopg (called before anything else can run)."""
         self.in_flight = False
+        # A cancel request still on its way cannot hit a later statement: the
+        # connection is marked broken when the backstop fires, and retired.
         self._conn.pool.watch.disarm(self)
-        if self._done is not None:
-            self._done.set()
-            if self._helper is not None and self.cancels == 0:
-                # A cancel request still on its way would hit the session's next
-                # statement, should the caller run one before giving the session back.
-                self._helper.cancel()
+
+    def check(self) -> None:
+        """The timer's look at the socket while the statement waits (``Watch``)."""
+        self._conn.statements.nudge()
 
     def swallow_cancellation(self) -> bool:
         """Undo our own cancellations; True when nobody else cancelled the task."""
@@ -434,23 +461,12 @@ class _Backstop:
             return
         self.fired = True
         self._conn.broken = True
-        self._done = asyncio.Event()
-        helper = self._helper = asyncio.get_running_loop().create_task(self._stop())
+        helper = asyncio.get_running_loop().create_task(self._stop())
         _BACKSTOPS.add(helper)
         helper.add_done_callback(_BACKSTOPS.discard)
 
     async def _stop(self) -> None:
-        assert self._done is not None
-        try:
-            await self._conn.raw.cancel_safe(timeout=CANCEL_TIMEOUT_S)
-        except (psycopg.Error, OSError) as exc:
-            # Reported, not raised: the forced end below still frees the request.
-            log.warning(
-                "pool %s: cancel request failed: %s", self._conn.pool.name, type(exc).__name__
-            )
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CANCEL_GRACE_S):
-                await self._done.wait()
+        _cancel_soon(self._conn)
         attempts = 0
         while self.in_flight and self._task is not None and attempts < _FORCE_ATTEMPTS:
             if self._task.cancel():
@@ -459,9 +475,10 @@ class _Backstop:
             await asyncio.sleep(_FORCE_INTERVAL_S)
         if self.in_flight:
             log.error("pool %s: a statement ignored its backstop", self._conn.pool.name)
-        elif self.cancels:
+        else:
             log.warning(
-                "pool %s: a statement past its backstop was abandoned, its connection closed",
+                "pool %s: no answer from the server within a statement's timeout;"
+                " its connection is closed",
                 self._conn.pool.name,
             )
 
@@ -476,29 +493,39 @@ def _columns(
     cannot change while it stays prepared (the server fails it with 0A000 instead), so
     they are read once per prepared statement and kept with it. An unprepared
     statement's columns may change with any DDL: read afresh every time. The lists are
-    shared through the pool, and a copy is returned.
+    shared through the pool, and a copy is returned. The pool keys them by the text's
+    hash, not the text, which may be 100,000 characters long: a list is only ever
+    reused when it equals what the result says, so a collision costs nothing but the
+    sharing.
     """
     if prepared is not None and prepared.columns is not None:
         return list(prepared.columns)
     columns = [
         _result_column(pgresult.fname(i), pgresult.ftype(i)) for i in range(pgresult.nfields)
     ]
-    shared = conn.pool.columns
-    previous = shared.get(sql)
+    pool = conn.pool
+    key = hash(sql)
+    previous = pool.columns.get(key)
     if previous == columns:
         columns = previous
     else:
-        _bounded_put(shared, sql, columns, _POOL_COLUMNS_MAX)
+        _share(pool, key, columns)
     if prepared is not None:
         prepared.columns = columns
     return list(columns)
 
 
-def _bounded_put(cache: dict[str, Any], key: str, value: Any, limit: int) -> None:
-    cache.pop(key, None)
-    if len(cache) >= limit:
-        del cache[next(iter(cache))]  # the oldest entry
-    cache[key] = value
+def _share(pool: PgPool, key: int, columns: list[ResultColumn]) -> None:
+    """Keep ``columns`` in the pool's shared lists, the oldest going first past
+    ``_POOL_COLUMNS_MAX`` lists or ``_POOL_COLUMNS_HELD`` columns."""
+    shared = pool.columns
+    old = shared.pop(key, None)
+    if old is not None:
+        pool.columns_held -= len(old)
+    shared[key] = columns
+    pool.columns_held += len(columns)
+    while len(shared) > _POOL_COLUMNS_MAX or pool.columns_held > _POOL_COLUMNS_HELD:
+        pool.columns_held -= len(shared.pop(next(iter(shared))))
 
 
 def _result_column(raw_name: bytes | None, oid: int) -> ResultColumn:

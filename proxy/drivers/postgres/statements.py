@@ -12,16 +12,26 @@ errors are psycopg's exceptions, made from the server's result.
 Waiting: our reader stays registered on the socket between statements, and a wait
 starts only after the statement is sent (its answer cannot be there before). psycopg's
 own waits (the session's commands) and closing the socket take it off first
-(``stop_listening``).
+(``stop_listening``). Adding and removing it for each wait, as psycopg does, cost 20-30
+µs a request at 16 concurrent (``docs/decisions.md``). One catch, met under
+``pg_terminate_backend`` in tests/faults: uvloop (libuv) stops watching a socket in
+error (a reset after the server closed it) without calling its reader, and a
+statement on such a connection would wait for an answer that had come, until its
+backstop. So the backstop's timer, which ticks every 50 ms while statements are in
+flight, also looks at their sockets (``nudge``): a wait whose socket has something to
+read is woken, and its reader added afresh next time.
 
 Prepared statements are kept here rather than by psycopg, so that a prepared
 statement's result columns live with it (``Prepared.columns``): a statement's result
 shape cannot change while it stays prepared (the server fails it with 0A000 instead,
 see ``session``). The policy is psycopg's ``prepare_threshold=1``: a statement seen
 once on a connection runs unnamed, in one round trip; the second time it is prepared;
-at most ``PREPARED_MAX`` stay prepared per connection, the least recently used one
-deallocated to make room. Measured (the package docstring): the 818-column row costs
-7-10 ms unprepared and 0.5-0.7 ms prepared. Not preparing on first sight: with
+at most ``PREPARED_MAX`` stay prepared per connection, and at most ``PREPARED_CHARS``
+of their text, the least recently used one deallocated to make room. The window of
+statements seen once has the same bounds; a text longer than ``PREPARED_CHARS`` is
+never kept (it would take the whole budget), and runs unnamed every time. Measured
+(the package docstring): the 818-column row costs 7-10 ms unprepared and 0.5-0.7 ms
+prepared. Not preparing on first sight: with
 thousands of tenants each tenant's statement is a different text (its schema or
 database is in it), and a connection cycling over them prepared every one and
 deallocated the one it evicted, two extra round trips per request: p50 2.9x at 3,000
@@ -32,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,11 +56,15 @@ from psycopg.pq.abc import PGconn, PGresult
 from proxy.drivers.base import ResultColumn
 from proxy.drivers.postgres.placeholders import to_numbered
 
-__all__ = ["PREPARED_MAX", "Prepared", "Statements"]
+__all__ = ["PREPARED_CHARS", "PREPARED_MAX", "Prepared", "Statements"]
 
 PREPARED_MAX = 100
 """Statements kept prepared per connection (psycopg's ``prepared_max``), and the size
 of the window of statements seen once."""
+PREPARED_CHARS = 256 * 1024
+"""The text those statements may hold, per connection, for each of the two: by count
+alone, 100 statements near ``query.max_sql_chars`` would hold 20 MB a connection. An
+818-column statement is about 20 KB."""
 
 _FATAL = ExecStatus.FATAL_ERROR
 _TEXT = Format.TEXT
@@ -79,7 +94,9 @@ class Statements:
         "_listening",
         "_pgconn",
         "_prepared",
+        "_prepared_chars",
         "_seen",
+        "_seen_chars",
         "_tx",
         "_waiter",
     )
@@ -96,7 +113,9 @@ class Statements:
         self._tx = Transformer(raw)
         self._encoding = raw.info.encoding
         self._seen: dict[Key, None] = {}
+        self._seen_chars = 0
         self._prepared: dict[Key, Prepared] = {}
+        self._prepared_chars = 0
         self._count = 0
 
     def __len__(self) -> int:
@@ -104,12 +123,7 @@ class Statements:
         return len(self._prepared)
 
     def stop_listening(self) -> None:
-        """Take our reader off the socket: before psycopg waits on it, and before it closes.
-
-        The reader stays registered between statements (adding and removing it for each
-        wait cost ~8 µs a statement); psycopg's own waits replace and then remove it, and
-        a closed descriptor's number may be reused by another socket.
-        """
+        """Take our reader off the socket: before psycopg waits on it, and before it closes."""
         if self._listening:
             self._listening = False
             with contextlib.suppress(Exception):  # a loop already closed at shutdown
@@ -119,6 +133,7 @@ class Statements:
         """The server dropped every prepared statement (``DEALLOCATE ALL``)."""
         self._prepared.clear()
         self._seen.clear()
+        self._prepared_chars = self._seen_chars = 0
 
     async def execute(self, sql: str, params: Sequence[object]) -> tuple[PGresult, Prepared | None]:
         """Run ``sql`` (``?`` markers); its result, and its prepared statement if any.
@@ -150,17 +165,30 @@ class Statements:
             self._prepared[key] = prepared  # the most recently used, last
         elif key in self._seen:
             del self._seen[key]
-            if len(self._prepared) >= PREPARED_MAX:
+            size = len(query)
+            self._seen_chars -= size
+            while self._prepared and (
+                len(self._prepared) >= PREPARED_MAX or self._prepared_chars + size > PREPARED_CHARS
+            ):
                 await self._deallocate_oldest()
             self._count += 1
             name = b"tg%d" % self._count
             pgconn.send_prepare(name, query.encode(), types)
             self._check(await self._results())
             prepared = self._prepared[key] = Prepared(name)
+            self._prepared_chars += size
         else:
-            if len(self._seen) >= PREPARED_MAX:
-                del self._seen[next(iter(self._seen))]
-            self._seen[key] = None
+            size = len(query)
+            if size <= PREPARED_CHARS:
+                seen = self._seen
+                while seen and (
+                    len(seen) >= PREPARED_MAX or self._seen_chars + size > PREPARED_CHARS
+                ):
+                    oldest = next(iter(seen))
+                    del seen[oldest]
+                    self._seen_chars -= len(oldest[0])
+                seen[key] = None
+                self._seen_chars += size
             pgconn.send_query_params(query.encode(), values, types, param_formats, _TEXT)
             return self._check(await self._results()), None
         pgconn.send_query_prepared(prepared.name, values, param_formats, _TEXT)
@@ -177,6 +205,7 @@ class Statements:
     async def _deallocate_oldest(self) -> None:
         key = next(iter(self._prepared))
         oldest = self._prepared.pop(key)
+        self._prepared_chars -= len(key[0])
         # A name we made (tg<number>): nothing to quote.
         self._pgconn.send_query(b"DEALLOCATE " + oldest.name)
         self._check(await self._results())
@@ -211,12 +240,26 @@ class Statements:
 
     def _on_readable(self) -> None:
         fut = self._waiter
-        if fut is None:
-            # The server spoke with nobody waiting (a notice, or the end of an idle
-            # connection): stop listening, or the loop would call this at every turn.
-            # The pool's health check sees what is left on the socket.
-            self.stop_listening()
-        elif not fut.done():
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+            return
+        # Nobody to wake: the server spoke with nobody waiting (a notice, the end of an
+        # idle connection), or again before the woken statement ran. Stop listening, or
+        # the loop would call this at every turn; the next wait listens afresh (a call
+        # spent here may have been the last uvloop makes for a socket in error). The
+        # pool's health check sees what is left on the socket.
+        self.stop_listening()
+
+    def nudge(self) -> None:
+        """Wake a wait whose socket has something to read though the reader was not
+        called (see the module docstring); for the backstop's timer, every 50 ms."""
+        fut = self._waiter
+        if fut is None or fut.done():
+            return
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        if poller.poll(0):
+            self.stop_listening()  # the loop may have given up on it: add it afresh
             fut.set_result(None)
 
     def _check(self, results: list[PGresult]) -> PGresult:

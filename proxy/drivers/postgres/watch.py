@@ -4,7 +4,9 @@ A timer per statement (``loop.call_later`` and its ``cancel``) costs 5-7 µs on 
 test box, a few percent of a point select; registering in a dict costs a fraction of
 that. The single timer ticks every ``TICK_S`` while statements are in flight and not
 at all otherwise, so a backstop fires between its deadline and ``TICK_S`` later: a
-backstop is at least a quarter of a second past the server's own timeout anyway.
+backstop is at least a tenth of a second past the server's own timeout anyway. At each
+tick the statements not yet due are ``check``ed: a look at their sockets, for the
+answer the event loop failed to report (``statements.Statements.nudge``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ class Guarded(Protocol):
     deadline: float
 
     def fire(self) -> None: ...
+
+    def check(self) -> None:
+        """Called at every tick before the deadline (cheap: a look at a socket)."""
 
 
 class Watch:
@@ -66,7 +71,12 @@ class Watch:
         if self._loop is None:  # pragma: no cover - armed means a loop was seen
             return
         now = self._loop.time()
-        due = [guard for guard in self._guards if guard.deadline <= now]
+        due = []
+        for guard in self._guards:
+            if guard.deadline <= now:
+                due.append(guard)
+            else:
+                guard.check()
         for guard in due:
             del self._guards[guard]
             try:

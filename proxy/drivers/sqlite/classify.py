@@ -64,7 +64,9 @@ def is_read_only(sql: str) -> bool:
 
     The first keyword decides at once for everything but ``WITH``, whose statements
     are scanned once and cached by text (bounded: an 800-column statement is tens of
-    KB, and hashing a new copy of it costs more than matching its first word).
+    KB, and hashing a new copy of it costs more than matching its first word). Texts
+    longer than ``_CACHED_CHARS`` are scanned every time, so that the cache holds at
+    most 128 texts of 32 KiB.
     """
     head = sql[:7].lower()
     if head.startswith("select") and (len(head) == 6 or head[6] in _ENDS_WORD):
@@ -75,10 +77,15 @@ def is_read_only(sql: str) -> bool:
     word = match.group(1).lower()
     if word in _READS:
         return True
-    return word == "with" and _with_reads(sql[match.end() :])
+    if word != "with":
+        return False
+    rest = sql[match.end() :]
+    return _cached_with_reads(rest) if len(rest) <= _CACHED_CHARS else _with_reads(rest)
 
 
-@functools.lru_cache(maxsize=512)
+_CACHED_CHARS = 32 * 1024
+
+
 def _with_reads(rest: str) -> bool:
     """After ``WITH``: is the first keyword outside parentheses a read's or a write's?"""
     depth = 0
@@ -95,3 +102,6 @@ def _with_reads(rest: str) -> bool:
             if word in _WRITES:
                 return False
     return False
+
+
+_cached_with_reads = functools.lru_cache(maxsize=128)(_with_reads)

@@ -110,8 +110,10 @@ _TYPE_OF: dict[type, str | None] = {**TYPE_NAMES, type(None): None}
 _COLUMNS: dict[str, dict[str, ResultColumn]] = {}
 """Shared ``ResultColumn`` instances by name and type: building the frozen dataclass
 costs about 1 µs, two lookups a tenth of that, and an 800-column result needs 800 per
-request. Bounded by clearing (``_COLUMNS_MAX`` names)."""
-_COLUMNS_MAX = 50_000
+request. Bounded by clearing (``_COLUMNS_MAX`` names, about 0.5 KB each); names are
+the caller's aliases too, so long ones are not kept."""
+_COLUMNS_MAX = 8192
+_COLUMN_NAME_MAX = 128
 
 
 class StatementHop(Protocol):
@@ -174,6 +176,7 @@ async def execute(
 ) -> ResultSet:
     """Run ``sql`` on ``conn``; every failure leaves as a ``ProxyError``."""
     check_limits(timeout_s, max_rows)
+    conn.note_statement(sql)
     start = time.monotonic()
     deadline = start + timeout_s
     if inline_budget_s > 0 and is_read_only(sql):
@@ -469,6 +472,9 @@ def _columns(
         name = str(entry[0])
         by_type = _COLUMNS.get(name)
         if by_type is None:
+            if len(name) > _COLUMN_NAME_MAX:
+                columns.append(ResultColumn(name, type_name))
+                continue
             if len(_COLUMNS) >= _COLUMNS_MAX:
                 _COLUMNS.clear()
             by_type = _COLUMNS[name] = {}

@@ -66,6 +66,12 @@ CACHED_STATEMENTS = 128
 """Prepared statements kept per connection (sqlite3's LRU, keyed by SQL text). The
 rewriter's plan cache hands out a bounded set of statements per tenant, and a pooled
 connection serves one tenant file only."""
+CACHED_STATEMENT_CHARS = 128 * 1024
+"""The texts of the statements a connection's cache may hold, together; a connection
+past it is closed when it is given back (``PooledConnection.note_statement``).
+sqlite3's cache counts statements, not bytes, and a compiled statement holds 2 (a long
+string literal) to 30 (a select list) bytes of SQLite's memory per character of its
+text: 128 statements of 2,000-item IN lists held 27 MB, outside Python's heap."""
 
 _TRUE_FIRST = frozenset("Yy123456789Tt")  # sqliteodbc's getbool()
 _SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA", "0", "1", "2", "3"})

@@ -47,7 +47,12 @@ from typing import Protocol, TypeVar
 
 from proxy.drivers.errors import clean_message
 from proxy.drivers.sqlite.errors import translate
-from proxy.drivers.sqlite.options import OpenSpec, open_connection
+from proxy.drivers.sqlite.options import (
+    CACHED_STATEMENT_CHARS,
+    CACHED_STATEMENTS,
+    OpenSpec,
+    open_connection,
+)
 from proxy.errors import BackendUnavailable, PoolSaturated
 
 __all__ = ["RETRY_AFTER_SATURATED", "FilePool", "Hop", "PoolRetired", "PooledConnection"]
@@ -77,7 +82,7 @@ class PooledConnection:
     enforces and whether it fired; ``fired`` whether the loop timer interrupted a
     threaded statement. ``orphaned`` (set under ``lock``) says the connection's
     disposal was left to a worker thread whose caller gave up on it: it must not be
-    given back.
+    given back. ``statements`` mirrors sqlite3's statement cache (``note_statement``).
     """
 
     __slots__ = (
@@ -90,6 +95,8 @@ class PooledConnection:
         "pool",
         "progress_on",
         "raw",
+        "statement_chars",
+        "statements",
         "stop_at",
         "stopped",
     )
@@ -107,6 +114,30 @@ class PooledConnection:
         self.fired = False
         self.lock = threading.Lock()
         self.orphaned = False
+        self.statements: dict[str, None] = {}
+        self.statement_chars = 0
+
+    def note_statement(self, sql: str) -> None:
+        """Account for ``sql`` as sqlite3's LRU statement cache does (by text, at most
+        ``CACHED_STATEMENTS``): past ``CACHED_STATEMENT_CHARS`` of cached text, the
+        connection is not kept when it is given back, which frees its compiled
+        statements; the next borrower opens a fresh one (about 0.2 ms)."""
+        statements = self.statements
+        if sql in statements:
+            del statements[sql]  # the most recently used goes last, as in sqlite3's LRU
+            statements[sql] = None
+            return
+        statements[sql] = None
+        self.statement_chars += len(sql)
+        if len(statements) > CACHED_STATEMENTS:
+            oldest = next(iter(statements))
+            del statements[oldest]
+            self.statement_chars -= len(oldest)
+
+    @property
+    def worn(self) -> bool:
+        """Its statement cache holds more text than ``CACHED_STATEMENT_CHARS``."""
+        return self.statement_chars > CACHED_STATEMENT_CHARS
 
     def progress(self) -> int:
         """sqlite3's progress handler: a non-zero answer aborts the statement."""
@@ -265,6 +296,7 @@ class FilePool:
                 and not in_transaction
                 and not self._closed
                 and now - conn.created_at < self.max_lifetime
+                and not conn.worn
             )
             if keep:
                 conn.last_used = now

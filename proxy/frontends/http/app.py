@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import Receive, Scope, Send
 
-from proxy.errors import MethodNotAllowed, NotFound
+from proxy.errors import MethodNotAllowed, NotFound, NotReady
 from proxy.frontends.http import endpoints as ep
 from proxy.frontends.http.endpoints import JSONResponse
 from proxy.frontends.http.openapi import openapi_document
@@ -87,11 +87,10 @@ def error_response(exc: BaseException) -> Response:
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, MethodNotAllowed):
         headers["Allow"] = str(exc.details["allowed"])
-    return JSONResponse(
-        {"error": {"code": code, "message": message, **details}},
-        status_code=status,
-        headers=headers,
-    )
+    body: dict[str, Any] = {"error": {"code": code, "message": message, **details}}
+    if isinstance(exc, NotReady):
+        body.update(status="not_ready", checks=exc.checks)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _instrumented(name: str, endpoint: Endpoint) -> Handler:

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.auth import Principal
+from proxy.errors import NotReady
 from proxy.frontends.http.body import flag, header, read_body
 from proxy.frontends.http.models import RECORD, custom_field, query_request
 from proxy.jsonenc import dumps
@@ -114,8 +115,11 @@ async def healthz(request: Request) -> Any:
 
 
 async def readyz(request: Request) -> Any:
-    await service_of(request).ready()
-    return {"status": "ready"}
+    checks = await service_of(request).ready()
+    failing = [name for name, check in checks.items() if not check["ok"]]
+    if failing:
+        raise NotReady(f"not ready: {', '.join(failing)}", checks=checks)
+    return {"status": "ready", "checks": checks}
 
 
 async def metrics(request: Request) -> Response:

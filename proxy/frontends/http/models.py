@@ -35,6 +35,7 @@ __all__ = [
     "QUERY",
     "RECORD",
     "Body",
+    "Check",
     "Column",
     "CustomField",
     "CustomFieldBody",
@@ -44,6 +45,7 @@ __all__ = [
     "Explain",
     "QueryBody",
     "QueryResult",
+    "Readiness",
     "RecordFields",
     "TenantRef",
     "custom_field",
@@ -159,11 +161,16 @@ class Body(Generic[T]):
     def decode(self, raw: bytes) -> T:
         """The decoded body; ``InvalidRequest`` (or ``error``) saying what is wrong."""
         try:
-            return self._decoder.decode(raw)
-        except msgspec.ValidationError as exc:
-            raise self._refusal(raw, str(exc)) from None
+            try:
+                return self._decoder.decode(raw)
+            except msgspec.ValidationError as exc:
+                raise self._refusal(raw, str(exc)) from None
         except msgspec.DecodeError as exc:
             raise _malformed(exc) from None
+        except RecursionError:
+            # msgspec recurses per level of nesting: ``[[[...]]]`` thousands deep in
+            # params (or anywhere) must be the caller's 400, not our 500.
+            raise self._error("the body is nested too deeply") from None
 
     def _refusal(self, raw: bytes, text: str) -> InvalidRequest:
         # The error path only: decode again as plain JSON, for a fuller answer.
@@ -338,3 +345,21 @@ class ErrorDetail(msgspec.Struct):
 
 class Error(msgspec.Struct):
     error: ErrorDetail
+
+
+class Check(msgspec.Struct):
+    """One readiness check: `code` and `message` say why when it fails."""
+
+    ok: bool
+    ms: Annotated[float, Meta(description="how long the check took, in milliseconds")]
+    code: str | UnsetType = UNSET
+    message: str | UnsetType = UNSET
+
+
+class Readiness(msgspec.Struct):
+    """`/readyz`: every check by name (`controller`: a query of the customer table,
+    bounded by `controller.timeout_ms`). When one fails the answer is 503 with the
+    error shape (`not_ready`), `Retry-After`, and this body's fields beside `error`."""
+
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, Check]

@@ -33,6 +33,7 @@ from proxy.frontends.http.models import (
     Explain,
     QueryBody,
     QueryResult,
+    Readiness,
     RecordFields,
 )
 
@@ -48,7 +49,7 @@ ERROR_CODES = [
     "backend_rejected",
     "backend_object_missing",
     "constraint_violation", "tenant_misconfigured", "controller_unavailable",
-    "backend_unavailable", "pool_saturated", "statement_timeout", "internal_error",
+    "backend_unavailable", "pool_saturated", "statement_timeout", "not_ready", "internal_error",
     "invalid_custom_field", "invalid_field_value", "unsupported_primary_key",
     "custom_field_not_found", "record_not_found", "column_exists", "column_limit_reached",
     "base_column_protected", "precondition_failed",
@@ -65,6 +66,7 @@ DOCUMENTED: tuple[tuple[str, Any], ...] = (
     ("CustomFieldList", CustomFieldList),
     ("CustomFieldRequest", CustomFieldBody),
     ("RecordFields", RecordFields),
+    ("Readiness", Readiness),
     ("Error", Error),
 )
 """Component name of each documented model (nested ones keep their class names)."""
@@ -202,7 +204,14 @@ OPERATIONS: Mapping[str, Operation] = {
         errors=(400, 401, 403, 404, 409, 412, 413, 502, 503, 504),
     ),
     "healthz": Operation("The process is alive", "ok", secured=False),
-    "readyz": Operation("The controller is reachable", "ready", secured=False, errors=(503,)),
+    "readyz": Operation(
+        "Ready to serve: the controller answers within controller.timeout_ms",
+        "Every check passed. A failing one answers 503 not_ready within about "
+        "controller.timeout_ms, with Retry-After and the checks beside the error.",
+        response=Readiness,
+        secured=False,
+        errors=(503,),
+    ),
     "metrics": Operation(
         "Prometheus metrics in the text exposition format",
         "metrics",

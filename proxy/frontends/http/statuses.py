@@ -18,12 +18,12 @@ from proxy.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    NotReady,
     PreconditionFailed,
     ProxyError,
     RateLimited,
     RequestTooLarge,
     StatementTimeout,
-    StatementTooLarge,
     Unauthenticated,
 )
 from rewriter.errors import RewriteError, UnfilteredWrite
@@ -44,7 +44,6 @@ ERROR_TABLE: dict[type[Exception], int] = {
     InvalidRequest: 400,
     InvalidTenantReference: 400,
     RequestTooLarge: 413,
-    StatementTooLarge: 400,
     Unauthenticated: 401,
     Forbidden: 403,
     NotFound: 404,
@@ -61,6 +60,7 @@ ERROR_TABLE: dict[type[Exception], int] = {
     BackendUnavailable: 503,
     ControllerUnavailable: 503,
     MetadataUnavailable: 503,
+    NotReady: 503,
     StatementTimeout: 504,
 }
 

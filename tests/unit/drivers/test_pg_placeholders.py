@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.drivers.postgres import placeholders
 from proxy.drivers.postgres.placeholders import CACHE_SIZE, marker_count, to_numbered
 
 
@@ -77,12 +78,21 @@ def test_percent_signs_are_left_alone() -> None:
 
 
 def test_translation_is_cached_and_bounded() -> None:
-    to_numbered.cache_clear()
+    cache = placeholders._CACHE
+    cache.clear()
     sql = "SELECT ? /* cached */"
     assert to_numbered(sql) is to_numbered(sql)
-    info = to_numbered.cache_info()
-    assert info.hits == 1
-    assert info.maxsize == CACHE_SIZE
+    assert cache.hits == 1
     for i in range(CACHE_SIZE + 10):
         to_numbered(f"SELECT ? + {i}")
-    assert to_numbered.cache_info().currsize == CACHE_SIZE
+    assert cache.size == CACHE_SIZE
+
+
+def test_translations_are_bounded_by_their_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = placeholders._Translations(CACHE_SIZE, 10_000)
+    monkeypatch.setattr(placeholders, "_CACHE", cache)
+    for i in range(20):
+        to_numbered(f"SELECT ? /* {i} */ " + "x" * 1000)
+    assert cache.chars <= 10_000 and cache.size == 4  # 2,000+ characters an entry
+    to_numbered("SELECT ? " + "x" * 20_000)  # larger than the whole cache: not kept
+    assert cache.size == 4

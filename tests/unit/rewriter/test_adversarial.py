@@ -45,6 +45,7 @@ CODES = frozenset(
         "unknown_table",
         "unknown_column",
         "invalid_parameters",
+        "statement_too_large",
     }
 )
 _REPEAT = re.compile(r"<<(.*?)>>", re.DOTALL)

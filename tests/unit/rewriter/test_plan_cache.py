@@ -1,5 +1,6 @@
-"""The plan cache (keys, bounds, threads, cached parse errors), the fast ``bind`` and
-the spliced column lists of wide expansions (``rewriter.expand``)."""
+"""The plan cache (keys, bounds in bytes, threads, cached parse errors, the statement
+limits), the fast ``bind`` and the spliced column lists of wide expansions
+(``rewriter.expand``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from rewriter import RewriteError, UnknownTable, expand, parse_statement, rewrite
+from rewriter import (
+    Limits,
+    RewriteError,
+    StatementTooLarge,
+    UnknownTable,
+    expand,
+    parse_statement,
+    rewrite,
+)
 from rewriter import generate as gen
 from rewriter import plan_cache as module
 from rewriter.markers import BACKEND_DIALECTS
@@ -60,7 +69,14 @@ def test_tenants_with_equal_fingerprints_share_a_plan() -> None:
     # The location is bound after the cache: one plan, each tenant's own schema.
     assert '"t1"."Contacts"' in first.bind(catalog=None, schema="t1")
     assert '"t2"."Contacts"' in second.bind(catalog=None, schema="t2")
-    assert cache.get_stats() == {"hits": 1, "misses": 1, "size": 1, "parsed_size": 1}
+    stats = cache.get_stats()
+    assert {k: stats[k] for k in ("hits", "misses", "size", "parsed_size", "uncached")} == {
+        "hits": 1,
+        "misses": 1,
+        "size": 1,
+        "parsed_size": 1,
+        "uncached": 0,
+    }
 
 
 def test_a_different_fingerprint_misses() -> None:
@@ -107,13 +123,26 @@ def test_a_missing_table_is_refused_and_not_cached() -> None:
     assert cache.get_stats()["size"] == 0
 
 
-def test_bounded() -> None:
-    cache = PlanCache(maxsize=2, parse_maxsize=2)
+def _weights(sql: str) -> tuple[int, int]:
+    """The (parsed, plan) estimates of ``sql`` on SCHEMA for sqlite."""
+    probe = PlanCache()
+    parsed = probe.parse(sql, dialect="tsql")
+    probe.plan(parsed, tables=SCHEMA, backend="sqlite")
+    stats = probe.get_stats()
+    return stats["parsed_bytes"], stats["bytes"]
+
+
+def test_bounded_in_bytes() -> None:
     statements = [f"SELECT ContactID FROM Contacts WHERE ContactID = {i}" for i in range(5)]
+    parsed_weight, plan_weight = _weights(statements[0])
+    # Room for two of each, not three.
+    cache = PlanCache(max_bytes=plan_weight * 5 // 2, parse_max_bytes=parsed_weight * 5 // 2)
     for sql in statements:
         cache.plan(cache.parse(sql, dialect="tsql"), tables=SCHEMA, backend="sqlite")
     stats = cache.get_stats()
     assert stats["size"] == 2 and stats["parsed_size"] == 2
+    assert stats["bytes"] <= plan_weight * 5 // 2
+    assert stats["parsed_bytes"] <= parsed_weight * 5 // 2
     # The least recently used went first.
     _, cached = cache.plan(
         cache.parse(statements[0], dialect="tsql"), tables=SCHEMA, backend="sqlite"
@@ -127,7 +156,121 @@ def test_bounded() -> None:
 
 def test_sizes_must_be_positive() -> None:
     with pytest.raises(ValueError, match=">= 1"):
-        PlanCache(maxsize=0)
+        PlanCache(max_bytes=0)
+
+
+def _in_list(n: int, first: int = 0) -> str:
+    values = ", ".join(str(first + i) for i in range(n))
+    return f"SELECT ContactID FROM Contacts WHERE ContactID IN ({values})"
+
+
+def test_a_large_statement_weighs_more_than_a_small_one() -> None:
+    small_parsed, small_plan = _weights(_in_list(2))
+    large_parsed, large_plan = _weights(_in_list(2000))
+    # About one node per item; the plan's weight follows its text.
+    assert large_parsed - small_parsed >= 1998 * module.NODE_BYTES
+    assert large_plan - small_plan >= 2 * 1998 * len("1000, ")
+
+
+def test_an_oversized_statement_is_answered_but_not_cached() -> None:
+    small_parsed, small_plan = _weights(POINT)
+    cache = PlanCache(max_entry_bytes=max(small_parsed, small_plan))
+    for _ in range(2):
+        parsed = cache.parse(_in_list(2000), dialect="tsql")
+        plan, cached = cache.plan(parsed, tables=SCHEMA, backend="sqlite")
+        assert not cached and plan.sql.count(",") == 1999
+    cache.plan(cache.parse(POINT, dialect="tsql"), tables=SCHEMA, backend="sqlite")
+    stats = cache.get_stats()
+    assert stats["parsed_size"] == 1 and stats["size"] == 1  # the point select only
+    assert stats["uncached"] == 4  # the large one's tree and plan, twice
+
+
+def test_many_distinct_large_statements_stay_within_the_bounds() -> None:
+    cache = PlanCache(max_bytes=256 << 10, parse_max_bytes=2 << 20, max_entry_bytes=1 << 20)
+    for i in range(40):
+        sql = _in_list(600, first=i * 1000)
+        cache.plan(cache.parse(sql, dialect="tsql"), tables=SCHEMA, backend="sqlite")
+    stats = cache.get_stats()
+    assert 0 < stats["parsed_bytes"] <= 2 << 20 and 0 < stats["bytes"] <= 256 << 10
+    assert stats["parsed_size"] < 40 and stats["size"] < 40
+
+
+def test_refusals_are_cached_without_their_exception() -> None:
+    # An exception's traceback holds the parse's frames: the tokens and tree of a
+    # statement of up to max_sql_chars, per distinct refused text.
+    cache = PlanCache()
+    sql = _in_list(1500) + " AND LOAD_FILE('x') = 1"
+    for _ in range(2):
+        with pytest.raises(RewriteError):
+            cache.parse(sql, dialect="tsql")
+    [(value, weight)] = cache._parsed.values()
+    assert not isinstance(value, BaseException)
+    assert weight < 2 * len(sql)
+
+
+# -- limits ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("limit_name", "sql"),
+    [
+        ("max_sql_chars", "SELECT ContactID FROM Contacts" + " " * 200),
+        ("max_params", "SELECT ContactID FROM Contacts WHERE ContactID IN (?, ?) AND Email = ?"),
+        ("max_in_list", "SELECT ContactID FROM Contacts WHERE ContactID NOT IN (1, 2, 3, 4)"),
+        ("max_depth", "SELECT ContactID FROM Contacts WHERE ContactID = ((((1))))"),
+        ("max_name_chars", "SELECT ContactID AS [an alias of 21 chars!] FROM Contacts"),
+    ],
+)
+def test_each_limit_is_refused_by_name(limit_name: str, sql: str) -> None:
+    limits = Limits(max_sql_chars=200, max_params=2, max_depth=6, max_in_list=3, max_name_chars=20)
+    cache = PlanCache(limits=limits)
+    with pytest.raises(StatementTooLarge) as refused:
+        cache.parse(sql, dialect="tsql")
+    assert refused.value.code == "statement_too_large"
+    assert refused.value.details == {"limit": getattr(limits, limit_name), "limit_name": limit_name}
+
+
+def test_a_statement_at_the_limits_is_accepted() -> None:
+    limits = Limits(max_sql_chars=200, max_params=3, max_depth=7, max_in_list=3, max_name_chars=9)
+    sql = "SELECT ContactID FROM Contacts WHERE ContactID IN (?, ?, ?) AND Email = ((1))"
+    parsed = PlanCache(limits=limits).parse(sql, dialect="tsql")
+    assert parsed.positional_params == 3
+
+
+_DEEP = {
+    "parentheses": "SELECT ContactID FROM Contacts WHERE ContactID = {0}1{1}",
+    "and": "SELECT ContactID FROM Contacts WHERE {2}",
+    "or": "SELECT ContactID FROM Contacts WHERE {3}",
+    "not": "SELECT ContactID FROM Contacts WHERE {4}1 = 1",
+    "subqueries": "SELECT ContactID FROM Contacts WHERE ContactID = {5}1{1}",
+    "case": "SELECT {6}1{7} FROM Contacts",
+    "minus": "SELECT {8}1 FROM Contacts",
+    "functions": "SELECT {9}1{1} FROM Contacts",
+    "plus": "SELECT ContactID FROM Contacts WHERE ContactID = 1{10}",
+}
+
+
+@pytest.mark.parametrize("shape", list(_DEEP))
+@pytest.mark.parametrize("n", [160, 5000])
+def test_deep_nesting_is_statement_too_large_never_a_recursion_error(shape: str, n: int) -> None:
+    sql = _DEEP[shape].format(
+        "(" * n,
+        ")" * n,
+        " AND ".join(f"ContactID <> {i}" for i in range(n)),
+        " OR ".join(f"ContactID = {i}" for i in range(n)),
+        "NOT " * n,
+        "(SELECT " * n,
+        "CASE WHEN 1 = 1 THEN " * n,
+        " END" * n,
+        "- " * n,
+        "ABS(" * n,
+        " + 1" * n,
+    )
+    cache = PlanCache(limits=Limits(max_sql_chars=1_000_000))  # the depth, not the length
+    for _ in range(2):  # parsed, then from the cache
+        with pytest.raises(StatementTooLarge) as refused:
+            cache.parse(sql, dialect="tsql")
+        assert refused.value.details["limit_name"] == "max_depth"
 
 
 # -- parse errors ----------------------------------------------------------------------
@@ -137,10 +280,10 @@ def test_parse_errors_are_cached_and_raised_fresh(monkeypatch: pytest.MonkeyPatc
     calls = 0
     real = module.parse_statement
 
-    def counting(sql: str, *, dialect: str) -> object:
+    def counting(sql: str, *, dialect: str, limits: Limits) -> object:
         nonlocal calls
         calls += 1
-        return real(sql, dialect=dialect)
+        return real(sql, dialect=dialect, limits=limits)
 
     monkeypatch.setattr(module, "parse_statement", counting)
     cache = PlanCache()
@@ -172,7 +315,9 @@ def test_thread_safe_under_real_threads() -> None:
         for i in range(len(schemas))
         for b in BACKENDS
     }
-    cache = PlanCache(maxsize=7)  # smaller than the working set: evictions under load
+    # Smaller than the working set: evictions under load.
+    budget = 7 * _weights(POINT)[1]
+    cache = PlanCache(max_bytes=budget)
     barrier = threading.Barrier(8)
     rounds = 150
 
@@ -194,7 +339,7 @@ def test_thread_safe_under_real_threads() -> None:
     stats = cache.get_stats()
     assert stats["hits"] + stats["misses"] == 8 * rounds
     assert stats["hits"] > 0 and stats["misses"] > 0
-    assert stats["size"] <= 7
+    assert stats["bytes"] <= budget
 
 
 # -- bind ------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def test_unfiltered_write_runs_only_when_allowed(sql: str, expected: dict[str, s
 
 
 def test_plan_cache_checks_the_gate_before_its_lookup() -> None:
-    cache = PlanCache(maxsize=8)
+    cache = PlanCache()
     parsed = cache.parse("DELETE FROM Contacts", dialect="tsql")
     plan, cached = cache.plan(parsed, tables=SCHEMA, backend="sqlite", allow_unfiltered=True)
     assert not cached and plan.sql == 'DELETE FROM "Contacts"'
