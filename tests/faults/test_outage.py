@@ -35,7 +35,6 @@ def test_a_20_s_outage_is_answered_503_fast_and_recovers(
             read_job(41, workers=1, pause_s=0.05)]  # fmt: skip
     with Load(faults.url, FAULT_TOKEN, jobs) as load:
         time.sleep(1.0)
-        down_at = time.monotonic()
         cluster.stop("fast")
         stopped_at = time.monotonic()
         time.sleep(OUTAGE_S)
@@ -68,7 +67,6 @@ def test_a_20_s_outage_is_answered_503_fast_and_recovers(
     assert all(o.status == 200 for o in outcomes if o.name == "read 41"), by_status(outcomes)
     assert first_ok - up_at < 2.0
     assert found == set(acked)
-    assert down_at < stopped_at
 
 
 def test_kill_9_of_tenantgate_loses_no_acknowledged_write(
