@@ -39,9 +39,10 @@ sys.path.insert(0, str(ROOT))
 from procstat import cpu_s, rss_kib  # noqa: E402
 
 from proxy.auth import hash_token  # noqa: E402
-from proxy.demo.seed import BASE_MODEL, seed_tenant  # noqa: E402
+from proxy.demo.seed import seed_tenant  # noqa: E402
 from tests.support.pg import PgServer, pg_server  # noqa: E402
 from tests.support.stack import serve  # noqa: E402
+from tests.support.tenants import base_model_toml  # noqa: E402
 
 TOKEN = "many-tenants-bench-token"
 SQL = "SELECT FirstName FROM Contacts WHERE ContactID = ?"
@@ -89,9 +90,7 @@ def config(root: Path, pg: PgServer, database: str, tenants: int, driver: str) -
             ),
         )
         conn.commit()
-    base_model = "\n".join(
-        f"{table} = [{', '.join(repr(c) for c in cols)}]" for table, cols in BASE_MODEL.items()
-    )
+    base_model = base_model_toml()
     path = root / "tenantgate.toml"
     path.write_text(
         f"""

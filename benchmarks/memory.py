@@ -45,11 +45,11 @@ from procstat import rss_kib  # noqa: E402
 
 from proxy.auth import hash_token  # noqa: E402
 from proxy.demo.layout import create_demo  # noqa: E402
-from proxy.demo.seed import BASE_MODEL, custom_columns, seed_tenant  # noqa: E402
+from proxy.demo.seed import custom_columns, seed_tenant  # noqa: E402
 from rewriter.plan_cache import PlanCache  # noqa: E402
 from tests.support.pg import pg_server  # noqa: E402
 from tests.support.stack import FULL_TOKEN, serve  # noqa: E402
-from tests.support.tenants import write_controller  # noqa: E402
+from tests.support.tenants import base_model_toml, write_controller  # noqa: E402
 from tests.unit.rewriter.shapes import SCHEMA  # noqa: E402
 
 TARGET_MB = 64
@@ -58,9 +58,7 @@ PG_TENANTS = ("pg.example",)
 
 
 def config(controller: Path) -> str:
-    base_model = "\n".join(
-        f"{table} = [{', '.join(repr(c) for c in cols)}]" for table, cols in BASE_MODEL.items()
-    )
+    base_model = base_model_toml()
     return f"""
 [controller]
 connection_string = "Driver=SQLite3;Database={controller}"

@@ -23,10 +23,10 @@ import httpx
 import pytest
 
 from proxy.auth import hash_token
-from proxy.demo.seed import BASE_MODEL, seed_tenant
+from proxy.demo.seed import seed_tenant
 from tests.support.locked import locked
 from tests.support.stack import serve
-from tests.support.tenants import write_controller
+from tests.support.tenants import base_model_toml, write_controller
 
 pytestmark = [pytest.mark.e2e, pytest.mark.driver_independent]
 
@@ -36,9 +36,7 @@ WITHIN_S = 2.0
 
 
 def _config(controller: Path) -> str:
-    base_model = "\n".join(
-        f"{table} = [{', '.join(repr(c) for c in cols)}]" for table, cols in BASE_MODEL.items()
-    )
+    base_model = base_model_toml()
     return f"""
 [controller]
 connection_string = "Driver=SQLite3;Database={controller}"

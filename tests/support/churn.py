@@ -22,11 +22,11 @@ from proxy.demo.churn import (
     ChurnTarget,
     ChurnTenant,
 )
-from proxy.demo.seed import BASE_MODEL, custom_columns, seed_tenant
+from proxy.demo.seed import custom_columns, seed_tenant
 from tests.support.pg import PgServer
 from tests.support.stack import serve
 from tests.support.tds import TdsServer
-from tests.support.tenants import write_controller
+from tests.support.tenants import base_model_toml, write_controller
 
 TOKEN = "churn-token-7c1e"
 
@@ -50,9 +50,7 @@ def _connector(pg: PgServer, tds: TdsServer | None) -> Callable[[ChurnTenant], p
 
 
 def _config(controller: Path, ttl_s: float, workers: int) -> str:
-    base_model = "\n".join(
-        f"{table} = [{', '.join(repr(c) for c in cols)}]" for table, cols in BASE_MODEL.items()
-    )
+    base_model = base_model_toml()
     return f"""
 [server]
 workers = {workers}

@@ -36,11 +36,11 @@ import httpx
 
 from proxy.auth import hash_token
 from proxy.demo.layout import create_demo
-from proxy.demo.seed import BASE_MODEL, custom_columns, seed_tenant
+from proxy.demo.seed import custom_columns, seed_tenant
 from tests.support.pg import Cluster, managed_cluster
 from tests.support.slow import SLOW_SQL, create_slow_view
 from tests.support.stack import serve
-from tests.support.tenants import suite_drivers, write_controller
+from tests.support.tenants import base_model_toml, suite_drivers, write_controller
 
 _TAG = "tenantgate-faults"
 
@@ -438,9 +438,7 @@ def acked_writes(outcomes: list[Outcome]) -> list[str]:
 
 
 def _config(controller: Path, pool: dict[str, Any]) -> str:
-    base_model = "\n".join(
-        f"{table} = [{', '.join(repr(c) for c in cols)}]" for table, cols in BASE_MODEL.items()
-    )
+    base_model = base_model_toml()
     pool_lines = "\n".join(f"{key} = {value!r}" for key, value in pool.items())
     return f"""
 [server]

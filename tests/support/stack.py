@@ -29,10 +29,10 @@ import httpx
 
 from proxy.auth import hash_token
 from proxy.demo.layout import DemoLayout, create_demo
-from proxy.demo.seed import BASE_MODEL, custom_columns, seed_tenant
+from proxy.demo.seed import custom_columns, seed_tenant
 from tests.support.pg import PgServer
 from tests.support.tds import FREETDS, MSODBC18, TdsServer
-from tests.support.tenants import suite_drivers, write_controller
+from tests.support.tenants import base_model_toml, suite_drivers, write_controller
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL_TOKEN = "e2e-full-token-5d1c"
@@ -109,9 +109,7 @@ def _free_port() -> int:
 
 def _config(controller: Path, *, workers: int = 1) -> str:
     drivers = suite_drivers()
-    base_model = "\n".join(
-        f"{table} = [{', '.join(repr(c) for c in cols)}]" for table, cols in BASE_MODEL.items()
-    )
+    base_model = base_model_toml()
     return f"""
 [server]
 max_body_bytes = 65536

@@ -39,6 +39,13 @@ TOKENS = (
 TEMPLATES = {"postgresql": "BoolsAsChar=0", "sqlite": "Timeout=5000"}
 
 
+def base_model_toml() -> str:
+    """The demo's base model as the lines of a ``[base_model]`` section."""
+    return "\n".join(
+        f"{table} = [{', '.join(repr(c) for c in cols)}]" for table, cols in BASE_MODEL.items()
+    )
+
+
 def write_controller(path: Path, customers: Iterable[tuple[int, str, str]]) -> str:
     """A SQLite controller at ``path`` listing ``customers`` (id, domain, connection
     string); its connection string."""
