@@ -21,6 +21,7 @@ from proxy.errors import ProxyError
 from proxy.metrics import Metrics
 from proxy.pipeline.heal import Heal
 from proxy.pipeline.invalidation import Bell, Invalidation
+from proxy.pipeline.servers import ServerHealth
 from proxy.pipeline.service import Service
 from rewriter.limits import Limits
 from rewriter.plan_cache import PlanCache
@@ -124,13 +125,14 @@ def build(
             max_in_list=q.max_in_list,
         ),
     )
+    servers = ServerHealth()
     metrics.watch(
         caches={
             "tenant": resolver.get_stats,
             "metadata": metadata.get_stats,
             "plan": plans.get_stats,
         },
-        pools=drivers.get_stats,
+        pools=lambda: servers.with_pool_stats(drivers.get_stats()),
     )
     service = Service(
         settings=settings,
@@ -142,6 +144,7 @@ def build(
         metadata=metadata,
         plans=plans,
         heal=Heal(metadata, metrics),
+        servers=servers,
     )
     if c.changes_table:
         controller_kind = kind_for_driver(controller_cs.get("Driver") or "")
@@ -153,7 +156,9 @@ def build(
             ),
             resolver=resolver,
             metadata=metadata,
-            offload=service.offload,
+            # The controller's own threads, within controller.timeout_ms: a stalled
+            # controller must hold up neither the log nor the threads catalogs use.
+            on_controller=service.on_controller,
             poll_interval=c.poll_interval_s,
             bell=Bell(os.path.join(run_dir, "changes.bell")) if run_dir is not None else None,
         )

@@ -129,7 +129,8 @@ class StatementTimeout(ProxyError):
 
 class NotReady(ProxyError):
     """``/readyz``: a readiness check failed. ``checks`` is every check's outcome by
-    name, which the answer carries beside the error."""
+    name and ``servers`` the backend servers' states, which the answer carries beside
+    the error."""
 
     code = "not_ready"
 
@@ -138,10 +139,12 @@ class NotReady(ProxyError):
         message: str,
         *,
         checks: dict[str, dict[str, Any]] | None = None,
+        servers: dict[str, dict[str, Any]] | None = None,
         retry_after: float = 1.0,
     ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.checks = checks or {}
+        self.servers = servers or {}
 
 
 # -- custom fields and records --------------------------------------------------------

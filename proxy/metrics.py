@@ -93,6 +93,8 @@ _POOL_COUNTERS = frozenset(
     ("requests_num", "requests_wait_ms", "requests_timeouts", "connections_lost",
      "connections_errors")
 )  # fmt: skip
+# A cache's figures that are levels, not counts: a process that is gone holds none.
+_CACHE_GAUGES = frozenset(("size", "parsed_size", "bytes", "parsed_bytes", "shapes"))
 
 
 class Metrics:
@@ -241,7 +243,7 @@ class _Figures:
                     for i, value in enumerate(values):
                         total[i] += value
         for cache, stats in other.caches.items():
-            _add(self.caches.setdefault(cache, {}), stats, _everything)
+            _add(self.caches.setdefault(cache, {}), stats, _everything if gauges else _cached)
         for server, stats in other.pools.items():
             _add(self.pools.setdefault(server, {}), stats, _everything if gauges else _counted)
 
@@ -252,6 +254,10 @@ def _everything(_: str) -> bool:
 
 def _counted(key: str) -> bool:
     return key in _POOL_COUNTERS
+
+
+def _cached(key: str) -> bool:
+    return key not in _CACHE_GAUGES
 
 
 def _add(total: dict[str, int], stats: Mapping[str, int], keep: Callable[[str], bool]) -> None:
@@ -368,13 +374,41 @@ def _cache_families(caches: Mapping[str, Mapping[str, int]]) -> Iterable[Metric]
         "(tenant: the controller, within controller.stale_grace_s), by cache.",
         labels=["cache"],
     )
+    entries = GaugeMetricFamily(
+        "tenantgate_cache_entries",
+        "Entries held, by cache (tenant, metadata, plan, parse).",
+        labels=["cache"],
+    )
+    held = GaugeMetricFamily(
+        "tenantgate_cache_bytes",
+        "Estimated bytes held by the caches bounded in bytes (plan, parse: "
+        "query.plan_cache_bytes, query.parse_cache_bytes).",
+        labels=["cache"],
+    )
+    uncached = CounterMetricFamily(
+        "tenantgate_cache_oversized",
+        "Statements and plans not cached because their entry would exceed "
+        "query.cache_max_entry_bytes (parse and plan caches together: plan).",
+        labels=["cache"],
+    )
     for cache, stats in caches.items():
         lookups.add_metric([cache, "hit"], stats.get("hits", 0))
         lookups.add_metric([cache, "miss"], stats.get("misses", 0))
         if "stale_hits" in stats:
             stale.add_metric([cache], stats["stale_hits"])
+        entries.add_metric([cache], stats.get("size", 0))
+        if "bytes" in stats:
+            held.add_metric([cache], stats["bytes"])
+        if "parsed_size" in stats:
+            entries.add_metric(["parse"], stats["parsed_size"])
+            held.add_metric(["parse"], stats.get("parsed_bytes", 0))
+        if "uncached" in stats:
+            uncached.add_metric([cache], stats["uncached"])
     yield lookups
     yield stale
+    yield entries
+    yield held
+    yield uncached
     tenant = caches.get("tenant", {})
     failures = CounterMetricFamily(
         "tenantgate_controller_lookup_failures",
@@ -427,6 +461,12 @@ def _pool_families(pools: Mapping[str, Mapping[str, int]]) -> Iterable[Metric]:
         "Failed attempts to open a connection, by server.",
         labels=["server"],
     )
+    failing = GaugeMetricFamily(
+        "tenantgate_server_failing",
+        "Processes whose requests lately found the server unavailable (0: up; see "
+        "/readyz), by PostgreSQL and SQL Server server.",
+        labels=["server"],
+    )
     for server, s in sorted(pools.items()):
         size, idle = s.get("pool_size", 0), s.get("pool_available", 0)
         connections.add_metric([server, "in_use"], size - idle)
@@ -438,4 +478,7 @@ def _pool_families(pools: Mapping[str, Mapping[str, int]]) -> Iterable[Metric]:
         timeouts.add_metric([server], s.get("requests_timeouts", 0))
         lost.add_metric([server], s.get("connections_lost", 0))
         errors.add_metric([server], s.get("connections_errors", 0))
+        if "failing" in s:
+            failing.add_metric([server], s["failing"])
     yield from (connections, waiting, max_size, acquires, wait_seconds, timeouts, lost, errors)
+    yield failing

@@ -13,6 +13,10 @@ schema (custom fields) or refreshes it, the others must forget what they cached:
   catches up with the log. So a change made through any worker of this host is seen by
   the very next request on every worker.
 
+Every read of the log (and every tenant lookup it causes) runs on the controller's
+own threads within ``controller.timeout_ms`` (``Service.on_controller``): a stalled
+controller delays invalidation, and holds up neither requests nor catalog reads.
+
 Tenants changed in the controller by someone else (an operator editing the customer
 table) are seen when their cache entry expires (``controller.cache_ttl_s``), or at
 once through ``POST /v1/tenants/{t}/schema/refresh`` on any process.
@@ -32,7 +36,12 @@ from typing import Any, TypeVar
 import anyio
 
 from tenancy.changes import Change, ChangeLog
-from tenancy.errors import TenancyError
+from tenancy.errors import (
+    InvalidTenantReference,
+    TenancyError,
+    TenantMisconfigured,
+    UnknownTenant,
+)
 from tenancy.metadata import MetadataCache
 from tenancy.resolver import TenantResolver
 
@@ -80,14 +89,14 @@ class Invalidation:
         *,
         resolver: TenantResolver,
         metadata: MetadataCache,
-        offload: Callable[..., Awaitable[Any]],
+        on_controller: Callable[..., Awaitable[Any]],
         poll_interval: float = 1.0,
         bell: Bell | None = None,
     ) -> None:
         self._changes = changes
         self._resolver = resolver
         self._metadata = metadata
-        self._offload = offload
+        self._on_controller = on_controller
         self._poll_interval = poll_interval
         self._bell = bell
         self._seq: int | None = None
@@ -102,7 +111,7 @@ class Invalidation:
         """Tell every process (this one has already refreshed its own caches)."""
         if self._seq is None:
             await self.catch_up()  # creates the log if no process has yet
-        await self._offload(self._changes.record, customer_id, table, kind)
+        await self._on_controller(self._changes.record, customer_id, table, kind)
         if self._bell is not None:
             self._bell.ring()
 
@@ -116,12 +125,12 @@ class Invalidation:
                 # Where this process starts reading. What it cached before (requests
                 # served before the first read) may predate changes it will never
                 # read: forget it.
-                self._seq = await self._offload(self._changes.ensure_latest)
+                self._seq = await self._on_controller(self._changes.ensure_latest)
                 self._resolver.clear()
                 self._metadata.clear()
                 self._heard = heard
                 return
-            changes: list[Change] = await self._offload(self._changes.since, self._seq)
+            changes: list[Change] = await self._on_controller(self._changes.since, self._seq)
             for change in changes:
                 await self._apply(change)
                 self._seq = change.seq
@@ -137,11 +146,14 @@ class Invalidation:
             await anyio.sleep(self._poll_interval)
 
     async def _apply(self, change: Change) -> None:
-        with contextlib.suppress(TenancyError):
+        # A tenant gone or misconfigured has nothing cached to refresh. A controller
+        # that does not answer stops the catch-up before this change, so that the next
+        # poll applies it rather than the log's position moving past it unapplied.
+        with contextlib.suppress(UnknownTenant, TenantMisconfigured, InvalidTenantReference):
             tenant = self._resolver.peek(change.customer_id)
             if change.kind == "tenant":
                 self._resolver.invalidate(change.customer_id)
             if tenant is None:
                 # Not cached by id here; its tables may be, under its location.
-                tenant = await self._offload(self._resolver.resolve, change.customer_id)
+                tenant = await self._on_controller(self._resolver.resolve, change.customer_id)
             self._metadata.refresh(tenant.location, change.table)

@@ -37,13 +37,17 @@ from proxy.drivers.base import ResultSet
 from proxy.drivers.manager import Drivers
 from proxy.errors import (
     BackendObjectMissing,
+    BackendRejected,
+    BackendUnavailable,
     ConnectionLost,
+    PoolSaturated,
     StatementTimeout,
 )
 from proxy.metrics import Metrics
 from proxy.pipeline.heal import Heal
 from proxy.pipeline.invalidation import Invalidation
 from proxy.pipeline.request import QueryRequest, bind_params
+from proxy.pipeline.servers import ServerHealth
 from rewriter.errors import UnknownColumn
 from rewriter.plan_cache import PlanCache
 from tenancy.backends import BackendKind
@@ -120,6 +124,8 @@ class Service:
     heal: Heal
     invalidation: Invalidation | None = None
     """Cross-process cache invalidation (``controller.changes_table``), if configured."""
+    servers: ServerHealth = field(default_factory=ServerHealth)
+    """What requests have lately seen of each backend server (``/readyz``)."""
     controller_limiter: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
     """The controller's own worker threads (see ``on_controller``), made on the loop."""
 
@@ -311,17 +317,34 @@ class Service:
     ) -> QueryOutcome:
         """Run ``prepared`` in what is left of the request's timeout (``deadline``)."""
         location = prepared.tenant.location
-        whole = req.timeout_ms / 1000
-        left = deadline - time.monotonic()
-        if left <= 0:
+        if deadline <= time.monotonic():
             raise StatementTimeout(
                 f"the timeout of {req.timeout_ms} ms passed before the statement could run",
                 timeout_ms=req.timeout_ms,
             )
         t0 = time.perf_counter()
-        driver = self.drivers.for_location(location)
         try:
-            result = await driver.run(
+            result = await self._run(prepared, req, deadline)
+        except PoolSaturated:
+            raise  # our own queue, not the server's doing
+        except BackendUnavailable as error:
+            self.servers.unavailable(location.kind, location.server_key, error)
+            raise
+        except BackendRejected:
+            self.servers.answered(location.kind, location.server_key)
+            raise
+        self.servers.answered(location.kind, location.server_key)
+        prepared.phases["execute"] = time.perf_counter() - t0
+        return QueryOutcome(result, location.kind, prepared.plan.statement_class, prepared.phases)
+
+    async def _run(self, prepared: Prepared, req: QueryRequest, deadline: float) -> ResultSet:
+        """The statement on its driver; a read whose connection was lost, once more."""
+        location = prepared.tenant.location
+        driver = self.drivers.for_location(location)
+        whole = req.timeout_ms / 1000
+        left = deadline - time.monotonic()
+        try:
+            return await driver.run(
                 location,
                 prepared.sql,
                 prepared.params,
@@ -350,8 +373,7 @@ class Service:
                 self.metrics.record_retry(location.kind, "failed")
                 raise
             self.metrics.record_retry(location.kind, "ok")
-        prepared.phases["execute"] = time.perf_counter() - t0
-        return QueryOutcome(result, location.kind, prepared.plan.statement_class, prepared.phases)
+            return result
 
     async def explain(self, principal: Principal, req: QueryRequest) -> dict[str, Any]:
         prepared = await self.prepare(principal, req)

@@ -6,6 +6,7 @@ import os
 import signal
 import time
 
+import httpx
 import pytest
 
 from tests.support.faults import (
@@ -37,11 +38,14 @@ def test_a_20_s_outage_is_answered_503_fast_and_recovers(
         time.sleep(1.0)
         cluster.stop("fast")
         stopped_at = time.monotonic()
-        time.sleep(OUTAGE_S)
+        time.sleep(OUTAGE_S / 2)
+        ready_away = _servers(faults)
+        time.sleep(OUTAGE_S / 2)
         starting_at = time.monotonic()  # the server accepts before pg_ctl returns
         cluster.start()
         up_at = time.monotonic()
         time.sleep(3.0)
+        ready_back = _servers(faults)
     outcomes = load.outcomes
     away = [
         o for o in outcomes if o.name != "read 41" and stopped_at <= o.start and o.end < starting_at
@@ -58,6 +62,7 @@ def test_a_20_s_outage_is_answered_503_fast_and_recovers(
                     answered_while_away=f"{by_status(away)}",
                     recovery_s=f"{first_ok - up_at:.2f} (from the server's start to the"
                                " first read answered)",
+                    readyz_while_away=str(ready_away), readyz_after=str(ready_back),
                     acknowledged_writes_found=f"{len(found)} of {len(acked)}"))  # fmt: skip
     assert not [o for o in outcomes if o.status in (0, 500)], by_status(outcomes)
     assert worst_overrun(outcomes) <= 1.0
@@ -67,6 +72,22 @@ def test_a_20_s_outage_is_answered_503_fast_and_recovers(
     assert all(o.status == 200 for o in outcomes if o.name == "read 41"), by_status(outcomes)
     assert first_ok - up_at < 2.0
     assert found == set(acked)
+    # /readyz stays 200 (other servers' tenants are served) and names the server away.
+    a, b = (f":{faults.clusters[n].server.port}" for n in ("a", "b"))
+    assert _state(ready_away, a) == "failing" and _state(ready_away, b) == "up", ready_away
+    assert _state(ready_back, a) == "up" and _state(ready_back, b) == "up", ready_back
+
+
+def _servers(faults: FaultStack) -> dict[str, dict[str, object]]:
+    answer = httpx.get(f"{faults.url}/readyz", timeout=10)
+    assert answer.status_code == 200, answer.text
+    servers: dict[str, dict[str, object]] = answer.json()["servers"]
+    return servers
+
+
+def _state(servers: dict[str, dict[str, object]], port: str) -> object:
+    (state,) = [s["state"] for key, s in servers.items() if key.endswith(port)]
+    return state
 
 
 def test_kill_9_of_tenantgate_loses_no_acknowledged_write(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,9 @@ import pytest
 
 from proxy.demo.seed import seed_tenant
 from proxy.pipeline.request import QueryRequest
+from tenancy.errors import ControllerUnavailable
 from tests.support.blocking import BlockingService
+from tests.support.locked import locked
 from tests.support.tenants import ADMIN, TOKENS, service_for
 
 TENANT = "lite.example"
@@ -93,3 +96,32 @@ def test_a_refresh_through_one_reaches_the_other(
         conn.commit()
     first.refresh(first.auth.authenticate(f"Bearer {ADMIN}"), TENANT)
     assert "Added_Behind" in star(second)
+
+
+def test_a_stalled_controller_delays_the_log_but_loses_no_change(
+    pair: tuple[BlockingService, BlockingService], tmp_path: Path
+) -> None:
+    """The poll runs within controller.timeout_ms on the controller's own threads; a
+    poll that could not read the log leaves its position, so the change still lands."""
+    first, second = pair
+    second.target.invalidation._bell = None  # another host: the log alone
+    assert "Region_Code" not in star(second)
+    admin = first.custom_fields()
+    principal = first.auth.authenticate(f"Bearer {ADMIN}")
+    admin.add(principal, TENANT, TABLE_URL_NAME, {"name": "Region_Code", "type": "integer"})
+    timeout_s = second.settings.controller.timeout_ms / 1000
+    with locked(tmp_path / "controller.db"):
+        started = time.monotonic()
+        with pytest.raises(ControllerUnavailable):
+            second.run(second.target.invalidation.catch_up)
+        assert time.monotonic() - started < timeout_s + 1.0
+        assert "Region_Code" not in star(second)  # cached, and served meanwhile
+    deadline = time.monotonic() + 30  # the abandoned controller threads end on their own
+    while True:
+        try:
+            second.run(second.target.invalidation.catch_up)
+            break
+        except ControllerUnavailable:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert "Region_Code" in star(second)

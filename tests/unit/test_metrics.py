@@ -92,9 +92,9 @@ def test_processes_sharing_a_run_folder_add_up(tmp_path: Path) -> None:
 
 def test_an_exited_process_keeps_its_counts_and_loses_its_gauges(tmp_path: Path) -> None:
     live = Metrics(CollectorRegistry(), multiprocess_dir=str(tmp_path))
-    live.watch(caches={}, pools=lambda: _pools(1))
+    live.watch(caches={"plan": lambda: _plan_cache(1)}, pools=lambda: _pools(1))
     gone = Metrics(CollectorRegistry(), multiprocess_dir=str(tmp_path))
-    gone.watch(caches={}, pools=lambda: _pools(3))
+    gone.watch(caches={"plan": lambda: _plan_cache(3)}, pools=lambda: _pools(3))
     gone.observe_request("query", None, 0.001)
     gone.write_snapshot()
     # Renamed as a process that has exited: this pid with a start time it never had.
@@ -105,6 +105,17 @@ def test_an_exited_process_keeps_its_counts_and_loses_its_gauges(tmp_path: Path)
     assert sample(live, "tenantgate_requests_total", **ok) == 1
     assert sample(live, "tenantgate_pool_acquires_total", server="pg:1") == 20
     assert sample(live, "tenantgate_pool_connections", server="pg:1", state="in_use") == 1
+    # Cache sizes are levels (the gone process holds nothing); lookups are counts.
+    assert sample(live, "tenantgate_cache_bytes", cache="plan") == 1000
+    assert sample(live, "tenantgate_cache_bytes", cache="parse") == 100
+    assert sample(live, "tenantgate_cache_entries", cache="parse") == 1
+    assert sample(live, "tenantgate_cache_lookups_total", cache="plan", result="hit") == 4
+    assert sample(live, "tenantgate_cache_oversized_total", cache="plan") == 2
+
+
+def _plan_cache(n: int) -> dict[str, int]:
+    return {"hits": n, "misses": 0, "size": n, "bytes": 1000 * n, "parsed_size": n,
+            "parsed_bytes": 100 * n, "uncached": 1}  # fmt: skip
 
 
 def test_an_unreadable_snapshot_is_skipped(tmp_path: Path) -> None:

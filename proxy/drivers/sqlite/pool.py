@@ -11,8 +11,10 @@ Rules (the ODBC pool's, adapted):
 
 * At most ``max_size`` connections exist (open, being opened, or still running in an
   abandoned worker thread). A borrower that finds none idle and no room waits, first
-  come first served, up to ``acquire_timeout``, then gets ``PoolSaturated`` with
-  ``retry_after``. A returned connection, or the slot of a discarded one, is handed to
+  come first served, up to ``acquire_timeout`` (or its request's own timeout, if
+  less), then gets ``PoolSaturated`` with ``retry_after``. At most ``max_waiting``
+  borrowers wait; the next one gets ``PoolSaturated`` at once, as a longer queue would
+  only end the same way, later. A returned connection, or the slot of a discarded one, is handed to
   the first waiter directly, so a waiter cannot be overtaken by a newcomer.
 * Idle connections are reused last in, first out, and taken without an age check:
   SQLite has no server that drops idle sessions, so an old idle connection is as good
@@ -191,6 +193,7 @@ class FilePool:
         acquire_timeout: float,
         max_idle: float,
         max_lifetime: float,
+        max_waiting: int | None = None,
         opener: Callable[[OpenSpec], sqlite3.Connection] = open_connection,
     ) -> None:
         self.spec = spec
@@ -199,6 +202,7 @@ class FilePool:
         self.server_key = server_key
         self.max_size = max_size
         self.acquire_timeout = acquire_timeout
+        self.max_waiting = max_waiting
         self.max_idle = max_idle
         self.max_lifetime = max_lifetime
         self._opener = opener
@@ -230,12 +234,15 @@ class FilePool:
             self._last_activity = time.monotonic()
             return self._idle.pop()
 
-    async def acquire(self, hop: Hop) -> PooledConnection:
-        """A connection for the event loop; opens one through ``hop`` when there is room."""
+    async def acquire(self, hop: Hop, *, budget_s: float | None = None) -> PooledConnection:
+        """A connection for the event loop; opens one through ``hop`` when there is room.
+        A wait ends after ``acquire_timeout`` or ``budget_s`` (the request's timeout),
+        whichever comes first."""
         waiter: _Waiter | None = None
         with self._lock:
             taken = self._take_locked()
             if taken is None:
+                self._admit_locked()
                 future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 waiter = _Waiter(functools.partial(_resolve_threadsafe, future))
                 self._waiters.append(waiter)
@@ -246,7 +253,8 @@ class FilePool:
         assert waiter is not None
         start = time.monotonic()
         try:
-            await asyncio.wait_for(future, self.acquire_timeout)
+            limit = self.acquire_timeout
+            await asyncio.wait_for(future, limit if budget_s is None else min(budget_s, limit))
         except TimeoutError:
             pass
         except BaseException:
@@ -269,6 +277,7 @@ class FilePool:
         with self._lock:
             taken = self._take_locked()
             if taken is None:
+                self._admit_locked()
                 waiter = _Waiter(event.set)
                 self._waiters.append(waiter)
         if isinstance(taken, PooledConnection):
@@ -418,6 +427,17 @@ class FilePool:
             return True
         return None
 
+    def _admit_locked(self) -> None:
+        """Refuse a borrower that would wait behind ``max_waiting`` others."""
+        if self.max_waiting is not None and len(self._waiters) >= self.max_waiting:
+            self._stats["requests_timeouts"] += 1
+            raise PoolSaturated(
+                f"connection pool {self.name} is saturated: "
+                f"{self.max_size} connections busy, {len(self._waiters)} requests queued",
+                retry_after=RETRY_AFTER_SATURATED,
+                pool_max=self.max_size,
+            )
+
     def _free_slot_locked(self) -> Callable[[], None] | None:
         """Give up a slot: to the first waiter, else shrink. Returns whom to wake."""
         if self._waiters and not self._closed:
@@ -460,7 +480,7 @@ class FilePool:
             )
         raise PoolSaturated(
             f"connection pool {self.name} is saturated: no connection "
-            f"within {self.acquire_timeout:.3g}s",
+            f"within {time.monotonic() - start:.2g}s",
             retry_after=RETRY_AFTER_SATURATED,
             pool_max=self.max_size,
         )

@@ -89,7 +89,7 @@ def error_response(exc: BaseException) -> Response:
         headers["Allow"] = str(exc.details["allowed"])
     body: dict[str, Any] = {"error": {"code": code, "message": message, **details}}
     if isinstance(exc, NotReady):
-        body.update(status="not_ready", checks=exc.checks)
+        body.update(status="not_ready", checks=exc.checks, servers=exc.servers)
     return JSONResponse(body, status_code=status, headers=headers)
 
 

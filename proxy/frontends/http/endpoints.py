@@ -115,11 +115,15 @@ async def healthz(request: Request) -> Any:
 
 
 async def readyz(request: Request) -> Any:
-    checks = await service_of(request).ready()
+    service = service_of(request)
+    checks = await service.ready()
+    # Reported, never a reason to be unready: one server's outage must not take the
+    # proxy out of rotation for the tenants of every other server.
+    servers = service.servers.snapshot()
     failing = [name for name, check in checks.items() if not check["ok"]]
     if failing:
-        raise NotReady(f"not ready: {', '.join(failing)}", checks=checks)
-    return {"status": "ready", "checks": checks}
+        raise NotReady(f"not ready: {', '.join(failing)}", checks=checks, servers=servers)
+    return {"status": "ready", "checks": checks, "servers": servers}
 
 
 async def metrics(request: Request) -> Response:

@@ -356,10 +356,26 @@ class Check(msgspec.Struct):
     message: str | UnsetType = UNSET
 
 
+class ServerState(msgspec.Struct):
+    """A backend server as requests lately found it: `failing` from its first
+    `backend_unavailable` (no connection, or one lost under a statement) until a
+    statement runs on it again."""
+
+    state: Literal["up", "failing"]
+    for_s: Annotated[float, Meta(description="seconds since the state began")]
+    failures: Annotated[int, Meta(description="errors since it began failing")] | UnsetType = UNSET
+    code: Annotated[str, Meta(description="the last error's code")] | UnsetType = UNSET
+
+
 class Readiness(msgspec.Struct):
     """`/readyz`: every check by name (`controller`: a query of the customer table,
     bounded by `controller.timeout_ms`). When one fails the answer is 503 with the
-    error shape (`not_ready`), `Retry-After`, and this body's fields beside `error`."""
+    error shape (`not_ready`), `Retry-After`, and this body's fields beside `error`.
+    `servers` reports each PostgreSQL and SQL Server server that requests have used
+    since the process started, keyed by its secret-free label; a failing server does
+    not make the process unready (its tenants get 503 `backend_unavailable`, the
+    others are served)."""
 
     status: Literal["ready", "not_ready"]
     checks: dict[str, Check]
+    servers: dict[str, ServerState]

@@ -592,6 +592,45 @@ async def test_pool_cap_and_saturation(db: Path) -> None:
     assert (only["requests_num"], only["requests_timeouts"], only["connections_num"]) == (2, 1, 1)
 
 
+async def test_waiting_past_max_waiting_is_refused_at_once(db: Path) -> None:
+    options = PoolOptions(max_size=1, acquire_timeout=30, max_waiting=2)
+    d = SqliteDriver(options, maintenance_interval=None)
+    loc = location(db)
+    served: list[Any] = []
+
+    async def queued() -> None:
+        served.append((await d.run(loc, "SELECT 1", [], timeout_s=30, max_rows=1)).rows)
+
+    try:
+        async with anyio.create_task_group() as tg, d.connection(loc):
+            for _ in range(2):
+                tg.start_soon(queued)
+            with anyio.fail_after(30):
+                while d.get_stats()["sqlite://local"]["requests_waiting"] < 2:
+                    await anyio.sleep(0.01)
+            with anyio.fail_after(5):  # far below the waiters' 30 s: refused, not queued
+                with pytest.raises(PoolSaturated) as info:
+                    await d.run(loc, "SELECT 1", [], timeout_s=30, max_rows=1)
+        assert "2 requests queued" in info.value.message
+        assert served == [[[1]], [[1]]]  # the queued two, once the connection came back
+    finally:
+        await d.aclose()
+
+
+async def test_the_wait_for_a_connection_ends_with_the_request_timeout(db: Path) -> None:
+    d = SqliteDriver(PoolOptions(max_size=1, acquire_timeout=60), maintenance_interval=None)
+    loc = location(db)
+    try:
+        async with d.connection(loc):
+            started = time.monotonic()
+            with anyio.fail_after(30), pytest.raises(PoolSaturated):
+                await d.run(loc, "SELECT 1", [], timeout_s=0.3, max_rows=1)
+            waited = time.monotonic() - started
+    finally:
+        await d.aclose()
+    assert 0.3 <= waited < 30  # the request's 0.3 s, not the pool's 60 s
+
+
 async def test_a_waiter_gets_the_returned_connection(single: SqliteDriver, db: Path) -> None:
     loc = location(db)
     results: list[Any] = []
@@ -611,7 +650,8 @@ async def test_a_waiter_gets_the_returned_connection(single: SqliteDriver, db: P
 
 
 async def test_many_tasks_share_a_small_pool(db: Path) -> None:
-    d = SqliteDriver(PoolOptions(max_size=3, acquire_timeout=60), maintenance_interval=None)
+    options = PoolOptions(max_size=3, acquire_timeout=60, max_waiting=30)
+    d = SqliteDriver(options, maintenance_interval=None)
     loc = location(db)
     seen: list[int] = []
 
