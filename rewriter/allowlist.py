@@ -17,6 +17,7 @@ from sqlglot.expressions.datatypes import DType
 from rewriter import functions
 from rewriter.errors import ConstructNotAllowed, SqlParseError
 from rewriter.functions import ALLOWED_FUNCTIONS
+from rewriter.transforms import pivot
 
 CUSTOM_FIELDS = "custom_fields"
 
@@ -86,6 +87,11 @@ ALLOWED: frozenset[type[exp.Expr]] = ALLOWED_FUNCTIONS | frozenset(
         exp.Anonymous,
         exp.Window,
         exp.WindowSpec,
+        # GROUP BY ROLLUP / CUBE / GROUPING SETS (``_check_grouping_construct``)
+        exp.Rollup,
+        exp.Cube,
+        exp.GroupingSets,
+        exp.Pivot,  # rewritten to conditional aggregates (transforms.pivot)
     }
 )
 
@@ -120,9 +126,11 @@ ALLOWED_ARGS: dict[type[exp.Expr], frozenset[str]] = {
     ),
     exp.Union: frozenset({"this", "expression", "distinct", "with_", "order", "limit", "offset"}),
     exp.Join: frozenset({"this", "on", "side", "kind"}),
-    exp.Group: frozenset({"expressions"}),
-    exp.Table: frozenset({"this", "db", "catalog", "alias"}),
-    exp.Subquery: frozenset({"this", "alias"}),
+    # rollup / cube: T-SQL's older ``GROUP BY a, b WITH ROLLUP`` / ``WITH CUBE``
+    exp.Group: frozenset({"expressions", "rollup", "cube"}),
+    # pivots: PIVOT / UNPIVOT, checked on the Pivot node itself (``pivot.check``)
+    exp.Table: frozenset({"this", "db", "catalog", "alias", "pivots"}),
+    exp.Subquery: frozenset({"this", "alias", "pivots"}),
     exp.With: frozenset({"expressions"}),
     exp.CTE: frozenset({"this", "alias"}),
     exp.Distinct: frozenset({"expressions"}),
@@ -339,13 +347,16 @@ def _check_star(node: exp.Expr) -> None:
 
 
 def _check_cast(node: exp.Expr) -> None:
+    # TRY_CAST is a ``TryCast`` (``safe``): the same targets, SQL Server only
+    # (``transforms.string_functions.try_casts``).
+    function = "TRY_CAST" if isinstance(node, exp.TryCast) else "CAST"
     to = node.args.get("to")
     if not isinstance(to, exp.DataType) or to.this not in CAST_TYPES:
         name = to.sql() if isinstance(to, exp.Expr) else "?"
-        raise refuse(f"CAST to {name}")
+        raise refuse(f"{function} to {name}")
     for arg in ("format", "safe", "action", "default"):
-        if node.args.get(arg):
-            raise refuse(f"CAST with {arg.upper()}")
+        if node.args.get(arg) and not (arg == "safe" and isinstance(node, exp.TryCast)):
+            raise refuse(f"{function} with {arg.upper()}")
 
 
 def _check_datatype(node: exp.Expr) -> None:
@@ -432,6 +443,50 @@ def _check_write_node(node: exp.Expr) -> None:
         raise refuse("OUTPUT ... INTO")
 
 
+_GROUPINGS = (exp.Rollup, exp.Cube, exp.GroupingSets)
+
+
+def _check_tuple(node: exp.Expr) -> None:
+    """Row values: a VALUES row, or a set of columns in ROLLUP / CUBE / GROUPING SETS
+    (``GROUPING SETS ((a, b), ())``, ``ROLLUP (a, (b, c))``)."""
+    if isinstance(node.parent, _GROUPINGS) and node.arg_key == "expressions":
+        return
+    _check_write_node(node)
+
+
+def _check_group(node: exp.Expr) -> None:
+    # ``GROUP BY ROLLUP (a) WITH CUBE`` and the like: an error in T-SQL.
+    if (node.args.get("rollup") or node.args.get("cube")) and any(
+        isinstance(item, _GROUPINGS) for item in node.expressions
+    ):
+        raise refuse("WITH ROLLUP / WITH CUBE together with ROLLUP, CUBE or GROUPING SETS")
+    if node.args.get("rollup") and node.args.get("cube"):
+        raise refuse("WITH ROLLUP together with WITH CUBE")
+
+
+def _check_grouping_construct(node: exp.Expr) -> None:
+    """ROLLUP / CUBE / GROUPING SETS: in GROUP BY (``WITH ROLLUP`` is an empty ROLLUP
+    in the group's ``rollup`` argument), or ROLLUP / CUBE inside GROUPING SETS."""
+    parent, key = node.parent, node.arg_key
+    name = (
+        "ROLLUP"
+        if isinstance(node, exp.Rollup)
+        else "CUBE"
+        if isinstance(node, exp.Cube)
+        else "GROUPING SETS"
+    )
+    if isinstance(parent, exp.Group) and key in ("rollup", "cube"):
+        if node.expressions:  # pragma: no cover - sqlglot parses WITH ROLLUP bare
+            raise refuse(f"WITH {name} (...)")
+        return
+    in_group = isinstance(parent, exp.Group) and key == "expressions"
+    in_sets = isinstance(parent, exp.GroupingSets) and not isinstance(node, exp.GroupingSets)
+    if not (in_group or in_sets):
+        raise refuse(f"{name} in this position")
+    if not node.expressions and not isinstance(node, exp.GroupingSets):
+        raise refuse(f"{name} ()", "needs at least one column")
+
+
 CHECKS: dict[type[exp.Expr], Callable[[exp.Expr], None]] = {
     exp.Anonymous: _check_anonymous,
     exp.Parameter: _check_parameter,
@@ -439,6 +494,7 @@ CHECKS: dict[type[exp.Expr], Callable[[exp.Expr], None]] = {
     exp.Var: _check_var,
     exp.Star: _check_star,
     exp.Cast: _check_cast,
+    exp.TryCast: _check_cast,
     exp.DataType: _check_datatype,
     exp.Limit: _check_limit_value,
     exp.Offset: _check_limit_value,
@@ -451,4 +507,10 @@ CHECKS: dict[type[exp.Expr], Callable[[exp.Expr], None]] = {
     exp.Select: _check_select,
     **functions.CHECKS,
     **dict.fromkeys(WRITE_PLACES, _check_write_node),
+    exp.Tuple: _check_tuple,
+    exp.Group: _check_group,
+    exp.Rollup: _check_grouping_construct,
+    exp.Cube: _check_grouping_construct,
+    exp.GroupingSets: _check_grouping_construct,
+    exp.Pivot: pivot.check,
 }

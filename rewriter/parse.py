@@ -19,7 +19,7 @@ from sqlglot.parser import Parser
 from sqlglot.tokenizer_core import Token, TokenType
 from sqlglot.tokens import Tokenizer
 
-from rewriter import allowlist, params, statement, writes
+from rewriter import allowlist, functions, params, statement, writes
 from rewriter.errors import (
     ConstructNotAllowed,
     MultipleStatements,
@@ -250,6 +250,16 @@ def _check_token(tokens: list[Token], index: int, token: Token) -> TokenType:
         raise MultipleStatements(
             'GO separates batches: one statement per request (write [GO] or "GO" for a name)'
         )
+    if kind == TokenType.L_PAREN:
+        # DATEPART(w, d) -> DATEPART(weekday, d): T-SQL's abbreviations, written out.
+        functions.canonical_date_part(tokens, index)
+        if index and tokens[index - 1].text.upper() == "FORMAT":
+            raise ConstructNotAllowed(
+                "FORMAT(...) is not supported: its output follows .NET format strings and "
+                "the session's language; for dates use CONVERT(varchar, d, style) with "
+                "style 23, 101, 103, 112, 120, 121 or 126, or DATENAME/DATEPART",
+                construct="FORMAT(...)",
+            )
     if kind == TokenType.DOT:
         previous = tokens[index - 1] if index else None
         following = tokens[index + 1] if index + 1 < len(tokens) else None

@@ -35,12 +35,26 @@ from rewriter.params import Binding
 from rewriter.shapes import TableShape
 from rewriter.sources import Context
 from rewriter.statement import READ, WRITE
-from rewriter.transforms import TRIGGERS, concat, dates, numbers, strings
+from rewriter.transforms import (
+    TRIGGERS,
+    aggregates,
+    booleans,
+    concat,
+    date_parts,
+    dates,
+    numbers,
+    pivot,
+    strings,
+    windows,
+)
+from rewriter.transforms import date_styles as styles
+from rewriter.transforms import string_functions as text
 from rewriter.transforms.types import Types
 
 BACKENDS: frozenset[str] = frozenset(BACKEND_DIALECTS)
 SQLSERVER: frozenset[str] = frozenset({"sqlserver"})
 SQLITE: frozenset[str] = frozenset({"sqlite"})
+POSTGRESQL: frozenset[str] = frozenset({"postgresql"})
 # Where T-SQL is not the backend's own language: the transforms that keep its meaning.
 NOT_SQLSERVER: frozenset[str] = BACKENDS - SQLSERVER
 STATEMENTS: frozenset[str] = frozenset({READ, WRITE})
@@ -110,6 +124,12 @@ def alias_tables(s: State) -> None:
     qualify.alias_tables(s.tree)
 
 
+def pivot_to_aggregates(s: State) -> None:
+    """PIVOT as the GROUP BY with conditional aggregates it means, before the columns
+    are qualified (``transforms.pivot``)."""
+    pivot.rewrite(s.tree, s.backend)
+
+
 def qualify_columns(s: State) -> None:
     """Per scope: expand stars and CUSTOM_FIELDS, resolve and qualify columns, name
     outputs (``columns``, ``expand``, ``sources``)."""
@@ -167,10 +187,34 @@ def mark_params(s: State) -> None:
     s.bindings = params.mark(s.tree)
 
 
+def grouping_sets(s: State) -> None:
+    """WITH ROLLUP / CUBE as ROLLUP () / CUBE (), GROUPING_ID spelled per backend;
+    refused on SQLite (``transforms.aggregates``)."""
+    aggregates.grouping_sets(s.tree, s.backend)
+
+
+def range_offsets(s: State) -> None:
+    """RANGE n PRECEDING: the postgres/sqlite dialects' own frame, on PostgreSQL and
+    SQLite only; T-SQL has none (``transforms.windows``)."""
+    windows.range_offsets(s.tree, s.backend, s.dialect, s.types)
+
+
 def check_functions(s: State) -> None:
     """Refuse a function the backend cannot run; take the nodes generation reads."""
     s.nodes = bfs(s.tree)
     check_backend(s.tree, s.backend, s.nodes)
+
+
+def try_casts(s: State) -> None:
+    text.try_casts(s.tree, s.backend)
+
+
+def string_functions(s: State) -> None:
+    text.string_functions(s.tree, s.backend, s.types)
+
+
+def number_functions(s: State) -> None:
+    numbers.number_functions(s.tree, s.backend, s.types)
 
 
 def convert_to_cast(s: State) -> None:
@@ -191,6 +235,28 @@ def string_plus(s: State) -> None:
 
 def casts(s: State) -> None:
     strings.casts(s.tree, s.backend, s.types)
+
+
+def bit_comparisons(s: State) -> None:
+    booleans.bit_comparisons(s.tree, s.backend, s.types)
+
+
+def date_styles(s: State) -> None:
+    """CONVERT(varchar, d, style): the date styles as TO_CHAR / STRFTIME."""
+    styles.convert_styles(s.tree, s.backend, s.types)
+
+
+def date_intervals(s: State) -> None:
+    date_parts.foreign_intervals(s.tree, s.dialect)
+
+
+def date_functions(s: State) -> None:
+    """Date parts, names, truncation, month ends and INTERVAL arithmetic, in the
+    meaning of the logical dialect they were written in (any dialect, any backend).
+    It reads every DATE(...)/DATETIME(...) call as the user's (SQLite's date(d, ...)):
+    the rules before it must not write such calls (``dateadd`` and ``now``, which do,
+    run after it)."""
+    date_parts.date_functions(s.tree, s.backend, s.dialect, s.types)
 
 
 def dateadd(s: State) -> None:
@@ -251,6 +317,7 @@ def _transform(
 
 RULES: tuple[Rule, ...] = (
     Rule("alias_tables", alias_tables),
+    _transform("pivot_to_aggregates", pivot_to_aggregates, BACKENDS),
     Rule("qualify_columns", qualify_columns, statements=READS),
     Rule("qualify_write", qualify_write, statements=WRITES),
     Rule("tsql_output", tsql_output, SQLSERVER, WRITES),
@@ -263,16 +330,25 @@ RULES: tuple[Rule, ...] = (
     Rule("tsql_row_cap", tsql_row_cap, SQLSERVER, READS, option="row_cap"),
     Rule("mark_params", mark_params),
     Rule("check_functions", check_functions),
+    _transform("grouping_sets", grouping_sets, BACKENDS),
+    _transform("range_offsets", range_offsets, BACKENDS),
+    _transform("try_casts", try_casts, NOT_SQLSERVER),  # before TRY_CONVERT becomes CAST
+    _transform("date_intervals", date_intervals, BACKENDS, frozenset({"tsql", "sqlite"})),
+    _transform("date_styles", date_styles, NOT_SQLSERVER, TSQL),  # before CONVERT -> CAST
     _transform("convert_to_cast", convert_to_cast, NOT_SQLSERVER),
     _transform("integer_avg", integer_avg, NOT_SQLSERVER, TSQL),
     _transform("decimal_division", decimal_division, SQLITE, TSQL),
     _transform("string_plus", string_plus, NOT_SQLSERVER, TSQL),
     _transform("casts", casts, NOT_SQLSERVER, TSQL),
+    _transform("bit_comparisons", bit_comparisons, POSTGRESQL, TSQL),
+    _transform("date_functions", date_functions, BACKENDS),  # before DATEADD (EOMONTH)
     _transform("dateadd", dateadd, NOT_SQLSERVER, TSQL),
     _transform("datediff", datediff, NOT_SQLSERVER, TSQL),
     _transform("now", now, NOT_SQLSERVER, TSQL),
     _transform("len_ignores_trailing_spaces", len_ignores_trailing_spaces, NOT_SQLSERVER, TSQL),
     _transform("like_patterns", like_patterns, NOT_SQLSERVER, TSQL),
+    _transform("string_functions", string_functions, NOT_SQLSERVER, TSQL),
+    _transform("number_functions", number_functions, NOT_SQLSERVER, TSQL),
     _transform("left_right", left_right, SQLITE),
     _transform("national_literals", national_literals, SQLITE),
     Rule("tsql_fetch_count", tsql_fetch_count, SQLSERVER),

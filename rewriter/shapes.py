@@ -56,6 +56,9 @@ class TypedShape(Protocol):
 
 def column_type(shape: TableShape, name: str) -> str | None:
     """The declared type of ``shape``'s physical column ``name``, if the shape knows it."""
-    if isinstance(shape, TypedShape):
-        return shape.type_of(name)
-    return None
+    # Not ``isinstance(shape, TypedShape)``: a runtime protocol check costs ~25 us.
+    type_of = getattr(shape, "type_of", None)
+    if type_of is None:
+        return None
+    type_name: str | None = type_of(name)
+    return type_name

@@ -22,16 +22,41 @@ from sqlglot import exp
 # ``isinstance``): its rule's ``triggers``. A transform with none of them in the tree
 # would do nothing, so its rule is skipped.
 TRIGGERS: Mapping[str, tuple[type[exp.Expr], ...]] = {
+    "pivot_to_aggregates": (exp.Pivot,),
+    "grouping_sets": (exp.Rollup, exp.Cube, exp.GroupingSets, exp.GroupingId),
+    "range_offsets": (exp.WindowSpec,),
+    "try_casts": (exp.TryCast, exp.Convert),
+    "date_intervals": (exp.Interval,),
+    "date_styles": (exp.Convert,),
     "convert_to_cast": (exp.Convert,),
     "integer_avg": (exp.Avg,),
     "decimal_division": (exp.Div,),
     "string_plus": (exp.Add, exp.Sub),
     "casts": (exp.Cast,),
+    "bit_comparisons": (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In),
+    "date_functions": (
+        exp.Extract,
+        exp.Year,
+        exp.Month,
+        exp.Day,
+        exp.TimeToStr,
+        exp.LastDay,
+        exp.DateFromParts,
+        exp.TimestampTrunc,
+        exp.Interval,
+        exp.Date,
+        exp.Anonymous,  # SQLite's date(d, ...) / datetime(d, ...)
+    ),
     "dateadd": (exp.DateAdd,),
     "datediff": (exp.DateDiff,),
     "now": (exp.CurrentTimestamp, exp.Anonymous),
     "len_ignores_trailing_spaces": (exp.Length,),
     "like_patterns": (exp.Like,),
+    "string_functions": (
+        *(exp.Concat, exp.ConcatWs, exp.GroupConcat, exp.Substring),
+        *(exp.Repeat, exp.Reverse, exp.Stuff),
+    ),
+    "number_functions": (exp.Round, exp.Floor, exp.Ceil, exp.Pow, exp.Sqrt, exp.Sign),
     "left_right": (exp.Left, exp.Right),
     "national_literals": (exp.National,),
 }

@@ -7,6 +7,8 @@
   not in SQLite (type names are only affinities there): ``SUBSTR(CAST(x AS TEXT), 1, n)``.
   Without a length T-SQL means 30; ``(MAX)`` is ``TEXT``. Fixed-length ``CHAR(n)``
   pads with spaces, which SQLite cannot do: refused there.
+* ``CAST(x AS DATETIME2)`` on SQLite is ``DATETIME(x)``, as ``DATETIME`` already is
+  (sqlglot's ``CAST(x AS TIMESTAMP)`` has numeric affinity there).
 * ``CAST(x AS INT)`` truncates a decimal in T-SQL and SQLite, PostgreSQL rounds:
   ``CAST(TRUNC(x) AS INT)`` there when ``x`` is known to be a decimal or float.
 * ``LIKE`` patterns with ``[...]`` character classes mean something else outside SQL
@@ -26,6 +28,7 @@ from rewriter.type_names import DECIMAL, FLOAT
 VARIABLE_TEXT = (DType.VARCHAR, DType.NVARCHAR)
 FIXED_TEXT = (DType.CHAR, DType.NCHAR)
 INTEGERS = (DType.TINYINT, DType.SMALLINT, DType.INT, DType.BIGINT)
+DATETIMES = (DType.DATETIME2, DType.TIMESTAMP)
 DEFAULT_CAST_LENGTH = 30  # T-SQL: CAST(x AS VARCHAR) is VARCHAR(30)
 
 
@@ -64,6 +67,11 @@ def casts(tree: exp.Expr, backend: str, types: Types) -> None:
     for cast in post_order(tree, exp.Cast):
         to = cast.args.get("to")
         if not isinstance(to, exp.DataType):  # pragma: no cover - allow-list checked
+            continue
+        if to.this in DATETIMES and backend == "sqlite":
+            # sqlglot writes DATETIME(x) for DATETIME but CAST(x AS TIMESTAMP) for
+            # DATETIME2, which SQLite reads as a number ('2026-01-01' is 2026).
+            cast.set("to", exp.DataType.build("DATETIME"))
             continue
         if to.this in INTEGERS and backend == "postgresql":
             if types.of(cast.this) in (DECIMAL, FLOAT):

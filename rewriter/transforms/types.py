@@ -51,6 +51,14 @@ _TEXT_FUNCTIONS = (
     exp.Right,
     exp.DPipe,
     exp.National,
+    exp.Concat,
+    exp.ConcatWs,
+    exp.GroupConcat,
+    exp.Replace,
+    exp.Repeat,
+    exp.Reverse,
+    exp.Stuff,
+    exp.TimeToStr,  # DATENAME, strftime
 )
 _INTEGER_FUNCTIONS = (
     exp.Length,
@@ -60,8 +68,13 @@ _INTEGER_FUNCTIONS = (
     exp.RowNumber,
     exp.Rank,
     exp.DenseRank,
+    *(exp.Extract, exp.Year, exp.Month, exp.Day),  # DATEPART, EXTRACT, YEAR...
 )
-_SAME_AS_ARGUMENT = (exp.Abs, exp.Round, exp.Sum, exp.Min, exp.Max, exp.Avg, exp.Nullif)
+_SAME_AS_ARGUMENT = (
+    *(exp.Abs, exp.Round, exp.Sum, exp.Min, exp.Max, exp.Avg, exp.Nullif),
+    *(exp.Floor, exp.Ceil, exp.Sign, exp.Pow),  # T-SQL: the argument's type
+)
+_DATE_CALLS = {"date": DATE, "datetime": DATETIME, "make_date": DATE, "eomonth": DATE}
 _PRECEDENCE = (FLOAT, DECIMAL, INTEGER)  # T-SQL: the higher kind wins in arithmetic
 
 
@@ -79,6 +92,15 @@ class Types:
         self._tree = tree
         self._shapes = {shape.name: shape for shape in shapes.values()}
         self._scopes: dict[int, Scope] | None = None
+
+    def declares(self, name: str, kind: str) -> bool:
+        """Whether a table of the statement has a column ``name`` of this kind: a check
+        without scopes, for a transform to skip statements it cannot concern."""
+        for shape in self._shapes.values():
+            type_name = column_type(shape, name)
+            if type_name is not None and kind_of_type_name(type_name) == kind:
+                return True
+        return False
 
     def of(self, node: exp.Expr | None) -> str | None:
         if node is None:
@@ -114,10 +136,19 @@ class Types:
             return arithmetic(left, right)
         if isinstance(node, exp.Sub | exp.Mul | exp.Div | exp.Mod):
             return arithmetic(self.of(node.this), self.of(node.expression))
+        if isinstance(node, exp.Sqrt):
+            return FLOAT
         if isinstance(node, exp.CurrentTimestamp | exp.Localtimestamp | exp.AtTimeZone):
             return DATETIME
+        if isinstance(node, exp.Anonymous) and str(node.this).casefold() in _DATE_CALLS:
+            # What the date transforms write (and SQLite's own date/datetime).
+            return _DATE_CALLS[str(node.this).casefold()]
         if isinstance(node, exp.Anonymous) and str(node.this).casefold() == "getutcdate":
             return DATETIME
+        if isinstance(node, exp.LastDay | exp.DateFromParts):  # EOMONTH, DATEFROMPARTS
+            return DATE
+        if isinstance(node, exp.TimestampTrunc):  # DATETRUNC keeps the operand's type
+            return DATE if self.of(node.this) == DATE else DATETIME
         if isinstance(node, exp.DateAdd):
             return DATE if self.of(node.this) == DATE else DATETIME
         if isinstance(node, exp.Subquery):
@@ -137,35 +168,58 @@ class Types:
         return self._scopes
 
     def _column(self, column: exp.Column) -> str | None:
+        source = self._source(column)
+        if isinstance(source, exp.Table):
+            shape = self._shapes.get(source.name)
+            type_name = None if shape is None else column_type(shape, column.name)
+            return None if type_name is None else kind_of_type_name(type_name)
+        if isinstance(source, Scope):
+            return self._named_output(source.expression, column.name)
+        return None
+
+    def declared(self, node: exp.Expr | None) -> str | None:
+        """The declared type name (``nvarchar(50)``) of a table's column, also through
+        derived tables and CTEs that select it as is; ``None`` for anything else."""
+        while isinstance(node, exp.Paren):
+            node = node.this
+        if not isinstance(node, exp.Column):
+            return None
+        source = self._source(node)
+        if isinstance(source, exp.Table):
+            shape = self._shapes.get(source.name)
+            return None if shape is None else column_type(shape, node.name)
+        if isinstance(source, Scope):
+            query = source.expression
+            outputs = query_outputs(query)
+            while isinstance(query, exp.SetOperation | exp.Subquery):
+                query = query.this
+            if node.name in outputs and isinstance(query, exp.Select):
+                index = outputs.index(node.name)
+                if index < len(query.expressions):
+                    selected = query.expressions[index]
+                    return self.declared(selected.unalias())
+        return None
+
+    def _source(self, column: exp.Column) -> exp.Table | Scope | None:
+        """The table or derived-table scope a column comes from (the target table of
+        a write when outside any SELECT scope)."""
         scopes = self._scope_map()
         holder: exp.Expr | None = column.parent
         while holder is not None and id(holder) not in scopes:
             holder = holder.parent
         scope = scopes.get(id(holder)) if holder is not None else None
         if scope is None:
-            return self._target_column(column)
+            target = self._tree.this
+            if isinstance(target, exp.Table) and column.table in ("", target.alias_or_name):
+                return target
+            return None
         while scope is not None:
             found = scope.selected_sources.get(column.table)
             if found is not None:
                 source = found[1]
-                if isinstance(source, exp.Table):
-                    shape = self._shapes.get(source.name)
-                    type_name = None if shape is None else column_type(shape, column.name)
-                    return None if type_name is None else kind_of_type_name(type_name)
-                if isinstance(source, Scope):
-                    return self._named_output(source.expression, column.name)
-                return None
+                return source if isinstance(source, exp.Table | Scope) else None
             scope = scope.parent
         return None
-
-    def _target_column(self, column: exp.Column) -> str | None:
-        """A column of an UPDATE/DELETE/INSERT target, outside any SELECT scope."""
-        target = self._tree.this
-        if not isinstance(target, exp.Table) or column.table not in ("", target.alias_or_name):
-            return None
-        shape = self._shapes.get(target.name)
-        type_name = None if shape is None else column_type(shape, column.name)
-        return None if type_name is None else kind_of_type_name(type_name)
 
     def _named_output(self, query: exp.Expr, name: str) -> str | None:
         outputs = query_outputs(query)

@@ -207,9 +207,20 @@ def _condition(
 @st.composite
 def _select_item(draw: st.DrawFn, sources: list[tuple[str, str]], dialect: str, style: str) -> str:
     kinds = ["column", "column", "aliased", "star", "table_star", "custom", "value", "func"]
-    kind = draw(st.sampled_from(kinds))
+    kind = draw(st.sampled_from([*kinds, "window"]))
     if kind == "column":
         return draw(_column(sources, dialect))
+    if kind == "window":
+        column, order = draw(_column(sources, dialect)), draw(_column(sources, dialect))
+        function = draw(
+            st.sampled_from(
+                [
+                    *(f"LAG({column}, 1, {draw(_value(style))})", "NTILE(2)", "CUME_DIST()"),
+                    *(f"FIRST_VALUE({column})", f"LEAD({column})", f"MAX({column})"),
+                ]
+            )
+        )
+        return f"{function} OVER (PARTITION BY {column} ORDER BY {order}) AS w"
     if kind == "aliased":
         return f"{draw(_column(sources, dialect))} AS out_{draw(st.integers(0, 3))}"
     if kind == "star":
@@ -260,7 +271,11 @@ def _select(draw: st.DrawFn, dialect: str, style: str, depth: int = 1) -> str:
     if draw(st.booleans()):
         sql += f" WHERE {draw(_condition(sources, dialect, style, depth))}"
     if grouped:
-        sql += f" GROUP BY {', '.join(keys)}"
+        if draw(st.integers(0, 2)) == 0:  # refused on SQLite
+            sql = sql.replace(" COUNT(*) AS n", f" COUNT(*) AS n, GROUPING({keys[0]}) AS g", 1)
+            sql += f" GROUP BY ROLLUP ({', '.join(keys)})"
+        else:
+            sql += f" GROUP BY {', '.join(keys)}"
         if draw(st.booleans()):
             sql += " HAVING COUNT(*) > 1"
     if draw(st.booleans()) and not distinct:
@@ -298,6 +313,11 @@ def statements(draw: st.DrawFn) -> tuple[str, str]:
             f"SELECT x.{column} FROM x JOIN Accounts acc ON acc.AccountID = x.{column}"
         ), dialect
     inner = f"SELECT {column}, FirstName FROM Contacts"
+    if dialect == "tsql" and draw(st.booleans()):
+        pivot = f"PIVOT (COUNT({column}) FOR FirstName IN ([a], [b b], [1])) AS p"
+        return f"SELECT * FROM ({inner}, LastName FROM Contacts) AS d {pivot}".replace(
+            "FirstName FROM Contacts, LastName", "FirstName, LastName"
+        ), dialect
     return f"SELECT d.FirstName FROM ({inner}) AS d WHERE d.{column} IS NOT NULL", dialect
 
 

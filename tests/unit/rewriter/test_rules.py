@@ -20,6 +20,7 @@ RW = ("read", "write")
 # name -> (backends, statement classes, option, logical SQL dialects), in pipeline order.
 GOLDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], str | None, tuple[str, ...] | None]] = [
     ("alias_tables", ALL, RW, None, None),
+    ("pivot_to_aggregates", ALL, RW, None, None),
     ("qualify_columns", ALL, ("read",), None, None),
     ("qualify_write", ALL, ("write",), None, None),
     ("tsql_output", ("sqlserver",), ("write",), None, None),
@@ -32,16 +33,25 @@ GOLDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], str | None, tuple[str,
     ("tsql_row_cap", ("sqlserver",), ("read",), "row_cap", None),
     ("mark_params", ALL, RW, None, None),
     ("check_functions", ALL, RW, None, None),
+    ("grouping_sets", ALL, RW, None, None),
+    ("range_offsets", ALL, RW, None, None),
+    ("try_casts", PG_SQLITE, RW, None, None),
+    ("date_intervals", ALL, RW, None, ("sqlite", "tsql")),
+    ("date_styles", PG_SQLITE, RW, None, ("tsql",)),
     ("convert_to_cast", PG_SQLITE, RW, None, None),
     ("integer_avg", PG_SQLITE, RW, None, ("tsql",)),
     ("decimal_division", ("sqlite",), RW, None, ("tsql",)),
     ("string_plus", PG_SQLITE, RW, None, ("tsql",)),
     ("casts", PG_SQLITE, RW, None, ("tsql",)),
+    ("bit_comparisons", ("postgresql",), RW, None, ("tsql",)),
+    ("date_functions", ALL, RW, None, None),
     ("dateadd", PG_SQLITE, RW, None, ("tsql",)),
     ("datediff", PG_SQLITE, RW, None, ("tsql",)),
     ("now", PG_SQLITE, RW, None, ("tsql",)),
     ("len_ignores_trailing_spaces", PG_SQLITE, RW, None, ("tsql",)),
     ("like_patterns", PG_SQLITE, RW, None, ("tsql",)),
+    ("string_functions", PG_SQLITE, RW, None, ("tsql",)),
+    ("number_functions", PG_SQLITE, RW, None, ("tsql",)),
     ("left_right", ("sqlite",), RW, None, None),
     ("national_literals", ("sqlite",), RW, None, None),
     ("tsql_fetch_count", ("sqlserver",), RW, None, None),
@@ -118,7 +128,15 @@ def test_select_keeps_the_serving_rules_in_order(
 def test_consecutive_triggered_rules_are_one_step() -> None:
     pipeline = rules.select("sqlite", "read", "tsql", frozenset())
     untriggered = [rule for rule in pipeline.rules if not rule.triggers]
-    assert len(pipeline.steps) == len(untriggered) + 1
+    before = (None, *pipeline.rules[:-1])
+    runs = [
+        r
+        for r, prior in zip(pipeline.rules, before, strict=True)
+        if r.triggers and not (prior and prior.triggers)
+    ]
+    # Two runs: pivot_to_aggregates (before qualify_columns), then the transforms.
+    assert len(runs) == 2 and runs[0].name == "pivot_to_aggregates"
+    assert len(pipeline.steps) == len(untriggered) + len(runs)
 
 
 # -- what runs -----------------------------------------------------------------------
@@ -207,12 +225,16 @@ def test_rules_gated_to_other_backends_are_not_run(ran: list[str]) -> None:
             # LEN(x) is LENGTH(CAST(x AS TEXT)) to sqlglot: the casts rule runs too.
             "postgresql": {
                 "qualifier_markers",
+                "try_casts",
+                "date_styles",  # any CONVERT: it picks those with a style
                 "convert_to_cast",
                 "casts",
                 "len_ignores_trailing_spaces",
             },
             # SQLite's CAST to VARCHAR(n) is SUBSTR(...), an exp.Anonymous: ``now`` runs.
             "sqlite": {
+                "try_casts",
+                "date_styles",
                 "convert_to_cast",
                 "casts",
                 "now",
@@ -243,11 +265,15 @@ def test_t_sql_meaning_transforms_run_only_on_t_sql(ran: list[str]) -> None:
 def test_a_transform_that_adds_a_node_type_lets_the_later_ones_see_it(ran: list[str]) -> None:
     # CONVERT becomes a CAST (convert_to_cast), which the casts rule then handles: the
     # node types are read again after a triggered rule ran. On PostgreSQL the CAST stays
-    # a CAST; on SQLite it becomes SUBSTR(...), an exp.Anonymous, which ``now`` (for
-    # GETUTCDATE) acts on, so ``now`` runs after it (and leaves SUBSTR alone).
+    # a CAST; on SQLite it becomes SUBSTR(...), an exp.Anonymous, which ``date_functions``
+    # (SQLite's date(d, ...)) and ``now`` (GETUTCDATE) act on, so both run after it (and
+    # leave SUBSTR alone).
     for backend, wanted in (
-        ("postgresql", ["convert_to_cast", "casts"]),
-        ("sqlite", ["convert_to_cast", "casts", "now"]),
+        ("postgresql", ["try_casts", "date_styles", "convert_to_cast", "casts"]),
+        (
+            "sqlite",
+            ["try_casts", "date_styles", "convert_to_cast", "casts", "date_functions", "now"],
+        ),
     ):
         ran.clear()
         _run("SELECT CONVERT(VARCHAR(5), FirstName) FROM Contacts", backend)
@@ -260,6 +286,7 @@ def test_due_counts_subclasses() -> None:
     assert rules._due(nodes) == frozenset()
     length = exp.Length(this=exp.column("x"))
     assert rules._due(list(length.walk())) == {"len_ignores_trailing_spaces"}
-    # exp.Anonymous triggers ``now`` (GETUTCDATE), whatever its name.
+    # exp.Anonymous triggers ``now`` (GETUTCDATE) and ``date_functions`` (SQLite's
+    # date(d, ...)), whatever its name.
     anonymous = exp.Anonymous(this="whatever", expressions=[])
-    assert rules._due([anonymous]) == {"now"}
+    assert rules._due([anonymous]) == {"now", "date_functions"}
