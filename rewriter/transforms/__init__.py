@@ -33,7 +33,7 @@ TRIGGERS: Mapping[str, tuple[type[exp.Expr], ...]] = {
     "decimal_division": (exp.Div,),
     "string_plus": (exp.Add, exp.Sub),
     "casts": (exp.Cast,),
-    "bit_comparisons": (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In),
+    "bit_comparisons": (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In, exp.Values),
     "date_functions": (
         exp.Extract,
         exp.Year,

@@ -10,8 +10,9 @@ be boolean and the other an integer:
   index on the column still serves;
 * any other comparison casts the boolean side: ``CAST(x AS INTEGER) > 0``, the integer
   comparison T-SQL makes (``IN (...)`` too);
-* ``UPDATE ... SET x = 1`` assigns ``TRUE``, and another integer ``CAST(n AS BOOLEAN)``
-  (T-SQL stores any non-zero integer in a ``bit`` as 1, as that cast does).
+* ``UPDATE ... SET x = 1`` and ``INSERT ... (x) VALUES (1)`` assign ``TRUE``, and
+  another integer ``CAST(n AS BOOLEAN)`` (T-SQL stores any non-zero integer in a ``bit``
+  as 1, as that cast does).
 
 A parameter's type is not known when the plan is made: ``IsActive = ?`` is left alone,
 and a caller binds a JSON boolean for a ``bit`` column on PostgreSQL (as for writes).
@@ -41,6 +42,8 @@ def _as_integer(node: exp.Expr) -> exp.Expr:
 
 
 def bit_comparisons(tree: exp.Expr, backend: str, types: Types) -> None:
+    if isinstance(tree, exp.Insert):
+        _inserted_bits(tree, types)
     # Most statements compare no bit column: they are told apart by column names alone,
     # without the scopes that finding kinds needs (~90 us a plan-cache miss). A bit
     # column renamed in a derived table (``SELECT Active AS A``) is missed by that look.
@@ -80,6 +83,29 @@ def bit_comparisons(tree: exp.Expr, backend: str, types: Types) -> None:
             changes.append((in_list, "this", _as_integer(in_list.this)))
     for changed, key, replacement in changes:
         changed.set(key, replacement)
+
+
+def _inserted_bits(insert: exp.Insert, types: Types) -> None:
+    """``INSERT INTO t (bit_column, ...) VALUES (1, ...)``: the values as booleans."""
+    schema, values = insert.this, insert.expression
+    if not isinstance(schema, exp.Schema) or not isinstance(values, exp.Values):
+        return
+    table = schema.this.name
+    bits = [
+        i
+        for i, column in enumerate(schema.expressions)
+        if types.kind_in(table, column.name) == BOOLEAN
+    ]
+    for row in values.expressions if bits else ():
+        for i in bits:
+            if i >= len(row.expressions):
+                continue
+            value = row.expressions[i]
+            bit = _bit_literal(value)
+            if bit is not None:
+                value.replace(exp.Boolean(this=bit))
+            elif types.of(value) == INTEGER:
+                value.replace(_as_boolean(value))
 
 
 def _as_boolean(node: exp.Expr) -> exp.Expr:

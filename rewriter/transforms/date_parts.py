@@ -163,6 +163,7 @@ POSTGRES_PARTS = {
 # numbers counted from it are never negative, so integer division floors.
 SUNDAY = "0001-01-07"
 
+
 def cast(node: exp.Expr, type_name: str) -> exp.Expr:
     to = (
         exp.DataType(this=DType.DATETIME2)

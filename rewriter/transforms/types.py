@@ -93,6 +93,12 @@ class Types:
         self._shapes = {shape.name: shape for shape in shapes.values()}
         self._scopes: dict[int, Scope] | None = None
 
+    def kind_in(self, table: str, column: str) -> str | None:
+        """The kind of physical ``table``'s column ``column`` (a write's target)."""
+        shape = self._shapes.get(table)
+        type_name = None if shape is None else column_type(shape, column)
+        return None if type_name is None else kind_of_type_name(type_name)
+
     def declares(self, name: str, kind: str) -> bool:
         """Whether a table of the statement has a column ``name`` of this kind: a check
         without scopes, for a transform to skip statements it cannot concern."""

@@ -227,3 +227,23 @@ def test_missing_write_column_is_refused_under_null_policy(tenants: Tenants, ten
             missing_columns="null",
         )
     assert tenants.count(tenant, '"ContactID" = ?', ids[0]) == 1
+
+
+@BACKENDS
+def test_bit_columns_take_integers_as_t_sql_does(tenants: Tenants, tenant: str) -> None:
+    """``IsActive`` is a boolean on PostgreSQL, which has no integer-to-boolean assignment
+    or comparison: 0 and 1 (and any other integer) must still write and filter."""
+    run(tenants, tenant,
+        "INSERT INTO Contacts (FirstName, LastName, IsActive, CreatedAt) "
+        f"VALUES (?, 'Bits', 1, {NEW}), (?, 'Bits', 0, {NEW})",
+        [MARK + "On", "2024-05-01 10:00:00", MARK + "Off", "2024-05-01 10:00:00"])  # fmt: skip
+    run(tenants, tenant, "UPDATE Contacts SET IsActive = 0 WHERE FirstName = ?", [MARK + "On"])
+    run(tenants, tenant, "UPDATE Contacts SET IsActive = 1 WHERE FirstName = ?", [MARK + "Off"])
+    outcome = run(tenants, tenant,
+                  "SELECT FirstName, IIF(IsActive = 1, 'on', 'off') AS state FROM Contacts "
+                  "WHERE LastName = 'Bits' AND IsActive IN (0, 1) AND IsActive < 2 "
+                  "ORDER BY FirstName")  # fmt: skip
+    assert outcome.result.rows == [[MARK + "Off", "on"], [MARK + "On", "off"]]
+    sql = "SELECT COUNT(*) FROM Contacts WHERE LastName = 'Bits' AND IsActive <> 0"
+    active = run(tenants, tenant, sql)
+    assert active.result.rows == [[1]]
