@@ -37,7 +37,7 @@ from proxy.demo.seed import seed_tenant
 from tests.support.pg import PgServer
 from tests.support.stack import serve
 from tests.support.tds import TdsServer
-from tests.support.tenants import base_model_toml, suite_drivers, write_controller
+from tests.support.tenants import backends_toml, base_model_toml, write_controller
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "reporting"
@@ -330,7 +330,6 @@ def backend_of(label: str) -> str:
 
 
 def _config(controller: str) -> str:
-    drivers = suite_drivers()
     return f"""
 [server]
 workers = 1
@@ -338,13 +337,7 @@ workers = 1
 [controller]
 connection_string = "{controller}"
 
-[backends.sqlite]
-template = "Timeout=5000"
-driver = "{drivers["sqlite"]}"
-
-[backends.postgresql]
-template = "BoolsAsChar=0"
-driver = "{drivers["postgresql"]}"
+{backends_toml()}
 
 [pool]
 max_size = 2

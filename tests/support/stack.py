@@ -32,7 +32,7 @@ from proxy.demo.layout import DemoLayout, create_demo
 from proxy.demo.seed import custom_columns, seed_tenant
 from tests.support.pg import PgServer
 from tests.support.tds import FREETDS, MSODBC18, TdsServer
-from tests.support.tenants import base_model_toml, suite_drivers, write_controller
+from tests.support.tenants import backends_toml, base_model_toml, write_controller
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL_TOKEN = "e2e-full-token-5d1c"
@@ -108,7 +108,6 @@ def _free_port() -> int:
 
 
 def _config(controller: Path, *, workers: int = 1) -> str:
-    drivers = suite_drivers()
     base_model = base_model_toml()
     return f"""
 [server]
@@ -121,13 +120,7 @@ cache_ttl_s = 30
 negative_ttl_s = 2
 changes_table = "TenantgateChanges"
 
-[backends.sqlite]
-template = "Timeout=5000"
-driver = "{drivers["sqlite"]}"
-
-[backends.postgresql]
-template = "BoolsAsChar=0"
-driver = "{drivers["postgresql"]}"
+{backends_toml()}
 
 [pool]
 max_size = 4

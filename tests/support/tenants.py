@@ -99,6 +99,20 @@ def suite_drivers() -> dict[str, str]:
     return {"postgresql": choice, "sqlite": choice}
 
 
+def backends_toml() -> str:
+    """The ``[backends.sqlite]`` and ``[backends.postgresql]`` sections the suite's
+    service processes run with: the drivers of ``suite_drivers``."""
+    drivers = suite_drivers()
+    return f"""[backends.sqlite]
+template = "Timeout=5000"
+driver = "{drivers["sqlite"]}"
+
+[backends.postgresql]
+template = "BoolsAsChar=0"
+driver = "{drivers["postgresql"]}"
+"""
+
+
 @dataclass
 class Tenants:
     service: BlockingService
