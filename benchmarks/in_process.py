@@ -11,7 +11,12 @@ constant answer), it shows where a request's CPU goes. For a PostgreSQL tenant t
 figure includes libpq's socket calls to the server; for SQLite, the statement itself.
 
     .venv/bin/python benchmarks/in_process.py [--tenant 2] [--requests 20000] [--rounds 3]
-        [--concurrency 1] [--profile]
+        [--concurrency 1] [--profile] [--labels]
+
+``--labels`` measures what naming each statement's request on its database session
+costs (``logging.request_id_to_database``): two apps, with and without, in alternating
+rounds; besides CPU it prints wall-clock µs per request, which at concurrency 1 carries
+the extra work of the server (PostgreSQL's ``set_config``, SQL Server's batch prefix).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import dataclasses
 import pstats
 import statistics
 import sys
@@ -101,6 +107,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="cProfile one more round")
+    parser.add_argument("--labels", action="store_true", help="with against without labels")
     args = parser.parse_args()
     bodies = [
         orjson.dumps({"tenant": args.tenant, "sql": SQL, "params": [key]})
@@ -111,7 +118,40 @@ def main() -> None:
         pg_server() as pg,
         running_stack(Path(tmp), pg),  # seeds the tenants; its own process stays idle
     ):
-        app = create_app(build(load(Path(tmp) / "tenantgate.toml")))
+        settings = load(Path(tmp) / "tenantgate.toml")
+        app = create_app(build(settings))
+        if args.labels:
+            off = dataclasses.replace(
+                settings,
+                logging=dataclasses.replace(settings.logging, request_id_to_database=False),
+            )
+            bare = create_app(build(off))
+            apps = {"labelled": app, "unlabelled": bare}
+
+            async def compare() -> dict[str, list[tuple[float, float]]]:
+                figures: dict[str, list[tuple[float, float]]] = {name: [] for name in apps}
+                for each in apps.values():
+                    await _requests(each, bodies, 2000, args.concurrency)
+                for _ in range(args.rounds):
+                    for name, each in apps.items():
+                        cpu, wall = time.process_time(), time.perf_counter()
+                        await _requests(each, bodies, args.requests, args.concurrency)
+                        figures[name].append(
+                            (
+                                (time.process_time() - cpu) / args.requests * 1e6,
+                                (time.perf_counter() - wall) / args.requests * 1e6,
+                            )
+                        )
+                return figures
+
+            for name, rows in uvloop.run(compare()).items():
+                print(
+                    f"tenant {args.tenant}, concurrency {args.concurrency}, {name}: "
+                    f"median of {args.rounds} rounds of {args.requests}: "
+                    f"CPU {statistics.median(r[0] for r in rows):.1f} µs, "
+                    f"wall {statistics.median(r[1] for r in rows):.1f} µs per request"
+                )
+            return
 
         async def measure() -> list[float]:
             await _requests(app, bodies, 2000, args.concurrency)  # warm caches and pools

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from proxy.auth import Authenticator
 from proxy.config import ControllerSettings, Settings
@@ -19,6 +19,7 @@ from proxy.drivers.manager import Drivers
 from proxy.drivers.sizing import PoolOptions
 from proxy.errors import ProxyError
 from proxy.metrics import Metrics
+from proxy.pipeline.activity import TenantActivity
 from proxy.pipeline.heal import Heal
 from proxy.pipeline.invalidation import Bell, Invalidation
 from proxy.pipeline.servers import ServerHealth
@@ -52,6 +53,7 @@ def pool_options(settings: Settings) -> PoolOptions:
         max_per_server=p.max_per_server // workers,
         max_waiting=p.max_waiting,
         validate_idle=p.validate_idle_ms / 1000,
+        label_requests=settings.logging.request_id_to_database,
     )
 
 
@@ -63,9 +65,12 @@ def build(
 ) -> Service:
     """Everything a process serves with. ``run_dir`` is the folder the workers of one
     host share (multi-process metrics, the change bell); ``None`` for one process."""
-    metrics = Metrics(
-        registry if registry is not None else CollectorRegistry(), multiprocess_dir=run_dir
-    )
+    if registry is None:
+        registry = CollectorRegistry()
+        # CPU, memory and file descriptors of this process (with several workers, of
+        # the worker that answers the scrape): the dashboard's "Process" row.
+        ProcessCollector(registry=registry)
+    metrics = Metrics(registry, multiprocess_dir=run_dir)
     drivers = Drivers(
         pool_options(settings),
         choices={BackendKind(k): v for k, v in settings.backend_drivers.items()},
@@ -126,6 +131,9 @@ def build(
         ),
     )
     servers = ServerHealth()
+    activity = TenantActivity(
+        capacity=settings.stats.tenants_tracked, window_s=settings.stats.tenants_window_s
+    )
     metrics.watch(
         caches={
             "tenant": resolver.get_stats,
@@ -133,6 +141,8 @@ def build(
             "plan": plans.get_stats,
         },
         pools=lambda: servers.with_pool_stats(drivers.get_stats()),
+        activity=activity.export,
+        top_tenants=settings.stats.top_tenants,
     )
     service = Service(
         settings=settings,
@@ -145,6 +155,7 @@ def build(
         plans=plans,
         heal=Heal(metadata, metrics),
         servers=servers,
+        activity=activity,
     )
     if c.changes_table:
         controller_kind = kind_for_driver(controller_cs.get("Driver") or "")

@@ -110,6 +110,31 @@ class MetadataSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    format: str = "text"
+    """``text`` (one line a record) or ``json`` (one object a line)."""
+    level: str = "info"
+    access_log: bool = False
+    """One line per HTTP request on ``tenantgate.access``: method, path, status, time."""
+    request_id_to_database: bool = True
+    """Name each statement's request on the database session (``proxy.drivers``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatsSettings:
+    top_tenants: int = 10
+    """Ranks exported as ``tenantgate_top_tenant_*{rank}`` series."""
+    tenants_window_s: float = 60.0
+    """The window the busiest tenants are counted over."""
+    tenants_tracked: int = 256
+    """Tenants each process's summary keeps per measure (``proxy.pipeline.activity``)."""
+
+
+LOG_FORMATS = frozenset({"text", "json"})
+LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
+
+
+@dataclass(frozen=True, slots=True)
 class TokenSettings:
     name: str
     sha256: str
@@ -126,6 +151,8 @@ class Settings:
     pool: PoolSettings = field(default_factory=PoolSettings)
     query: QuerySettings = field(default_factory=QuerySettings)
     metadata: MetadataSettings = field(default_factory=MetadataSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    stats: StatsSettings = field(default_factory=StatsSettings)
     backend_templates: Mapping[str, str] = field(default_factory=dict)
     backend_drivers: Mapping[str, str] = field(default_factory=dict)
     """Backend → client library (``native`` or ``odbc``); see ``proxy.drivers.manager``."""
@@ -190,6 +217,9 @@ def _validate(s: Settings) -> None:
         "controller.max_threads": s.controller.max_threads,
         "metadata.ttl_s": s.metadata.ttl_s,
         "metadata.timeout_ms": s.metadata.timeout_ms,
+        "stats.top_tenants": s.stats.top_tenants,
+        "stats.tenants_window_s": s.stats.tenants_window_s,
+        "stats.tenants_tracked": s.stats.tenants_tracked,
     }
     problems.extend(f"{k} must be > 0" for k, v in positive.items() if v <= 0)
     if not 0 <= s.pool.min_size <= s.pool.max_size:
@@ -215,8 +245,21 @@ def _validate(s: Settings) -> None:
         problems.append("query.default_max_rows must not exceed query.max_rows_cap")
     if s.query.default_timeout_ms > s.query.max_timeout_ms:
         problems.append("query.default_timeout_ms must not exceed query.max_timeout_ms")
+    problems.extend(_operations_problems(s))
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
+
+
+def _operations_problems(s: Settings) -> list[str]:
+    """What is wrong with ``[logging]`` and ``[stats]``."""
+    problems = []
+    if s.logging.format not in LOG_FORMATS:
+        problems.append(f"logging.format must be one of {sorted(LOG_FORMATS)}")
+    if s.logging.level not in LOG_LEVELS:
+        problems.append(f"logging.level must be one of {sorted(LOG_LEVELS)}")
+    if s.stats.top_tenants > s.stats.tenants_tracked:
+        problems.append("stats.top_tenants must not exceed stats.tenants_tracked")
+    return problems
 
 
 def _section(cls: type[Any], raw: Any, where: str, env: Mapping[str, str]) -> Any:
@@ -250,6 +293,8 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         "pool",
         "query",
         "metadata",
+        "logging",
+        "stats",
         "backends",
         "base_model",
         "tokens",
@@ -287,6 +332,8 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
             pool=_section(PoolSettings, data.get("pool"), "pool", env),
             query=_section(QuerySettings, data.get("query"), "query", env),
             metadata=_section(MetadataSettings, data.get("metadata"), "metadata", env),
+            logging=_section(LoggingSettings, data.get("logging"), "logging", env),
+            stats=_section(StatsSettings, data.get("stats"), "stats", env),
             backend_templates=templates,
             backend_drivers=drivers,
             base_model=base_model,

@@ -6,7 +6,9 @@ object is touched per request. Its ``Histogram.observe`` and ``Counter.inc`` too
 collector turns the counts into metric families when ``/metrics`` is scraped, beside
 the cache and pool figures that the caches and pools already count (``get_stats()``).
 No metric has a per-tenant label: with thousands of tenants the series count would
-explode. Pools are labelled by ``server``, a secret-free server key.
+explode. The busiest tenants are ranks instead (``tenantgate_top_tenant_*{rank}``, a
+fixed set of series; ``proxy.pipeline.activity``), their names at
+``GET /v1/stats/tenants``. Pools are labelled by ``server``, a secret-free server key.
 
 Several worker processes (``server.workers``) add up in one scrape, whichever process
 answers it: each writes a snapshot of all its figures to ``multiprocess_dir`` about
@@ -35,6 +37,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+from proxy.pipeline.activity import MEASURES, Export, merge_exports
 
 __all__ = ["LATENCY_BUCKETS", "PHASES", "Metrics"]
 
@@ -114,6 +118,8 @@ class Metrics:
         self._query_seconds = self._histograms["tenantgate_query_duration_seconds"]
         self._caches: Mapping[str, StatsSource] = {}
         self._pools: PoolStatsSource = dict
+        self._activity: Callable[[], Export] = dict
+        self._top_tenants = 10
         own = _process_key(os.getpid()) or str(os.getpid())
         self._snapshot_name = f"{_SNAPSHOT_PREFIX}{own}.json"
         registry.register(_Collector(self))
@@ -174,9 +180,22 @@ class Metrics:
 
     # -- cache and pool figures, several processes ---------------------------------------
 
-    def watch(self, *, caches: Mapping[str, StatsSource], pools: PoolStatsSource) -> None:
+    def watch(
+        self,
+        *,
+        caches: Mapping[str, StatsSource],
+        pools: PoolStatsSource,
+        activity: Callable[[], Export] = dict,
+        top_tenants: int = 10,
+    ) -> None:
         self._caches = caches
         self._pools = pools
+        self._activity = activity
+        self._top_tenants = top_tenants
+
+    def tenant_activity(self) -> Export:
+        """Every live process's tenant activity over the window, added up."""
+        return self._scraped().activity
 
     def write_snapshot(self) -> None:
         """Write this process's figures for the other processes' scrapes."""
@@ -198,7 +217,7 @@ class Metrics:
             }
         caches = {name: dict(source()) for name, source in self._caches.items()}
         pools = {server: dict(stats) for server, stats in self._pools().items()}
-        return _Figures(counters, histograms, caches, pools)
+        return _Figures(counters, histograms, caches, pools, self._activity())
 
     def _scraped(self) -> _Figures:
         """This process's figures plus the other processes' last snapshots."""
@@ -222,11 +241,13 @@ class _Figures:
         histograms: dict[str, Buckets],
         caches: dict[str, dict[str, int]],
         pools: dict[str, dict[str, int]],
+        activity: Export,
     ) -> None:
         self.counters = counters
         self.histograms = histograms
         self.caches = caches
         self.pools = pools
+        self.activity = activity
 
     def add(self, other: _Figures, *, gauges: bool) -> None:
         for name, counts in other.counters.items():
@@ -246,6 +267,8 @@ class _Figures:
             _add(self.caches.setdefault(cache, {}), stats, _everything if gauges else _cached)
         for server, stats in other.pools.items():
             _add(self.pools.setdefault(server, {}), stats, _everything if gauges else _counted)
+        if gauges:  # a window's activity, gone with its process like the gauges
+            self.activity = merge_exports((self.activity, other.activity))
 
 
 def _everything(_: str) -> bool:
@@ -310,6 +333,7 @@ def _encode(figures: _Figures) -> dict[str, Any]:
         },
         "caches": figures.caches,
         "pools": figures.pools,
+        "activity": figures.activity,
     }
 
 
@@ -319,6 +343,7 @@ def _decode(raw: dict[str, Any]) -> _Figures:
         {n: {tuple(k): v for k, v in rows} for n, rows in raw["histograms"].items()},
         raw["caches"],
         raw["pools"],
+        raw.get("activity", {}),
     )
 
 
@@ -360,6 +385,7 @@ class _Collector(Collector):
             yield _histogram(name, figures.histograms.get(name, {}))
         yield from _cache_families(figures.caches)
         yield from _pool_families(figures.pools)
+        yield from _activity_families(figures.activity, self._metrics._top_tenants)
 
 
 def _cache_families(caches: Mapping[str, Mapping[str, int]]) -> Iterable[Metric]:
@@ -482,3 +508,35 @@ def _pool_families(pools: Mapping[str, Mapping[str, int]]) -> Iterable[Metric]:
             failing.add_metric([server], s["failing"])
     yield from (connections, waiting, max_size, acquires, wait_seconds, timeouts, lost, errors)
     yield failing
+
+
+_TOP_HELP = {
+    "requests": "Requests of the tenant ranked rank by requests over the last "
+    "stats.tenants_window_s (estimated; names at GET /v1/stats/tenants).",
+    "errors": "Error answers of the tenant ranked rank by errors over the window.",
+    "seconds": "Seconds spent serving the tenant ranked rank by that time over the window.",
+}
+
+
+def _activity_families(activity: Export, ranks: int) -> Iterable[Metric]:
+    for measure in MEASURES:
+        family = GaugeMetricFamily(
+            f"tenantgate_top_tenant_{measure}", _TOP_HELP[measure], labels=["rank"]
+        )
+        values = sorted(activity.get(measure, {}).values(), reverse=True)
+        # Every rank always, 0 when fewer tenants were active: a fixed set of series.
+        for rank in range(1, ranks + 1):
+            family.add_metric([str(rank)], values[rank - 1] if rank <= len(values) else 0.0)
+        yield family
+    total = GaugeMetricFamily(
+        "tenantgate_tenants_window_requests",
+        "Requests of all tenants over the window: the denominator of a rank's share.",
+    )
+    total.add_metric([], activity.get("total", {}).get("requests", 0.0))
+    yield total
+    active = GaugeMetricFamily(
+        "tenantgate_tenants_active",
+        "Tenants that sent requests over the window (per process, added up).",
+    )
+    active.add_metric([], activity.get("active", {}).get("tenants", 0.0))
+    yield active

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages tenantgate needs, only where they are missing:
 # unixODBC, the PostgreSQL and SQLite ODBC drivers, and (for tests) the PostgreSQL
-# server binaries, iptables and the T-SQL engine's runtime, and (for benchmarks) wrk and
-# pgbouncer. Debian 12 package names.
+# server binaries, iptables, Prometheus and the T-SQL engine's runtime, and (for
+# benchmarks) wrk and pgbouncer. Debian 12 package names.
 set -euo pipefail
 
 need=()
@@ -23,6 +23,10 @@ for flag in "$@"; do
       command -v openssl >/dev/null 2>&1 || need+=(openssl)
       # The fault-injection suite (tests/faults) cuts a server off with iptables.
       command -v iptables >/dev/null 2>&1 || need+=(iptables)
+      # tests/e2e/test_grafana_dashboard.py: a private Prometheus scrapes the service
+      # and answers the dashboard's queries; promtool lints /metrics.
+      command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 \
+        || need+=(prometheus)
       for lib in libicu72 libxml2 libssl3; do
         dpkg -s "$lib" >/dev/null 2>&1 || need+=("$lib")
       done

@@ -31,7 +31,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cachetools import TLRUCache
 
@@ -210,6 +210,11 @@ def interned_count() -> int:
 # -- the cache ----------------------------------------------------------------------
 
 _Key = tuple[str, str]
+T = TypeVar("T")
+
+_CONNECTION_LOST = ("08", "57P01", "57P02")
+"""SQLSTATEs of a connection the server closed: connection exceptions (``08xxx``,
+ODBC's ``08S01``), PostgreSQL's administrator and crash shutdowns."""
 """``(location.key, table.casefold())``."""
 
 
@@ -392,8 +397,8 @@ class MetadataCache:
 
     def list_tables(self, location: TenantLocation) -> list[str]:
         """The tenant's tables and views, read from its catalog now (not cached)."""
-        with self._translate_errors(location), self._source_for(location)() as conn:
-            return catalog.list_tables(conn, location)
+        with self._translate_errors(location):
+            return self._read(location, catalog.list_tables)
 
     def get_stats(self) -> dict[str, int]:
         with self._lock:
@@ -419,8 +424,8 @@ class MetadataCache:
         with self._lock:
             self._stats["loads"] += 1
         try:
-            with self._translate_errors(location), self._source_for(location)() as conn:
-                found = catalog.read_table(conn, location, table)
+            with self._translate_errors(location):
+                found = self._read(location, catalog.read_table, table)
             if found is None:
                 return _ABSENT
             name, columns = found
@@ -429,6 +434,20 @@ class MetadataCache:
             with self._lock:
                 self._stats["errors"] += 1
             raise
+
+    def _read(self, location: TenantLocation, read: Callable[..., T], *args: Any) -> T:
+        """``read(conn, location, *args)`` on a connection of the tenant's; once more on
+        a fresh one when the server closed the first under it (a restart, a terminated
+        backend: the pool had not seen it yet). A catalog read changes nothing."""
+        try:
+            with self._source_for(location)() as conn:
+                return read(conn, location, *args)
+        except self._db_errors as error:
+            state = sqlstate_of(error) or ""
+            if not state.startswith(_CONNECTION_LOST):
+                raise
+        with self._source_for(location)() as conn:
+            return read(conn, location, *args)
 
     @contextlib.contextmanager
     def _translate_errors(self, location: TenantLocation) -> Iterator[None]:

@@ -4,6 +4,8 @@ tenantgate serve --config PATH      serve with a configuration file
 tenantgate demo [--dir var/demo]    create the embedded SQLite demo (once) and serve it
 tenantgate hash-token [TOKEN]       print the sha256 to put in a [[tokens]] entry
 tenantgate check-config --config    validate a configuration file and exit
+tenantgate bench --fleet DIR ...     drive load at a fleet (docs/bench.md)
+tenantgate seed --dir DIR ...        create, resume or drop a fleet of tenants (docs/bench.md)
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import sys
 from pathlib import Path
 
 from proxy.auth import hash_token
+from proxy.cli import bench as bench_cli
+from proxy.cli import seed as seed_cli
 from proxy.cli.demo import DEMO_PORT, DEMO_TOKEN_ENV, demo_settings, print_examples
 from proxy.cli.serve import configure_logging, serve
 from proxy.config import ConfigError, load
@@ -36,15 +40,24 @@ def main(argv: list[str] | None = None) -> int:
     hash_cmd.add_argument("token", nargs="?")
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("--config", required=True)
+    bench_cli.add_arguments(sub.add_parser("bench", help="drive load at a fleet of tenants"))
+    seed_cli.add_arguments(sub.add_parser("seed", help="create a fleet of tenants to bench"))
     args = parser.parse_args(argv)
     configure_logging()
+    if args.command == "bench":
+        return bench_cli.run(args)
+    if args.command == "seed":
+        return seed_cli.run(args)
 
     try:
         if args.command == "serve":
-            serve(load(args.config), config_path=args.config, host=args.host, port=args.port)
+            settings = load(args.config)
+            configure_logging(settings.logging)
+            serve(settings, config_path=args.config, host=args.host, port=args.port)
         elif args.command == "demo":
             token = os.environ.get(DEMO_TOKEN_ENV) or secrets.token_urlsafe(24)
             settings = demo_settings(Path(args.dir).resolve(), token, args.port)
+            configure_logging(settings.logging)
             print_examples(token, args.port, DEMO_TOKEN_ENV in os.environ)
             serve(settings, host="127.0.0.1", port=args.port)
         elif args.command == "hash-token":

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from proxy.auth import hash_token
-from proxy.config import ControllerSettings, ServerSettings, Settings, TokenSettings
+from proxy.config import (
+    ControllerSettings,
+    LoggingSettings,
+    ServerSettings,
+    Settings,
+    TokenSettings,
+)
 from proxy.demo.layout import create_demo
 from proxy.demo.seed import BASE_MODEL
 
@@ -19,6 +25,8 @@ def demo_settings(directory: Path, token: str, port: int) -> Settings:
     layout = create_demo(directory)
     return Settings(
         server=ServerSettings(port=port),
+        # A demo is watched from its terminal: one line per request, with its id.
+        logging=LoggingSettings(access_log=True),
         controller=ControllerSettings(connection_string=layout.controller_connection_string),
         backend_templates={"sqlite": "Timeout=5000"},
         base_model={table: tuple(cols) for table, cols in BASE_MODEL.items()},

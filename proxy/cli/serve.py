@@ -20,20 +20,28 @@ import tempfile
 import uvicorn
 
 from proxy.compose import build
-from proxy.config import Settings, load
+from proxy.config import LoggingSettings, Settings, load
 from proxy.frontends.http.app import App, create_app
-from proxy.logs import SafeFormatter
+from proxy.logs import JsonFormatter, RequestFields, SafeFormatter
 
 __all__ = ["app_from_environment", "configure_logging", "serve"]
 
 CONFIG_ENV = "TENANTGATE_CONFIG"
 RUN_DIR_ENV = "TENANTGATE_RUN_DIR"
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s%(request)s %(message)s"
+"""``request`` is `` [<request id> <tenant>]`` on a request's records (``RequestFields``)."""
 _UVICORN = {
     "http": "httptools",
     "loop": "uvloop",
+    # Ours is ``logging.access_log`` (with the request's id and tenant).
     "access_log": False,
     "log_level": "info",
+    # uvicorn's records go through our handler (``configure_logging``): JSON when
+    # configured, one line each, like every other record.
+    "log_config": None,
+    # A client that keeps a response from finishing cannot hold a stop (a rollout's
+    # SIGTERM) past this; requests in flight get their deadlines' worth and more.
+    "timeout_graceful_shutdown": 30,
 }
 
 
@@ -68,12 +76,18 @@ def serve(
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def configure_logging() -> None:
+def configure_logging(settings: LoggingSettings | None = None) -> None:
+    """Logging as ``[logging]`` says (its defaults until the configuration is read)."""
+    settings = settings or LoggingSettings()
     # One line a record whatever a message holds (``proxy.logs``): callers' text
     # reaches some messages through driver errors and names, and with server.log_sql.
     handler = logging.StreamHandler()
-    handler.setFormatter(SafeFormatter(LOG_FORMAT))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    if settings.format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(SafeFormatter(LOG_FORMAT))
+    handler.addFilter(RequestFields())
+    logging.basicConfig(level=settings.level.upper(), handlers=[handler], force=True)
     # Python's warnings too (a library's), instead of raw lines on stderr.
     logging.captureWarnings(True)
     # psycopg warns "query cancellation interrupted" when a request is cancelled
@@ -89,6 +103,6 @@ def configure_logging() -> None:
 def app_from_environment() -> App:
     """A worker's app (uvicorn calls this in each worker process)."""
     # A spawned worker starts afresh: the parent's logging set-up is not inherited.
-    configure_logging()
     settings = load(os.environ[CONFIG_ENV])
+    configure_logging(settings.logging)
     return create_app(build(settings, run_dir=os.environ[RUN_DIR_ENV]))

@@ -14,7 +14,9 @@ One definition serves the demo (``proxy.demo``), the SQL Server init script
   ``Custom_ShoeSize``...), then numbered ones (``cf_0001_primary_channel``...).
 * ``generate_rows``: seeded, reproducible rows. Base-column values depend only on the
   seed and the row counts, never on the custom columns, so two tenants seeded with
-  the same seed agree on every base column.
+  the same seed agree on every base column. ``custom_values`` generates the custom
+  columns' part alone, ``sampled_custom_values`` a faster variant (a fleet seeder
+  reuses one tenant's base rows for all and generates only the custom part).
 * ``seed_tenant(conn, backend, contacts=..., custom_columns=..., seed=...)``: creates
   the tables and loads them through any DB-API connection that takes ``?`` binds
   (pyodbc for every backend; the stdlib ``sqlite3`` module too).
@@ -28,6 +30,7 @@ the identity past them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import random
 import re
@@ -35,7 +38,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import islice
+from itertools import cycle, islice
 from typing import Any, Literal, Protocol
 
 from tenancy.backends import BackendKind, quote_identifier
@@ -57,15 +60,20 @@ __all__ = [
     "base_columns",
     "create_table_sql",
     "custom_columns",
+    "custom_values",
     "decimal",
     "generate_rows",
+    "identity_reset_sql",
     "insert_sql",
     "qualified_name",
     "quote_identifier",
     "row_counts",
+    "sampled_custom_values",
     "schema_ddl",
     "seed_tenant",
     "sql_literal",
+    "sqlite3_row",
+    "sqlite3_value",
     "table_columns",
     "text",
 ]
@@ -771,10 +779,65 @@ def generate_rows(
         yield from base
         return
     table_columns(table, custom)  # validates names
+    values = custom_values(table, counts.of(table), seed=seed, custom=custom)
+    for row, extra in zip(base, values, strict=True):
+        yield row + extra
+
+
+def custom_values(
+    table: str, rows: int, *, seed: int, custom: Sequence[Column]
+) -> Iterator[tuple[Value, ...]]:
+    """The ``custom`` columns' values of ``rows`` rows of ``table``: exactly the tails
+    ``generate_rows`` appends to its base rows, without generating the base rows (a
+    fleet seeder generates those once and reuses them for every tenant)."""
     rng = _rng(f"{seed}:{table}:custom")
     makers = [_value_maker(c) for c in custom]
-    for row in base:
-        yield row + tuple(make(rng) for make in makers)
+    for _ in range(rows):
+        yield tuple(make(rng) for make in makers)
+
+
+def sampled_custom_values(
+    table: str,
+    rows: int,
+    *,
+    seed: int,
+    custom: Sequence[Column],
+    distinct: int = 100,
+    adapt: Callable[[Value], Value] | None = None,
+) -> list[tuple[Value, ...]]:
+    """Values of the ``custom`` columns for ``rows`` rows, like ``custom_values`` but
+    built column by column, for the fleet seeder (thousands of tenants with hundreds
+    of custom columns would otherwise spend most of their time here).
+
+    Each column cycles, from a random start, through the first ``distinct / 2`` to
+    ``distinct`` values of a pool its type's generator made (NULLs at their usual
+    share). Pools are cached per process by (type, hint, one of eight variants), so a
+    generator runs once per pool, not once per row, and the rows are built by
+    ``itertools`` at C speed: a 1,000-row tenant's 60 columns take under a millisecond
+    instead of ~40. A custom field with 50-100 distinct values is as realistic as one
+    with 1,000. ``adapt`` converts each pooled value once (``sqlite3_value``).
+    """
+    rng = _rng(f"{seed}:{table}:custom-sampled")
+    columns: list[list[Value]] = []
+    for column in custom:
+        pool = _value_pool(column.type, column.hint, rng.randrange(8), distinct, adapt)
+        size = rng.randint(max(1, distinct // 2), distinct)
+        start = rng.randrange(size)
+        cycle_of = pool[start:size] + pool[:start]
+        columns.append(list(islice(cycle(cycle_of), rows)))
+    if not columns:
+        return [()] * rows
+    return list(zip(*columns, strict=True))
+
+
+@functools.lru_cache(maxsize=4096)
+def _value_pool(
+    typ: LogicalType, hint: str, variant: int, size: int, adapt: Callable[[Value], Value] | None
+) -> tuple[Value, ...]:
+    rng = _rng(f"pool:{typ}:{hint}:{variant}")
+    make = _value_maker(Column("pool", typ, hint=hint))
+    values = [make(rng) for _ in range(size)]
+    return tuple(adapt(v) for v in values) if adapt is not None else tuple(values)
 
 
 # ---------------------------------------------------------------------------- loading
@@ -788,16 +851,21 @@ class Connection(Protocol):
     def commit(self) -> None: ...
 
 
-def _for_sqlite3(row: tuple[Value, ...]) -> tuple[Value, ...]:
-    # The stdlib module has no Decimal adapter and deprecates its date adapters; store
-    # what the SQLite ODBC driver reads back: NUMERIC text, ISO dates, 0/1.
-    return tuple(
+def sqlite3_value(v: Value) -> Value:
+    """``v`` as the stdlib ``sqlite3`` module should store it for the SQLite ODBC driver
+    to read it back: the module has no Decimal adapter and deprecates its date
+    adapters, so NUMERIC text, ISO dates (booleans are 0/1 already)."""
+    return (
         str(v) if isinstance(v, Decimal)
         else v.isoformat(sep=" ") if isinstance(v, dt.datetime)
         else v.isoformat() if isinstance(v, dt.date)
         else v
-        for v in row
     )  # fmt: skip
+
+
+def sqlite3_row(row: tuple[Value, ...]) -> tuple[Value, ...]:
+    """``row`` with each value as ``sqlite3_value`` makes it."""
+    return tuple(map(sqlite3_value, row))
 
 
 def _batches(rows: Iterable[tuple[Value, ...]], size: int) -> Iterator[list[tuple[Value, ...]]]:
@@ -854,18 +922,11 @@ def seed_tenant(
                 if kind is BackendKind.SQLSERVER:
                     cur.execute(f"SET IDENTITY_INSERT {target} ON")
                 for batch in _batches(rows, batch_size):
-                    cur.executemany(sql, [_for_sqlite3(r) for r in batch] if is_sqlite3 else batch)
+                    cur.executemany(sql, [sqlite3_row(r) for r in batch] if is_sqlite3 else batch)
                 if kind is BackendKind.SQLSERVER:
                     cur.execute(f"SET IDENTITY_INSERT {target} OFF")
                 elif kind is BackendKind.POSTGRESQL:
-                    pk = columns[0].name
-                    # pg_get_serial_sequence takes the table as (quoted) SQL text and the
-                    # column as a plain name.
-                    table_text = target.replace("'", "''")
-                    cur.execute(
-                        f"SELECT setval(pg_get_serial_sequence('{table_text}', '{pk}'), "
-                        f"COALESCE(MAX({quote_identifier(pk, kind)}), 0) + 1, false) FROM {target}"
-                    )
+                    cur.execute(identity_reset_sql(table, schema=schema))
         finally:
             cur.close()
         conn.commit()
@@ -878,6 +939,20 @@ def seed_tenant(
         if restore_autocommit:
             conn.autocommit = True  # type: ignore[attr-defined]
     return sizes
+
+
+def identity_reset_sql(table: str, *, schema: str | None = None) -> str:
+    """PostgreSQL: the statement that moves ``table``'s identity past its largest id
+    (rows loaded with explicit ids leave the sequence at 1)."""
+    target = qualified_name(table, "postgresql", schema)
+    pk = base_columns(table)[0].name
+    # pg_get_serial_sequence takes the table as (quoted) SQL text and the column as a
+    # plain name.
+    table_text = target.replace("'", "''")
+    return (
+        f"SELECT setval(pg_get_serial_sequence('{table_text}', '{pk}'), "
+        f"COALESCE(MAX({quote_identifier(pk, 'postgresql')}), 0) + 1, false) FROM {target}"
+    )
 
 
 def _parameter_arrays_work(conn: Connection, kind: BackendKind) -> bool:

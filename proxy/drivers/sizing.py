@@ -48,6 +48,10 @@ class PoolOptions:
     """Requests that may queue for one pool (and for one server's cap); more are refused
     at once with ``PoolSaturated``. A queue is only worth what it drains within the
     requests' timeouts: a longer one makes callers wait to be refused."""
+    label_requests: bool = True
+    """Name the request behind each statement on its database session, where the
+    backend has a place for it (``logging.request_id_to_database``; see
+    ``proxy.drivers``)."""
 
     def __post_init__(self) -> None:
         check_count("max_size", self.max_size, 1)

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import anyio
 
 import rewriter
+from proxy import context
 from proxy.auth import Authenticator, Principal
 from proxy.config import Settings
 from proxy.drivers.base import ResultSet
@@ -44,6 +45,7 @@ from proxy.errors import (
     StatementTimeout,
 )
 from proxy.metrics import Metrics
+from proxy.pipeline.activity import TenantActivity
 from proxy.pipeline.heal import Heal
 from proxy.pipeline.invalidation import Invalidation
 from proxy.pipeline.request import QueryRequest, bind_params
@@ -79,6 +81,13 @@ _CONTROLLER_HOPS_PER_THREAD = 4
 _CONTROLLER_SLACK_S = 0.25
 """How much longer than ``controller.timeout_ms`` a request waits for its controller
 hop; the query's own deadline normally ends the wait first."""
+
+
+def _name_request(tenant: Tenant) -> None:
+    """Write the resolved tenant into the request's context (logs, ``activity``)."""
+    ctx = context.current()
+    if ctx is not None:
+        ctx.tenant = tenant.domain
 
 
 def _shown_database(location: TenantLocation) -> str | None:
@@ -126,6 +135,8 @@ class Service:
     """Cross-process cache invalidation (``controller.changes_table``), if configured."""
     servers: ServerHealth = field(default_factory=ServerHealth)
     """What requests have lately seen of each backend server (``/readyz``)."""
+    activity: TenantActivity = field(default_factory=TenantActivity)
+    """The busiest tenants (``/v1/stats/tenants``, ``tenantgate_top_tenant_*``)."""
     controller_limiter: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
     """The controller's own worker threads (see ``on_controller``), made on the loop."""
 
@@ -171,6 +182,7 @@ class Service:
             if tenant is None:
                 raise
             principal.check_tenant(tenant.customer_id, tenant.domain, ref)
+            _name_request(tenant)
             return tenant
 
     async def table(self, tenant: Tenant, name: str) -> TableMetadata | None:
@@ -206,6 +218,7 @@ class Service:
         if tenant is None:
             raise _CacheMiss
         principal.check_tenant(tenant.customer_id, tenant.domain, ref)
+        _name_request(tenant)
         return tenant
 
     def _shape(self, tenant: Tenant, name: str, *, blocking: bool) -> TableMetadata | None:

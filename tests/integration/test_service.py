@@ -102,3 +102,21 @@ def test_catalog_reads_do_not_inherit_a_short_statement_timeout(service: Blockin
     assert service.offload(show) == "10s"
     service.metadata.refresh(location)
     assert service.metadata.get(location, "Contacts") is not None
+
+
+def test_a_catalog_read_survives_a_terminated_backend(
+    service: BlockingService, pg: PgServer, pg_database: str
+) -> None:
+    """The server closed the pooled session (a restart, ``pg_terminate_backend``)
+    before the pool could notice: the catalog read runs once more on a fresh one."""
+    principal = service.auth.authenticate(f"Bearer {TOKEN}")
+    service.query(principal, QueryRequest(tenant="pg.example", sql="SELECT 1 AS x"))
+    location = service.resolver.resolve("pg.example").location
+    with pg.connect() as admin:
+        ended = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = ? AND pid <> pg_backend_pid()",
+            pg_database,
+        ).fetchone()[0]
+    assert ended >= 1
+    assert "Contacts" in service.offload(service.metadata.list_tables, location)

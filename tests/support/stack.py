@@ -114,6 +114,10 @@ def _config(controller: Path, *, workers: int = 1) -> str:
 max_body_bytes = 65536
 workers = {workers}
 
+[logging]
+format = "json"
+access_log = true
+
 [controller]
 connection_string = "Driver=SQLite3;Database={controller}"
 cache_ttl_s = 30

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import re
 import sys
 import tomllib
@@ -65,7 +66,7 @@ def generate_init() -> ModuleType:
 
 
 def test_services(services: dict[str, Any]) -> None:
-    assert set(services) == {"mssql", "mssql-init", "tenantgate", "prometheus"}
+    assert set(services) == {"mssql", "mssql-init", "tenantgate", "prometheus", "grafana"}
 
 
 def test_mssql(services: dict[str, Any], env_example: dict[str, str]) -> None:
@@ -197,6 +198,100 @@ def test_prometheus_scrapes_the_proxy(services: dict[str, Any]) -> None:
     assert job.get("metrics_path", "/metrics") == "/metrics"
     targets = [t for sc in job["static_configs"] for t in sc["targets"]]
     assert targets == ["tenantgate:8040"]
+
+
+GRAFANA = DEPLOY / "grafana"
+# Functions over a range whose window the dashboard leaves to Grafana ($__rate_interval).
+RANGE_FUNCTIONS = re.compile(r"\b(?:rate|irate|increase|delta|deriv|\w+_over_time)\s*\(")
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """A service's bind mounts: container path -> host path (``:ro`` dropped)."""
+    result = {}
+    for volume in service["volumes"]:
+        host, container = volume.split(":")[:2]
+        if host.startswith("./"):
+            result[container] = host
+    return result
+
+
+def test_grafana_service(services: dict[str, Any]) -> None:
+    grafana = services["grafana"]
+    assert grafana["image"].startswith("grafana/grafana:")
+    assert "3000:3000" in grafana["ports"]
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_started"
+    binds = mounts(grafana)
+    assert binds["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+    assert all(v.endswith(":ro") for v in grafana["volumes"] if v.startswith("./"))
+    assert "/api/health" in " ".join(grafana["healthcheck"]["test"])
+    # The home dashboard is the provisioned file, inside the dashboards mount.
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    folder, _, name = home.rpartition("/")
+    assert (ROOT / binds[folder] / name).resolve() == GRAFANA / "dashboards" / "tenantgate.json"
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith(
+        "${GRAFANA_ADMIN_PASSWORD"
+    )
+
+
+def test_grafana_provisioning_points_at_the_stack(services: dict[str, Any]) -> None:
+    sources = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text(encoding="utf-8")
+    )["datasources"]
+    [source] = sources
+    assert source["type"] == "prometheus" and source["isDefault"]
+    url = source["url"]
+    port = services["prometheus"]["ports"][0].split(":")[-1]
+    assert url == f"http://prometheus:{port}"  # the compose service, by its name
+    # $__rate_interval is at least four of Grafana's idea of the scrape interval: it
+    # must be Prometheus's, or the rate() windows would hold too few samples.
+    prometheus = yaml.safe_load((DEPLOY / "prometheus.yml").read_text(encoding="utf-8"))
+    assert source["jsonData"]["timeInterval"] == prometheus["global"]["scrape_interval"]
+    [provider] = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "tenantgate.yml").read_text(encoding="utf-8")
+    )["providers"]
+    assert provider["type"] == "file"
+    binds = mounts(services["grafana"])
+    assert (ROOT / binds[provider["options"]["path"]]).resolve() == GRAFANA / "dashboards"
+
+
+def test_grafana_dashboard_is_well_formed() -> None:
+    dashboard = json.loads((GRAFANA / "dashboards" / "tenantgate.json").read_text("utf-8"))
+    assert dashboard["uid"] == "tenantgate"
+    assert dashboard["schemaVersion"] >= 42  # Grafana 13
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    for name in ("job", "instance"):
+        assert variables[name]["type"] == "query"
+        assert variables[name]["datasource"]["uid"] == "${datasource}"
+    panels = dashboard["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    rows = [p["title"] for p in panels if p["type"] == "row"]
+    assert rows == [
+        "Requests", "Latency", "Connection pools (per server)", "Caches", "Heals and retries",
+        "Server health", "Top tenants (last ~60 s)", "Process",
+    ]  # fmt: skip
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            expr = target["expr"]
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+            # Every selector is narrowed to the chosen job and instances.
+            selectors = re.findall(r"[a-z_:]+\{([^}]*)\}", expr)
+            assert selectors, expr
+            for selector in selectors:
+                assert 'job=~"$job"' in selector and 'instance=~"$instance"' in selector, expr
+            # Every window is Grafana's, never a fixed one.
+            unquoted = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)  # not a matcher's [1-9]
+            windows = re.findall(r"\[([^\]]+)\]", unquoted)
+            assert len(windows) == len(RANGE_FUNCTIONS.findall(expr)), expr
+            assert set(windows) <= {"$__rate_interval"}, expr
 
 
 def test_init_sql_is_up_to_date() -> None:

@@ -44,7 +44,7 @@ def test_openapi_documents_every_route() -> None:
         "/v1/tenants/{tenant}/tables/{table}/custom-fields",
         "/v1/tenants/{tenant}/tables/{table}/custom-fields/{name}",
         "/v1/tenants/{tenant}/tables/{table}/records",
-        "/v1/tenants/{tenant}/tables/{table}/records/{key}",
+        "/v1/tenants/{tenant}/tables/{table}/records/{key}", "/v1/stats/tenants",
     }  # fmt: skip
     assert set(doc["paths"]) == expected
     assert doc["openapi"].startswith("3.")

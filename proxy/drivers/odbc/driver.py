@@ -89,6 +89,7 @@ class OdbcSession:
                 max_rows=max_rows,
                 watchdog=self._driver.watchdog,
                 count_all_rows=count_all_rows,
+                label=self._driver.options.label_requests,
             )
         )
 
@@ -238,6 +239,7 @@ class OdbcDriver:
                 max_rows=max_rows,
                 watchdog=self.watchdog,
                 count_all_rows=count_all_rows,
+                label=self.options.label_requests,
             )
 
     @contextlib.asynccontextmanager
@@ -303,12 +305,30 @@ class OdbcDriver:
         self.watchdog.close()
 
 
+class _LostAtCheckout(ConnectionLost):
+    """The session was found dead by its first command, before the borrower had it."""
+
+
 @contextlib.contextmanager
 def _with_timeout(pool: ConnectionPool, backend: str, timeout_s: float) -> Iterator[Any]:
-    with pool.connection() as conn:
-        # Not the timeout the previous borrower left on this session.
-        apply_timeout(conn, backend, timeout_s)
-        yield conn
+    # A session the server closed while it sat idle (a restart, a terminated backend)
+    # shows at the first command, the timeout's: that connection is discarded (the pool
+    # closes the idle ones with it) and a fresh one lent instead, once. Nothing of the
+    # borrower's ran yet, so nothing can run twice.
+    for last in (False, True):
+        try:
+            with pool.connection() as conn:
+                try:
+                    # Not the timeout the previous borrower left on this session.
+                    apply_timeout(conn, backend, timeout_s)
+                except ConnectionLost as exc:
+                    if last:
+                        raise
+                    raise _LostAtCheckout(exc.message) from exc
+                yield conn
+                return
+        except _LostAtCheckout:
+            continue
 
 
 class _Abandonable:

@@ -234,6 +234,7 @@ class PgPool:
         self.min_size = options.min_size
         self.acquire_timeout = options.acquire_timeout
         self.max_waiting = options.max_waiting
+        self.label_requests = options.label_requests
         self.validate_idle = options.validate_idle
         self.max_idle = options.max_idle
         self.max_lifetime = options.max_lifetime

@@ -64,8 +64,10 @@ from psycopg import generators, waiting
 from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
 from psycopg.pq.abc import PGcancelConn, PGresult
 
+from proxy import context
 from proxy.drivers.base import ResultColumn, ResultSet, empty_result
 from proxy.drivers.errors import Kind
+from proxy.drivers.postgres.conninfo import APPLICATION_NAME
 from proxy.drivers.postgres.errors import kind_of, translate
 from proxy.drivers.postgres.pool import PgPool, PooledConnection
 from proxy.drivers.postgres.statements import Prepared
@@ -88,6 +90,8 @@ CONTROL_TIMEOUT_S = 5.0
 """Timeout of BEGIN, COMMIT and ROLLBACK when the caller gave none."""
 
 _TUPLES_OK = ExecStatus.TUPLES_OK
+_LABEL_PREFIX = APPLICATION_NAME.encode() + b" "
+"""The session's name while a request's statement runs: ``tenantgate <request id>``."""
 _FORCE_INTERVAL_S = 0.01
 _FORCE_ATTEMPTS = 500
 _BACKSTOPS: set[asyncio.Task[None]] = set()  # strong references to running helpers
@@ -254,9 +258,14 @@ async def _statement(
     """Run a caller's statement: its timeout set, its backstop armed, errors translated."""
     if conn.in_transaction or conn.timeout_ms != _milliseconds(timeout_s):
         await _set_timeout(conn, timeout_s)
+    label = None
+    if conn.pool.label_requests:
+        ctx = context.current()
+        if ctx is not None:
+            label = _LABEL_PREFIX + ctx.request_id.encode()
     guard = _Backstop(conn, timeout_s)
     try:
-        return await conn.statements.execute(sql, params)
+        return await conn.statements.execute(sql, params, label)
     except _HANDLED as exc:
         guard.disarm()  # before _failed, which may run statements of its own
         await _failed(conn, exc, guard, timeout_s=timeout_s, params=params, retry_stale=retry_stale)

@@ -32,6 +32,7 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import Receive, Scope, Send
 
+from proxy import context
 from proxy.errors import MethodNotAllowed, NotFound, NotReady
 from proxy.frontends.http import endpoints as ep
 from proxy.frontends.http.endpoints import JSONResponse
@@ -44,6 +45,7 @@ from proxy.tables.records import Records
 __all__ = ["ROUTES", "App", "Route", "compile_routes", "create_app", "error_response"]
 
 log = logging.getLogger("tenantgate.http")
+access_log = logging.getLogger("tenantgate.access")
 
 Endpoint = Callable[[Request], Awaitable[Any]]
 Handler = Callable[[Request], Awaitable[Response | None]]
@@ -62,6 +64,7 @@ ROUTES: tuple[tuple[str, str, str, Endpoint], ...] = (
     ("POST", _TABLE + "/records", "record_insert", ep.insert_record),
     ("GET", _TABLE + "/records/{key}", "record_get", ep.get_record),
     ("PATCH", _TABLE + "/records/{key}", "record_patch", ep.patch_record),
+    ("GET", "/v1/stats/tenants", "tenant_stats", ep.tenant_stats),
     ("GET", "/healthz", "healthz", ep.healthz),
     ("GET", "/readyz", "readyz", ep.readyz),
     ("GET", "/metrics", "metrics", ep.metrics),
@@ -107,7 +110,14 @@ def _instrumented(name: str, endpoint: Endpoint) -> Handler:
         except Exception as exc:  # noqa: BLE001 - every error must become the JSON shape
             response = error_response(exc)
             code = status_for(exc)[1]
-        request.app.state.service.metrics.observe_request(name, code, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        service: Service = request.app.state.service
+        service.metrics.observe_request(name, code, seconds)
+        ctx = context.current()
+        if ctx is not None:
+            ctx.code = code
+            if ctx.tenant is not None:
+                service.activity.record(ctx.tenant, seconds, error=code is not None)
         return response
 
     return handle
@@ -165,6 +175,7 @@ class App:
         # Per process: its primary-key cache outlives requests.
         self.state.records = Records(service)
         self._service = service
+        self._access_log = service.settings.logging.access_log
         self._exact = {route.path: route for route in routes if route.regex is None}
         self._templated = tuple(route for route in routes if route.regex is not None)
 
@@ -179,12 +190,28 @@ class App:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self
+        given = None
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                given = value
+                break
+        ctx, token = context.begin(context.request_id_from(given))
+        try:
+            await self._dispatch(scope, receive, send, ctx)
+        finally:
+            context.end(token)
+
+    async def _dispatch(
+        self, scope: Scope, receive: Receive, send: Send, ctx: context.RequestContext
+    ) -> None:
+        started = time.perf_counter()
         path: str = scope["path"]
         route = self._exact.get(path)
         if route is None:
             route = self._match(scope, path)
         if route is None:
             response: Response | None = error_response(NotFound(f"no such endpoint: {path}"))
+            ctx.code = NotFound.code
         else:
             handler = route.handlers.get(scope["method"])
             if handler is None:
@@ -192,10 +219,23 @@ class App:
                     f"{scope['method']} is not allowed here", allowed=route.allowed
                 )
                 response = error_response(refused)
+                ctx.code = MethodNotAllowed.code
             else:
                 response = await handler(Request(scope, receive))
         if response is not None:
+            response.raw_headers.append((b"x-request-id", ctx.request_id.encode("ascii")))
             await response(scope, receive, send)
+        if self._access_log:
+            # The route's template would hide which tenant; the path shows it, and holds
+            # nothing secret (tokens travel in headers, statements in bodies).
+            access_log.info(
+                "%s %s %d %.1f ms%s",
+                scope["method"],
+                path,
+                499 if response is None else response.status_code,
+                (time.perf_counter() - started) * 1000,
+                "" if ctx.code is None else f" {ctx.code}",
+            )
 
     def _match(self, scope: Scope, path: str) -> Route | None:
         for route in self._templated:

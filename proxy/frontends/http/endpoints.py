@@ -17,10 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.auth import Principal
-from proxy.errors import NotReady
+from proxy.errors import Forbidden, InvalidRequest, NotReady
 from proxy.frontends.http.body import flag, header, read_body
 from proxy.frontends.http.models import RECORD, custom_field, query_request
 from proxy.jsonenc import dumps
+from proxy.pipeline.activity import MEASURES, top
 from proxy.pipeline.service import Service
 from proxy.tables.custom_fields import CustomFields
 from proxy.tables.records import Record, Records
@@ -40,6 +41,7 @@ __all__ = [
     "readyz",
     "refresh",
     "schema",
+    "tenant_stats",
 ]
 
 
@@ -131,6 +133,43 @@ async def metrics(request: Request) -> Response:
     if service.settings.server.metrics_require_token:
         authenticate(service, request)
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+_MAX_TOP = 1000
+
+
+async def tenant_stats(request: Request) -> Any:
+    """The busiest tenants over the window (``proxy.pipeline.activity``)."""
+    service = service_of(request)
+    principal = authenticate(service, request)
+    if not principal.all_tenants:
+        # The names and load of every tenant: not for a token scoped to some.
+        raise Forbidden(f"token {principal.name!r} may not read every tenant's activity")
+    raw_top = request.query_params.get("top", "20")
+    if not raw_top.isdigit() or not 1 <= int(raw_top) <= _MAX_TOP:
+        raise InvalidRequest(f"'top' must be an integer from 1 to {_MAX_TOP}")
+    by = request.query_params.get("by", "requests")
+    if by not in MEASURES:
+        raise InvalidRequest(f"'by' must be one of {', '.join(MEASURES)}")
+    activity = service.metrics.tenant_activity()
+    total = activity.get("total", {}).get("requests", 0.0)
+    return {
+        "window_s": service.settings.stats.tenants_window_s,
+        "by": by,
+        "requests": round(total, 3),
+        "active_tenants": int(activity.get("active", {}).get("tenants", 0.0)),
+        "tenants": [
+            {
+                "rank": rank,
+                "tenant": figures.tenant,
+                "requests": round(figures.requests, 3),
+                "errors": round(figures.errors, 3),
+                "seconds": round(figures.seconds, 6),
+                "share": round(figures.requests / total, 4) if total else 0.0,
+            }
+            for rank, figures in enumerate(top(activity, int(raw_top), by), start=1)
+        ],
+    }
 
 
 async def openapi(request: Request) -> Response:

@@ -203,6 +203,32 @@ OPERATIONS: Mapping[str, Operation] = {
         headers=_ETAG,
         errors=(400, 401, 403, 404, 409, 412, 413, 502, 503, 504),
     ),
+    "tenant_stats": Operation(
+        "The busiest tenants over the last stats.tenants_window_s (a token for every tenant)",
+        "Ranked tenants with their requests, errors, busy seconds and share of requests "
+        "(estimates from a bounded summary).",
+        parameters=(
+            {
+                "name": "top",
+                "in": "query",
+                "required": False,
+                "description": "How many tenants, 1 to 1000.",
+                "schema": {"type": "integer", "default": 20, "minimum": 1, "maximum": 1000},
+            },
+            {
+                "name": "by",
+                "in": "query",
+                "required": False,
+                "description": "The measure ranked: requests, errors or seconds.",
+                "schema": {
+                    "type": "string",
+                    "enum": ["requests", "errors", "seconds"],
+                    "default": "requests",
+                },
+            },
+        ),
+        errors=(400, 401, 403),
+    ),
     "healthz": Operation("The process is alive", "ok", secured=False),
     "readyz": Operation(
         "Ready to serve: the controller answers within controller.timeout_ms",

@@ -26,6 +26,7 @@ import psycopg
 import pytest
 from psycopg import sql as psql
 
+from proxy import context as request_context
 from proxy import jsonenc
 from proxy.drivers.base import Driver, ResultColumn
 from proxy.drivers.postgres import PostgresDriver
@@ -484,6 +485,9 @@ async def test_transactions_commit_and_roll_back(loc: TenantLocation) -> None:
 async def test_statement_timeout_is_set_only_when_it_changes(loc: TenantLocation) -> None:
     show = "SELECT current_setting('statement_timeout')"
     async with open_driver(max_size=1) as driver:
+        # The connect first: a slow one counts against its request's timeout, which
+        # would then not be 2.5 s.
+        await driver.run(loc, "SELECT 1", [], timeout_s=9, max_rows=1)
         result = await driver.run(loc, show, [], timeout_s=2.5, max_rows=1)
         assert result.rows == [["2500ms"]]
         # Changed behind the driver's back: the next request with the same timeout
@@ -1135,3 +1139,69 @@ async def test_connsettings_run_on_every_new_connection(pg: PgServer, db: str) -
             loc, "SELECT current_setting('application_name')", [], timeout_s=5, max_rows=1
         )
         assert result.rows == [["tg-connsettings"]]
+
+
+async def test_a_request_names_its_statements_on_the_session(loc: TenantLocation) -> None:
+    """``application_name`` is ``tenantgate <request id>`` while a request's statement
+    runs, set in the same round trip, whether the statement runs unnamed, is prepared
+    on the spot or runs prepared; a failure leaves the session usable; without a
+    request, or with labels off, the name is left alone."""
+    name = "SELECT current_setting('application_name'), ?::int"
+    async with open_driver() as driver:
+        seen = []
+        for i in range(3):  # unnamed, prepared on the spot, prepared
+            _, token = request_context.begin(f"req-{i}")
+            try:
+                result = await driver.run(loc, name, [i], timeout_s=5, max_rows=1)
+            finally:
+                request_context.end(token)
+            seen.append(tuple(result.rows[0]))
+        assert seen == [("tenantgate req-0", 0), ("tenantgate req-1", 1), ("tenantgate req-2", 2)]
+
+        _, token = request_context.begin("req-fails")
+        try:
+            with pytest.raises(BackendRejected):
+                await driver.run(loc, "SELECT 1 / (? - 1)", [1], timeout_s=5, max_rows=1)
+        finally:
+            request_context.end(token)
+        # The failure ended the statement (and undid its label), not the session.
+        _, token = request_context.begin("req-after")
+        try:
+            after = await driver.run(loc, name, [9], timeout_s=5, max_rows=1)
+        finally:
+            request_context.end(token)
+        assert after.rows == [["tenantgate req-after", 9]]
+        # Outside a request the session keeps the name it has.
+        outside = await driver.run(loc, name, [10], timeout_s=5, max_rows=1)
+        assert outside.rows == [["tenantgate req-after", 10]]
+
+    async with open_driver(label_requests=False) as driver:
+        _, token = request_context.begin("req-unlabelled")
+        try:
+            result = await driver.run(loc, name, [1], timeout_s=5, max_rows=1)
+        finally:
+            request_context.end(token)
+        assert result.rows == [["tenantgate", 1]]
+
+
+async def test_labelled_statements_that_fail_leave_what_was_prepared_known(
+    loc: TenantLocation,
+) -> None:
+    """A request's first statement on a connection prepares the label with it; a
+    statement seen twice is prepared with its second run. Either may fail at execution
+    while its preparation stood: the next requests must neither prepare a name twice
+    (42P05) nor run one that is not there."""
+    sql = "SELECT 10 / (? - 1)"
+    async with open_driver(max_size=1) as driver:
+        outcomes: list[object] = []
+        for i, value in enumerate([1, 2, 1, 3, 1, 4]):  # fail, seen, prepared+fail, ...
+            _, token = request_context.begin(f"req-{i}")
+            try:
+                result = await driver.run(loc, sql, [value], timeout_s=5, max_rows=1)
+                outcomes.append(result.rows[0][0])
+            except BackendRejected as exc:
+                outcomes.append(exc.code)
+            finally:
+                request_context.end(token)
+        assert outcomes == ["backend_rejected", 10, "backend_rejected", 5, "backend_rejected", 3]
+        assert stats(driver, loc)["connections_lost"] == 0
