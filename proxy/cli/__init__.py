@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     bench_cli.add_arguments(sub.add_parser("bench", help="drive load at a fleet of tenants"))
     seed_cli.add_arguments(sub.add_parser("seed", help="create a fleet of tenants to bench"))
     args = parser.parse_args(argv)
-    configure_logging()
+    # Logging is the service's (serve, demo: configured from their settings below); the
+    # tools print what they have to say, and leave a caller's logging alone (a test
+    # that runs them in process, a script).
     if args.command == "bench":
         return bench_cli.run(args)
     if args.command == "seed":
