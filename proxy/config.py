@@ -34,7 +34,8 @@ class ServerSettings:
     port: int = 8040
     worker_threads: int = 32
     workers: int = 1
-    """Processes serving the port (see docs/deploy.md); pool caps are divided among them."""
+    """Processes serving the port (docs/config.md, "Several workers, several hosts");
+    pool caps are divided among them."""
     max_body_bytes: int = 1_048_576
     metrics_require_token: bool = False
     log_sql: bool = False
@@ -168,9 +169,11 @@ def _validate(s: Settings) -> None:
         problems.append("controller.connection_string is required")
     if not s.tokens:
         problems.append("at least one [[tokens]] entry is required")
-    names = [t.name for t in s.tokens]
-    if len(set(names)) != len(names):
+    if len({t.name for t in s.tokens}) != len(s.tokens):
         problems.append("token names must be unique")
+    if len({t.sha256.lower() for t in s.tokens}) != len(s.tokens):
+        # One token, two scopes: the authenticator would silently keep only one.
+        problems.append("two [[tokens]] entries have the same sha256")
     for t in s.tokens:
         digest = t.sha256.lower()
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):

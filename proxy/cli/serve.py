@@ -20,7 +20,7 @@ import tempfile
 import uvicorn
 
 from proxy.compose import build
-from proxy.config import LoggingSettings, Settings, load
+from proxy.config import ConfigError, LoggingSettings, Settings, load
 from proxy.frontends.http.app import App, create_app
 from proxy.logs import JsonFormatter, RequestFields, SafeFormatter
 
@@ -60,7 +60,14 @@ def serve(
         return
     if config_path is None:
         raise ValueError("several workers read their settings from a configuration file")
-    run_dir = tempfile.mkdtemp(prefix="tenantgate-run-")
+    try:
+        run_dir = tempfile.mkdtemp(prefix="tenantgate-run-")
+    except OSError as exc:
+        # A read-only root filesystem without a writable /tmp (deploy/k8s mounts one).
+        raise ConfigError(
+            f"server.workers = {workers} needs a writable temporary folder for the workers' "
+            f"shared run folder (set TMPDIR): {exc.strerror}"
+        ) from None
     os.environ[RUN_DIR_ENV] = run_dir
     os.environ[CONFIG_ENV] = os.path.abspath(config_path)
     try:

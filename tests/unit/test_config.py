@@ -62,6 +62,15 @@ def test_missing_environment_variable_is_named() -> None:
         (minimal(controller={**CONTROLLER, "timeout_ms": 0}), "controller.timeout_ms must be > 0"),
         (minimal(controller={**CONTROLLER, "max_threads": 0}), "controller.max_threads"),
         (minimal(controller={**CONTROLLER, "stale_grace_s": -1}), "stale_grace_s must be >= 0"),
+        (
+            minimal(tokens=[{"name": "a", "sha256": DIGEST}, {"name": "b", "sha256": DIGEST}]),
+            "the same sha256",
+        ),
+        (minimal(logging={"format": "xml"}), "logging.format"),
+        (minimal(logging={"level": "loud"}), "logging.level"),
+        (minimal(stats={"top_tenants": 0}), "stats.top_tenants must be > 0"),
+        (minimal(stats={"top_tenants": 20, "tenants_tracked": 10}), "must not exceed"),
+        (minimal(stats={"tenants_window_s": 0}), "stats.tenants_window_s must be > 0"),
     ],
 )
 def test_invalid_configuration_is_refused_with_a_reason(
