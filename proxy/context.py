@@ -42,6 +42,11 @@ class RequestContext:
     code: str | None = None
     """The error code the request was answered with, if any."""
 
+    def label(self) -> bytes:
+        """How the drivers name the request on a database session:
+        ``tenantgate <request id>`` (well formed, so it needs no quoting anywhere)."""
+        return b"tenantgate " + self.request_id.encode("ascii")
+
 
 _CURRENT: ContextVar[RequestContext | None] = ContextVar("tenantgate_request", default=None)
 

@@ -195,7 +195,13 @@ class Metrics:
 
     def tenant_activity(self) -> Export:
         """Every live process's tenant activity over the window, added up."""
-        return self._scraped().activity
+        exports = [self._activity()]
+        if self.multiprocess_dir is not None:
+            own = self._snapshot_name
+            for snapshot, alive in _snapshots(self.multiprocess_dir, own):
+                if alive:
+                    exports.append(snapshot.activity)
+        return merge_exports(exports)
 
     def write_snapshot(self) -> None:
         """Write this process's figures for the other processes' scrapes."""

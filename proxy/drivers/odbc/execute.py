@@ -72,7 +72,6 @@ BACKENDS = tuple(kind.value for kind in BackendKind)
 # cost within the noise; a DECLARE and two CASTs around it cost 350 µs a statement
 # (docs/decisions.md).
 _CONTEXT_INFO = "SET CONTEXT_INFO ?; "
-_LABEL_PREFIX = b"tenantgate "
 _MAX_PARAMS = 2100  # SQL Server's: a statement at it has no room for the label's
 _PG_TIMEOUT_KEY = "statement_timeout_ms"
 _MSSQL_TIMEOUT_KEY = "query_timeout_s"
@@ -212,7 +211,7 @@ def _labelled(sql: str, params: Sequence[object]) -> tuple[str, Sequence[object]
     ctx = context.current()
     if ctx is None or len(params) >= _MAX_PARAMS:
         return sql, params
-    return _CONTEXT_INFO + sql, [_LABEL_PREFIX + ctx.request_id.encode(), *params]
+    return _CONTEXT_INFO + sql, [ctx.label(), *params]
 
 
 def apply_timeout(conn: PooledConnection, backend: str, timeout_s: float) -> float:

@@ -67,7 +67,6 @@ from psycopg.pq.abc import PGcancelConn, PGresult
 from proxy import context
 from proxy.drivers.base import ResultColumn, ResultSet, empty_result
 from proxy.drivers.errors import Kind
-from proxy.drivers.postgres.conninfo import APPLICATION_NAME
 from proxy.drivers.postgres.errors import kind_of, translate
 from proxy.drivers.postgres.pool import PgPool, PooledConnection
 from proxy.drivers.postgres.statements import Prepared
@@ -90,8 +89,7 @@ CONTROL_TIMEOUT_S = 5.0
 """Timeout of BEGIN, COMMIT and ROLLBACK when the caller gave none."""
 
 _TUPLES_OK = ExecStatus.TUPLES_OK
-_LABEL_PREFIX = APPLICATION_NAME.encode() + b" "
-"""The session's name while a request's statement runs: ``tenantgate <request id>``."""
+
 _FORCE_INTERVAL_S = 0.01
 _FORCE_ATTEMPTS = 500
 _BACKSTOPS: set[asyncio.Task[None]] = set()  # strong references to running helpers
@@ -262,7 +260,7 @@ async def _statement(
     if conn.pool.label_requests:
         ctx = context.current()
         if ctx is not None:
-            label = _LABEL_PREFIX + ctx.request_id.encode()
+            label = ctx.label()
     guard = _Backstop(conn, timeout_s)
     try:
         return await conn.statements.execute(sql, params, label)
