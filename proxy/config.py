@@ -101,6 +101,29 @@ class QuerySettings:
     """Rewritten plans kept, by their estimated size."""
     cache_max_entry_bytes: int = 2 << 20
     """A parsed statement or plan estimated larger is not cached."""
+    stream_max_rows: int = 10_000_000
+    """Rows a streamed read (``Accept: application/x-ndjson`` or ``text/csv``) returns at
+    most; also its default ``max_rows`` (docs/transactions.md, "Streaming results")."""
+    stream_write_timeout_ms: int = 30_000
+    """A streamed response whose client takes no bytes for this long is ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionSettings:
+    """Batches and interactive transactions (docs/transactions.md)."""
+
+    max_batch_statements: int = 1000
+    idle_timeout_ms: int = 30_000
+    """An interactive transaction without a request for this long is rolled back."""
+    max_lifetime_ms: int = 300_000
+    """An interactive transaction still open this long after it began is rolled back."""
+    max_per_token: int = 10
+    """Open interactive transactions per token (per worker process: divided like pools)."""
+    max_per_server: int = 20
+    """Open interactive transactions per backend server: each pins a connection. At
+    most ``pool.max_per_server`` take effect (no more connections exist)."""
+    ended_kept_s: float = 600.0
+    """How long an ended transaction's id still answers why it ended (then 404)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +177,7 @@ class Settings:
     metadata: MetadataSettings = field(default_factory=MetadataSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     stats: StatsSettings = field(default_factory=StatsSettings)
+    transactions: TransactionSettings = field(default_factory=TransactionSettings)
     backend_templates: Mapping[str, str] = field(default_factory=dict)
     backend_drivers: Mapping[str, str] = field(default_factory=dict)
     """Backend → client library (``native`` or ``odbc``); see ``proxy.drivers.manager``."""
@@ -215,6 +239,8 @@ def _validate(s: Settings) -> None:
         "query.parse_cache_bytes": s.query.parse_cache_bytes,
         "query.plan_cache_bytes": s.query.plan_cache_bytes,
         "query.cache_max_entry_bytes": s.query.cache_max_entry_bytes,
+        "query.stream_max_rows": s.query.stream_max_rows,
+        "query.stream_write_timeout_ms": s.query.stream_write_timeout_ms,
         "controller.cache_ttl_s": s.controller.cache_ttl_s,
         "controller.timeout_ms": s.controller.timeout_ms,
         "controller.max_threads": s.controller.max_threads,
@@ -223,6 +249,12 @@ def _validate(s: Settings) -> None:
         "stats.top_tenants": s.stats.top_tenants,
         "stats.tenants_window_s": s.stats.tenants_window_s,
         "stats.tenants_tracked": s.stats.tenants_tracked,
+        "transactions.max_batch_statements": s.transactions.max_batch_statements,
+        "transactions.idle_timeout_ms": s.transactions.idle_timeout_ms,
+        "transactions.max_lifetime_ms": s.transactions.max_lifetime_ms,
+        "transactions.max_per_token": s.transactions.max_per_token,
+        "transactions.max_per_server": s.transactions.max_per_server,
+        "transactions.ended_kept_s": s.transactions.ended_kept_s,
     }
     problems.extend(f"{k} must be > 0" for k, v in positive.items() if v <= 0)
     if not 0 <= s.pool.min_size <= s.pool.max_size:
@@ -298,6 +330,7 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         "metadata",
         "logging",
         "stats",
+        "transactions",
         "backends",
         "base_model",
         "tokens",
@@ -337,6 +370,9 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
             metadata=_section(MetadataSettings, data.get("metadata"), "metadata", env),
             logging=_section(LoggingSettings, data.get("logging"), "logging", env),
             stats=_section(StatsSettings, data.get("stats"), "stats", env),
+            transactions=_section(
+                TransactionSettings, data.get("transactions"), "transactions", env
+            ),
             backend_templates=templates,
             backend_drivers=drivers,
             base_model=base_model,

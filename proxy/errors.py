@@ -19,6 +19,11 @@ the one table that maps every error class to a status).
     │   └── ConnectionLost           backend_unavailable    503  Retry-After; the connection is dead
     ├── StatementTimeout             statement_timeout      504
     ├── NotReady                     not_ready              503  Retry-After; /readyz, its checks
+    ├── (batches and interactive transactions, ``proxy.pipeline.transactions``)
+    │   TransactionNotFound          transaction_not_found  404  (NotFound) not this token's
+    │   TransactionAborted           transaction_aborted    409  rolled back already; ``reason``
+    │   TransactionBusy              transaction_busy       409  another request of it is running
+    │   TooManyTransactions          too_many_transactions  429  Retry-After; ``limit``
     └── (custom fields and records, ``proxy.admin`` / ``proxy.records``)
         InvalidCustomField           invalid_custom_field   400  (InvalidRequest)
         InvalidFieldValue            invalid_field_value    400  (InvalidRequest)
@@ -145,6 +150,34 @@ class NotReady(ProxyError):
         super().__init__(message, retry_after=retry_after)
         self.checks = checks or {}
         self.servers = servers or {}
+
+
+# -- batches and interactive transactions ---------------------------------------------
+
+
+class TransactionNotFound(NotFound):
+    """No open transaction has this id for this token (never had, or ended long ago)."""
+
+    code = "transaction_not_found"
+
+
+class TransactionAborted(ProxyError):
+    """The transaction was rolled back (``reason``: statement_failed, idle_timeout,
+    max_lifetime, shutdown); only ``rollback`` is left to do."""
+
+    code = "transaction_aborted"
+
+
+class TransactionBusy(ProxyError):
+    """A transaction serves one request at a time."""
+
+    code = "transaction_busy"
+
+
+class TooManyTransactions(RateLimited):
+    """The token's or the server's cap of open transactions (``limit``) is reached."""
+
+    code = "too_many_transactions"
 
 
 # -- custom fields and records --------------------------------------------------------

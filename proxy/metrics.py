@@ -81,6 +81,16 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "server restart, a terminated backend), by backend and outcome (ok, failed).",
         ("backend", "outcome"),
     ),
+    "tenantgate_transactions": (
+        "Interactive transactions by outcome: begun; committed, rolled_back (asked for); "
+        "statement_failed, commit_failed, idle_timeout, max_lifetime, tenant_moved, "
+        "shutdown (rolled back by tenantgate). Open ones: begun less the others.",
+        ("outcome",),
+    ),
+    "tenantgate_batches": (
+        "Atomic batches by outcome (committed, rolled_back) and backend.",
+        ("backend", "outcome"),
+    ),
 }
 _HISTOGRAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "tenantgate_request_duration_seconds": (
@@ -172,6 +182,17 @@ class Metrics:
         retries = self._counters["tenantgate_reads_retried"]
         with self._lock:
             retries[key] = retries.get(key, 0) + 1
+
+    def record_transaction(self, outcome: str) -> None:
+        self._count("tenantgate_transactions", (outcome,))
+
+    def record_batch(self, backend: str, outcome: str) -> None:
+        self._count("tenantgate_batches", (backend, outcome))
+
+    def _count(self, name: str, key: Labels) -> None:
+        values = self._counters[name]
+        with self._lock:
+            values[key] = values.get(key, 0) + 1
 
     def record_heal(self, outcome: str) -> None:
         key = (outcome,)

@@ -112,4 +112,5 @@ def app_from_environment() -> App:
     # A spawned worker starts afresh: the parent's logging set-up is not inherited.
     settings = load(os.environ[CONFIG_ENV])
     configure_logging(settings.logging)
-    return create_app(build(settings, run_dir=os.environ[RUN_DIR_ENV]))
+    run_dir = os.environ[RUN_DIR_ENV]
+    return create_app(build(settings, run_dir=run_dir), run_dir=run_dir)

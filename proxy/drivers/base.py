@@ -8,13 +8,15 @@ this module::
       .connection(location)      async context manager: a Session on loan from the
                                  pool of the tenant's database (or server)
       .run(location, ...)        one statement on a pooled session, in one step
+      .stream(location, ...)     async context manager: a read's rows in batches
+                                 (``RowStream``), fetched as they are consumed
       .blocking_source(location) a DB-API connection source for ``tenancy`` (catalog
                                  reads), to be used from a worker thread only
       .get_stats()               pool statistics summed per server label
       .aclose()
     Session
       .execute(sql, params, timeout_s=, max_rows=)  → ResultSet
-      .transaction()             async context manager: BEGIN … COMMIT / ROLLBACK
+      .transaction(isolation=)   async context manager: BEGIN … COMMIT / ROLLBACK
 
 Rules every driver keeps:
 
@@ -27,6 +29,12 @@ Rules every driver keeps:
 * At most ``max_rows + 1`` rows are turned into Python objects; ``truncated`` says
   whether the extra row existed. ``count_all_rows`` makes ``row_count`` count every
   row of the result (a write's OUTPUT/RETURNING rows are the rows it changed).
+* ``stream`` fetches from a server-side cursor (or the wire) ``batch_rows`` at a time,
+  only when the consumer asks for the next batch: whatever the result's size, the
+  driver holds about one batch. ``timeout_s`` bounds each round trip (the statement's
+  start, each fetch), not the whole stream, whose length the consumer decides. The
+  first batch is fetched on entering, so that most errors come before any row is
+  handed out; rows and column types are those ``run`` would give.
 * Every library error leaves as a ``proxy.errors.ProxyError``, translated in one
   table inside the driver that touched it. A connection that an error leaves unusable
   is closed, never returned to its pool.
@@ -37,7 +45,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -48,13 +56,19 @@ if TYPE_CHECKING:
     from tenancy.location import TenantLocation
 
 __all__ = [
+    "ISOLATION_LEVELS",
     "Driver",
     "ResultColumn",
     "ResultSet",
+    "RowStream",
     "Session",
     "column_type",
     "empty_result",
 ]
+
+ISOLATION_LEVELS = ("read_uncommitted", "read_committed", "repeatable_read", "serializable")
+"""What ``Session.transaction(isolation=...)`` takes; ``None`` is the backend's default.
+SQLite runs every level SERIALIZABLE (a stronger level than asked, which SQL permits)."""
 
 TYPE_NAMES: dict[type, str] = {
     int: "integer",
@@ -106,6 +120,21 @@ def column_type(python_type: object) -> str:
     return "unknown"
 
 
+class RowStream(Protocol):
+    """A read's result, in batches (``Driver.stream``).
+
+    ``columns`` are known on entering; iterating gives non-empty lists of at most
+    ``batch_rows`` rows, ``max_rows`` rows in all at most. When the iteration ends,
+    ``row_count`` is the rows given and ``truncated`` whether the result had more.
+    """
+
+    columns: list[ResultColumn]
+    row_count: int
+    truncated: bool
+
+    def __aiter__(self) -> AsyncIterator[list[list[object]]]: ...
+
+
 class Session(Protocol):
     """A connection on loan from a driver's pool."""
 
@@ -119,7 +148,7 @@ class Session(Protocol):
         count_all_rows: bool = False,
     ) -> ResultSet: ...
 
-    def transaction(self) -> AbstractAsyncContextManager[None]: ...
+    def transaction(self, *, isolation: str | None = None) -> AbstractAsyncContextManager[None]: ...
 
 
 class Driver(Protocol):
@@ -140,6 +169,17 @@ class Driver(Protocol):
         max_rows: int,
         count_all_rows: bool = False,
     ) -> ResultSet: ...
+
+    def stream(
+        self,
+        location: TenantLocation,
+        sql: str,
+        params: Sequence[object],
+        *,
+        timeout_s: float,
+        max_rows: int,
+        batch_rows: int,
+    ) -> AbstractAsyncContextManager[RowStream]: ...
 
     def blocking_source(
         self, location: TenantLocation, *, timeout_s: float

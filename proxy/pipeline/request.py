@@ -15,7 +15,12 @@ from typing import Any
 from rewriter.errors import InvalidParameters
 from rewriter.row_cap import RowCap
 
-__all__ = ["QueryRequest", "bind_params"]
+__all__ = ["PREPARATION_SLACK_S", "QueryRequest", "bind_params"]
+
+PREPARATION_SLACK_S = 0.01
+"""Preparation up to this long does not shorten the statement's own timeout: one that
+changed with every request would cost a PostgreSQL tenant a ``SET statement_timeout``
+round trip each time."""
 
 # Values JSON can carry that every driver binds as the same SQL type.
 _BINDABLE = (str, int, float, bool, type(None))

@@ -48,8 +48,9 @@ from proxy.metrics import Metrics
 from proxy.pipeline.activity import TenantActivity
 from proxy.pipeline.heal import Heal
 from proxy.pipeline.invalidation import Invalidation
-from proxy.pipeline.request import QueryRequest, bind_params
+from proxy.pipeline.request import PREPARATION_SLACK_S, QueryRequest, bind_params
 from proxy.pipeline.servers import ServerHealth
+from proxy.pipeline.transactions import Transactions
 from rewriter.errors import UnknownColumn
 from rewriter.plan_cache import PlanCache
 from tenancy.backends import BackendKind
@@ -71,9 +72,6 @@ T = TypeVar("T")
 class _CacheMiss(Exception):
     """Preparing from the caches alone was not possible: do it again where I/O may block."""
 
-
-_PREPARATION_SLACK_S = 0.01
-"""Preparation up to this long does not shorten the statement's own timeout."""
 
 _CONTROLLER_HOPS_PER_THREAD = 4
 """Threads that may wait on the controller per controller query thread
@@ -139,6 +137,11 @@ class Service:
     """The busiest tenants (``/v1/stats/tenants``, ``tenantgate_top_tenant_*``)."""
     controller_limiter: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
     """The controller's own worker threads (see ``on_controller``), made on the loop."""
+    transactions: Transactions = field(init=False, repr=False)
+    """Batches and this process's open interactive transactions."""
+
+    def __post_init__(self) -> None:
+        self.transactions = Transactions(self)
 
     # -- blocking work ------------------------------------------------------------
 
@@ -340,15 +343,20 @@ class Service:
             result = await self._run(prepared, req, deadline)
         except PoolSaturated:
             raise  # our own queue, not the server's doing
-        except BackendUnavailable as error:
-            self.servers.unavailable(location.kind, location.server_key, error)
-            raise
-        except BackendRejected:
-            self.servers.answered(location.kind, location.server_key)
+        except (BackendUnavailable, BackendRejected) as error:
+            self.observe_server(location, error)
             raise
         self.servers.answered(location.kind, location.server_key)
         prepared.phases["execute"] = time.perf_counter() - t0
         return QueryOutcome(result, location.kind, prepared.plan.statement_class, prepared.phases)
+
+    def observe_server(self, location: TenantLocation, error: BaseException | None = None) -> None:
+        """What a statement's outcome tells of its server's health (``servers``)."""
+        if error is None or isinstance(error, BackendRejected):
+            self.servers.answered(location.kind, location.server_key)
+        elif isinstance(error, BackendUnavailable) and not isinstance(error, PoolSaturated):
+            # A saturated pool is our own queue, not the server's doing.
+            self.servers.unavailable(location.kind, location.server_key, error)
 
     async def _run(self, prepared: Prepared, req: QueryRequest, deadline: float) -> ResultSet:
         """The statement on its driver; a read whose connection was lost, once more."""
@@ -364,7 +372,7 @@ class Service:
                 # A preparation from the caches leaves the statement its whole timeout:
                 # one that changed with every request would cost a PostgreSQL tenant a
                 # SET statement_timeout round trip each time.
-                timeout_s=whole if whole - left < _PREPARATION_SLACK_S else left,
+                timeout_s=whole if whole - left < PREPARATION_SLACK_S else left,
                 max_rows=req.max_rows,
                 # A write's OUTPUT/RETURNING rows are its affected rows: count them all.
                 count_all_rows=prepared.plan.statement_class == "write",
@@ -375,7 +383,7 @@ class Service:
             # connection (the pool closed its idle ones with the lost one). A write never
             # does: whether it happened is unknown, and the caller must decide.
             left = deadline - time.monotonic()
-            if prepared.plan.statement_class != "read" or left <= _PREPARATION_SLACK_S:
+            if prepared.plan.statement_class != "read" or left <= PREPARATION_SLACK_S:
                 raise
             try:
                 result = await driver.run(

@@ -196,6 +196,8 @@ def _load(stack: Stack, stop: threading.Event, errors: list[BaseException]) -> N
                 elif i % 13 == 6:
                     body = {"tenant": tenant, "sql": "SELECT ContactID FROM Contacts",
                             "max_rows": 2}  # fmt: skip
+                if i % 19 == 9:
+                    _transactions(client, i)
                 response = client.post("/v1/explain" if i % 17 == 8 else "/v1/query", json=body)
                 assert response.status_code == expected, response.text
                 if time.monotonic() >= terminate_at:
@@ -204,6 +206,21 @@ def _load(stack: Stack, stop: threading.Event, errors: list[BaseException]) -> N
                 time.sleep(0.005)  # a few hundred requests a second at most: a shared machine
     except BaseException as exc:  # reported by the tests, not lost in the thread
         errors.append(exc)
+
+
+def _transactions(client: httpx.Client, i: int) -> None:
+    """A batch of two reads, and an interactive transaction of one read, committed or
+    rolled back, on a SQLite tenant (the PostgreSQL connections are terminated under
+    the load)."""
+    read = {"sql": "SELECT COUNT(*) AS n FROM Contacts WHERE ContactID = ?", "params": [1]}
+    r = client.post("/v1/batch", json={"tenant": 2, "statements": [read, read]})
+    assert r.status_code == 200, r.text
+    r = client.post("/v1/transactions", json={"tenant": 2})
+    assert r.status_code == 201, r.text
+    url = f"/v1/transactions/{r.json()['id']}"
+    assert client.post(f"{url}/query", json=read).status_code == 200
+    end = "commit" if i % 2 else "rollback"
+    assert client.post(f"{url}/{end}").status_code == 200
 
 
 def _terminate_pg_sessions(stack: Stack) -> None:

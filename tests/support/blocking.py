@@ -62,6 +62,22 @@ class BlockingService(Blocking):
             self._stack.close()
             raise
         super().__init__(service, portal)
+        self._running = contextlib.ExitStack()
+        self._entered = False
+
+    def transactions(self) -> Any:
+        """The service's transactions, with their holders' task group running until
+        ``close()`` (which rolls back what is still open, as a stopping process does)."""
+        if not self._entered:
+            self._entered = True
+            self._running.enter_context(
+                self.portal.wrap_async_context_manager(self.target.transactions.running())
+            )
+        return Blocking(self.target.transactions, self.portal)
+
+    def stop_transactions(self) -> None:
+        """Leave the holders' task group: what is open is rolled back."""
+        self._running.close()
 
     def records(self) -> Any:
         return Blocking(Records(self.target), self.portal)
@@ -75,6 +91,7 @@ class BlockingService(Blocking):
 
     def close(self) -> None:
         try:
+            self._running.close()
             self.portal.call(self.target.aclose)
         finally:
             self._stack.close()

@@ -15,7 +15,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from proxy.auth import Principal, hash_token
-from proxy.config import ControllerSettings, PoolSettings, Settings, TokenSettings
+from proxy.config import (
+    ControllerSettings,
+    PoolSettings,
+    Settings,
+    TokenSettings,
+    TransactionSettings,
+)
 from proxy.demo.seed import BASE_MODEL, Column, seed_tenant
 from tests.support.blocking import BlockingService
 from tests.support.pg import PgServer
@@ -69,6 +75,7 @@ def service_for(
     backend_drivers: Mapping[str, str] | None = None,
     changes_table: str = "",
     run_dir: str | None = None,
+    transactions: TransactionSettings | None = None,
 ) -> BlockingService:
     """A ``Service`` over a new controller at ``controller`` listing ``customers``
     (domain -> connection string, ids from 1 in order), with the default base model;
@@ -83,6 +90,7 @@ def service_for(
         backend_drivers=dict(backend_drivers if backend_drivers is not None else suite_drivers()),
         base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
         tokens=tuple(tokens),
+        transactions=transactions or TransactionSettings(),
     )
     return BlockingService(settings, registry=CollectorRegistry(), run_dir=run_dir)
 
@@ -172,6 +180,7 @@ def seeded_service(
     backend_templates: Mapping[str, str] = TEMPLATES,
     tokens: Sequence[TokenSettings] = TOKENS,
     seed_more: Callable[[Any, str], None] | None = None,
+    transactions: TransactionSettings | None = None,
 ) -> Iterator[Tenants]:
     """Seed both tenants with ``contacts`` contacts, then start the service on them.
 
@@ -196,6 +205,7 @@ def seeded_service(
         pool=PoolSettings(max_size=pool_max_size),
         backend_templates=backend_templates,
         tokens=tokens,
+        transactions=transactions,
     )
     try:
         yield Tenants(svc, sqlite_file, pg, pg_database)

@@ -270,7 +270,7 @@ def test_grafana_dashboard_is_well_formed() -> None:
     rows = [p["title"] for p in panels if p["type"] == "row"]
     assert rows == [
         "Requests", "Latency", "Connection pools (per server)", "Caches", "Heals and retries",
-        "Server health", "Top tenants (last ~60 s)", "Process",
+        "Server health", "Top tenants (last ~60 s)", "Process", "Transactions and batches",
     ]  # fmt: skip
     for panel in panels:
         grid = panel["gridPos"]

@@ -45,6 +45,9 @@ def test_openapi_documents_every_route() -> None:
         "/v1/tenants/{tenant}/tables/{table}/custom-fields/{name}",
         "/v1/tenants/{tenant}/tables/{table}/records",
         "/v1/tenants/{tenant}/tables/{table}/records/{key}", "/v1/stats/tenants",
+        "/v1/batch", "/v1/transactions", "/v1/transactions/{id}/query",
+        "/v1/transactions/{id}/batch", "/v1/transactions/{id}/commit",
+        "/v1/transactions/{id}/rollback",
     }  # fmt: skip
     assert set(doc["paths"]) == expected
     assert doc["openapi"].startswith("3.")

@@ -19,7 +19,16 @@ from proxy.compose import build
 from proxy.config import ControllerSettings, QuerySettings, ServerSettings, Settings, TokenSettings
 from proxy.errors import InvalidRequest
 from proxy.frontends.http.app import ROUTES, App, create_app
-from proxy.frontends.http.models import CUSTOM_FIELD, QUERY, RECORD, Body
+from proxy.frontends.http.models import (
+    BATCH,
+    CUSTOM_FIELD,
+    QUERY,
+    RECORD,
+    TRANSACTION,
+    TRANSACTION_BATCH,
+    TRANSACTION_QUERY,
+    Body,
+)
 from proxy.frontends.http.openapi import OPERATIONS, openapi_document
 
 TOKEN = "openapi-test-token"
@@ -183,6 +192,8 @@ def check(schema: dict[str, Any], value: Any, doc: dict[str, Any], at: str = "$"
             problems.append(f"{at}: below {schema['minimum']}")
         if "maximum" in schema and value > schema["maximum"]:
             problems.append(f"{at}: above {schema['maximum']}")
+    if isinstance(value, list) and len(value) < schema.get("minItems", 0):
+        problems.append(f"{at}: too few items")
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
             problems += check(schema["items"], item, doc, f"{at}[{i}]")
@@ -199,7 +210,7 @@ def check(schema: dict[str, Any], value: Any, doc: dict[str, Any], at: str = "$"
     known = {
         "$ref", "type", "enum", "anyOf", "oneOf", "minLength", "maxLength", "pattern",
         "minimum", "maximum", "items", "minProperties", "properties", "required",
-        "additionalProperties", "title", "description", "default",
+        "additionalProperties", "title", "description", "default", "minItems",
     }  # fmt: skip
     assert not set(schema) - known, f"the checker does not know {set(schema) - known}"
     return problems
@@ -218,6 +229,10 @@ BODIES: dict[tuple[str, str], Body[Any]] = {
     (_TABLE + "/custom-fields", "post"): CUSTOM_FIELD,
     (_TABLE + "/records", "post"): RECORD,
     (_TABLE + "/records/{key}", "patch"): RECORD,
+    ("/v1/batch", "post"): BATCH,
+    ("/v1/transactions", "post"): TRANSACTION,
+    ("/v1/transactions/{id}/query", "post"): TRANSACTION_QUERY,
+    ("/v1/transactions/{id}/batch", "post"): TRANSACTION_BATCH,
 }
 
 # Bodies the unit and end-to-end tests send (tests/e2e/test_service.py, test_writes.py,
@@ -256,6 +271,26 @@ ACCEPTED: dict[Body[Any], list[Any]] = {
         {"LeadScore": "x"},
         {"FirstName": None},
     ],
+    BATCH: [
+        {"tenant": 2, "statements": [{"sql": "SELECT 1"}]},
+        {"tenant": "beta.example", "isolation": "serializable", "timeout_ms": 2000,
+         "max_rows": 5, "dialect": "postgres",
+         "statements": [{"sql": "UPDATE Contacts SET FirstName = ? WHERE ContactID = ?",
+                         "params": ["x", 1]},
+                        {"sql": "SELECT 1 WHERE 1 = @a", "params": {"a": 1}, "max_rows": 1,
+                         "missing_columns": "null"},
+                        {"sql": "DELETE FROM Contacts", "allow_unfiltered": True}]},
+    ],
+    TRANSACTION: [
+        {"tenant": 2}, {"tenant": "beta.example", "isolation": "read_committed"},
+    ],
+    TRANSACTION_QUERY: [
+        {"sql": "SELECT 1"}, {"sql": "SELECT ? AS x", "params": [1], "max_rows": 2,
+                              "timeout_ms": 100, "dialect": "sqlite"},
+    ],
+    TRANSACTION_BATCH: [
+        {"statements": [{"sql": "SELECT 1"}, {"sql": "SELECT 2"}], "timeout_ms": 100},
+    ],
 }  # fmt: skip
 
 REFUSED: dict[Body[Any], list[Any]] = {
@@ -280,6 +315,17 @@ REFUSED: dict[Body[Any], list[Any]] = {
         {"name": "ok", "type": "integer", "colour": "red"},
     ],
     RECORD: [[1], {}, "x"],
+    BATCH: [
+        {"tenant": 2}, {"tenant": 2, "statements": []}, {"tenant": 2, "statements": "SELECT 1"},
+        {"tenant": 2, "statements": [{"sql": "SELECT 1", "tenant": 3}]},
+        {"tenant": 2, "statements": [{"sql": "SELECT 1"}], "isolation": "snapshot"},
+        {"statements": [{"sql": "SELECT 1"}]},
+    ],
+    TRANSACTION: [{}, {"tenant": 2, "isolation": "chaos"}, {"tenant": 2, "sql": "SELECT 1"}],
+    TRANSACTION_QUERY: [{"tenant": 2, "sql": "SELECT 1"}, {"sql": ""}],
+    TRANSACTION_BATCH: [
+        {"statements": []}, {"statements": [{"sql": "x"}], "isolation": "serializable"},
+    ],
 }  # fmt: skip
 
 

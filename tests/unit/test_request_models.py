@@ -12,13 +12,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.config import DIALECTS, ControllerSettings, QuerySettings, Settings, TokenSettings
+from proxy.drivers.base import ISOLATION_LEVELS
 from proxy.errors import InvalidCustomField, InvalidRequest
 from proxy.frontends.http.models import (
+    BATCH,
     CUSTOM_FIELD,
     QUERY,
     RECORD,
+    TRANSACTION,
+    TRANSACTION_BATCH,
+    TRANSACTION_QUERY,
+    Body,
     CustomFieldBody,
     Dialect,
+    Isolation,
     Kind,
     QueryBody,
     custom_field,
@@ -133,8 +140,10 @@ def test_malformed_bodies_are_refused_with_a_sentence_naming_the_field(
         assert error.details == {"field": message.split("'")[1]}
 
 
-def test_every_field_of_the_query_body_has_its_sentence() -> None:
-    assert set(QUERY._messages) == set(QueryBody.__struct_fields__)
+@pytest.mark.parametrize("body", [QUERY, BATCH, TRANSACTION, TRANSACTION_QUERY, TRANSACTION_BATCH])
+def test_every_field_of_a_statement_body_has_its_sentence(body: Body[Any]) -> None:
+    fields = set(body.type.__struct_fields__)
+    assert fields <= set(body._messages)
 
 
 @pytest.mark.parametrize(
@@ -171,6 +180,10 @@ def test_the_creatable_kinds_are_tenancys() -> None:
 
 def test_the_dialects_are_the_rewriters() -> None:
     assert set(typing.get_args(Dialect)) == DIALECTS
+
+
+def test_the_isolation_levels_are_the_drivers() -> None:
+    assert typing.get_args(Isolation) == ISOLATION_LEVELS
 
 
 @pytest.mark.parametrize(

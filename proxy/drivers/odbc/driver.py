@@ -15,7 +15,7 @@ does, so a server in trouble can hold at most its pool's size in threads.
 
 The pools, the timeout machinery (server-side timeout, watchdog cancel, SQL Server's
 guarded KILL) and the error table live in the sibling modules: ``pools``/``pool``,
-``execute``, ``sqlstate``, ``watchdog``.
+``execute``, ``sqlstate``, ``watchdog``; a streamed read (``stream``) in ``stream``.
 
 SQL Server and any other ODBC driver always come here; PostgreSQL and SQLite do when
 their backend's configuration says ``driver = "odbc"``.
@@ -36,12 +36,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import pyodbc
 
-from proxy.drivers.base import ResultSet
+from proxy.drivers.base import ResultSet, RowStream
 from proxy.drivers.odbc.execute import apply_timeout, execute, forget_session_settings
 from proxy.drivers.odbc.gate import Gate
 from proxy.drivers.odbc.pool import ConnectionPool, PooledConnection
 from proxy.drivers.odbc.pools import PoolManager
 from proxy.drivers.odbc.sqlstate import is_broken, translate
+from proxy.drivers.odbc.stream import stream_on
 from proxy.drivers.odbc.watchdog import Watchdog
 from proxy.drivers.sizing import PoolOptions, check_count
 from proxy.errors import ConnectionLost, StatementTimeout
@@ -57,6 +58,15 @@ ABANDON_AFTER_S = 0.75
 """How long past its timeout a request waits for its thread before abandoning it: the
 watchdog's cancel (at the timeout) or backstop comes first on any server that answers."""
 _WAIT_SLACK_S = 0.01
+
+
+_LEVELS = {
+    "read_uncommitted": "READ UNCOMMITTED",
+    "read_committed": "READ COMMITTED",
+    "repeatable_read": "REPEATABLE READ",
+    "serializable": "SERIALIZABLE",
+}
+"""``ISOLATION_LEVELS`` as SQL Server and PostgreSQL both spell them."""
 
 
 class OdbcSession:
@@ -94,25 +104,51 @@ class OdbcSession:
         )
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        await self._driver.hop(self._begin)
+    async def transaction(self, *, isolation: str | None = None) -> AsyncIterator[None]:
+        # SQLite has one level, SERIALIZABLE, whatever is asked.
+        level = None if self._backend == "sqlite" or isolation is None else _LEVELS[isolation]
+        await self._driver.hop(self._begin, level)
         try:
             yield
         except BaseException:
-            await self._driver.hop(self._end, False)
+            await self._driver.hop(self._end, False, level)
             raise
-        await self._driver.hop(self._end, True)
+        await self._driver.hop(self._end, True, level)
 
-    def _begin(self) -> None:
+    def _begin(self, level: str | None) -> None:
+        raw = self._conn.raw
+        if self._backend == "sqlite":
+            # Explicitly, in autocommit mode: sqliteodbc's own transactions are
+            # deferred, and a deferred transaction that has read fails at its first
+            # write when another one wrote meanwhile (SQLITE_BUSY, which no waiting
+            # helps). IMMEDIATE takes the write lock at the start, waiting up to the
+            # busy timeout for it, as the native driver does.
+            try:
+                raw.execute("BEGIN IMMEDIATE").close()
+            except pyodbc.Error as exc:
+                raise translate(exc) from exc
+            return
         try:
-            self._conn.raw.autocommit = False
+            raw.autocommit = False
+            if level is not None:
+                # The transaction's first statement (psqlODBC sends BEGIN before it): on
+                # PostgreSQL it sets this transaction's level; on SQL Server the
+                # session's, which ``_end`` restores.
+                raw.execute(f"SET TRANSACTION ISOLATION LEVEL {level}").close()
         except pyodbc.Error as exc:
+            if level is not None:
+                with contextlib.suppress(pyodbc.Error):
+                    raw.rollback()
+                    raw.autocommit = True
             raise translate(exc) from exc
 
-    def _end(self, commit: bool) -> None:
+    def _end(self, commit: bool, level: str | None = None) -> None:
         raw = self._conn.raw
         # A timeout set inside the transaction is undone by a rollback: set it afresh.
         forget_session_settings(self._conn)
+        if self._backend == "sqlite":
+            self._end_sqlite(commit)
+            return
         try:
             if commit:
                 try:
@@ -127,10 +163,31 @@ class OdbcSession:
         finally:
             try:
                 raw.autocommit = True
+                if level is not None and self._backend == "sqlserver":
+                    # SQL Server's level outlives the transaction: the next borrower
+                    # gets the default back.
+                    raw.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED").close()
             except pyodbc.Error as exc:
-                # A pooled connection left in manual-commit mode would silently never
-                # commit the next borrower's writes: make the pool discard it.
+                # A pooled connection left in manual-commit mode (or another level)
+                # would silently change the next borrower's statements: discard it.
                 raise ConnectionLost("could not restore autocommit") from exc
+
+    def _end_sqlite(self, commit: bool) -> None:
+        raw = self._conn.raw
+        if commit:
+            try:
+                raw.execute("COMMIT").close()
+            except pyodbc.Error as exc:
+                # A COMMIT that met a reader's lock leaves the transaction open; one
+                # after an error SQLite already rolled back finds none ("no transaction
+                # is active"): either way nothing of it may stay.
+                with contextlib.suppress(pyodbc.Error):
+                    raw.execute("ROLLBACK").close()
+                raise translate(exc) from exc
+            return
+        # Fails harmlessly when SQLite rolled back on its own (an interrupted write).
+        with contextlib.suppress(pyodbc.Error):
+            raw.execute("ROLLBACK").close()
 
 
 class OdbcDriver:
@@ -267,6 +324,34 @@ class OdbcDriver:
                     await self.hop(functools.partial(pool.putconn, conn, broken=broken, lost=lost))
                 finally:
                     gate.leave()
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        location: TenantLocation,
+        sql: str,
+        params: Sequence[object],
+        *,
+        timeout_s: float,
+        max_rows: int,
+        batch_rows: int,
+    ) -> AsyncIterator[RowStream]:
+        """A read's rows, a batch per worker hop (``proxy.drivers.odbc.stream``)."""
+        pool = self.pools.pool_for(location)
+        gate = self._gate(pool)
+        await gate.enter(min(self.options.acquire_timeout, timeout_s))
+        async with stream_on(
+            self,
+            pool,
+            gate,
+            backend=location.kind.value,
+            sql=sql,
+            params=params,
+            timeout_s=timeout_s,
+            max_rows=max_rows,
+            batch_rows=batch_rows,
+        ) as rows:
+            yield rows
 
     def blocking_source(
         self, location: TenantLocation, *, timeout_s: float

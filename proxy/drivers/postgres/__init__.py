@@ -4,6 +4,7 @@
       PgPool, ServerLimiter       pool.py      an asyncio pool; a cap per server
       PgSession, execute_on       session.py   statement timeouts, backstop, results
       Statements                  statements.py  libpq's extended protocol, prepared statements
+      stream_on                   stream.py    a read from a server-side cursor, FETCH per batch
       conn_params                 conninfo.py  ODBC-style connection string → libpq
       to_numbered                 placeholders.py  ``?`` → ``$n``
       ADAPTERS, type_name         types.py     what values become, and their type names

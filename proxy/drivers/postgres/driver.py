@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import psycopg
 from anyio.lowlevel import EventLoopToken, current_token
 
-from proxy.drivers.base import ResultSet
+from proxy.drivers.base import ResultSet, RowStream
 from proxy.drivers.postgres.blocking import (
     BlockingConnection,
     call_from_thread,
@@ -38,6 +38,7 @@ from proxy.drivers.postgres.blocking import (
 from proxy.drivers.postgres.conninfo import ConnParams, conn_params
 from proxy.drivers.postgres.pool import PgPool, PooledConnection, ServerLimiter
 from proxy.drivers.postgres.session import PgSession, execute_on
+from proxy.drivers.postgres.stream import stream_on
 from proxy.drivers.postgres.watch import Watch
 from proxy.drivers.sizing import PoolOptions, check_seconds
 from proxy.errors import StatementTimeout
@@ -146,6 +147,32 @@ class PostgresDriver:
             raise
         pool.release(conn)
         return result
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        location: TenantLocation,
+        sql: str,
+        params: Sequence[object],
+        *,
+        timeout_s: float,
+        max_rows: int,
+        batch_rows: int,
+    ) -> AsyncIterator[RowStream]:
+        """A read's rows from a server-side cursor (``proxy.drivers.postgres.stream``)."""
+        pool = self._pool_for(location)
+        conn = pool.acquire_nowait()
+        if conn is None:
+            conn = await pool.acquire_wait(timeout_s)
+        try:
+            async with stream_on(
+                conn, sql, params, timeout_s=timeout_s, max_rows=max_rows, batch_rows=batch_rows
+            ) as rows:
+                yield rows
+        except BaseException as exc:
+            pool.release(conn, exc)
+            raise
+        pool.release(conn)
 
     def blocking_source(
         self, location: TenantLocation, *, timeout_s: float

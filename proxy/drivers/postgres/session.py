@@ -157,20 +157,24 @@ class PgSession:
         )
 
     @contextlib.asynccontextmanager
-    async def transaction(self, *, timeout_s: float | None = None) -> AsyncIterator[None]:
+    async def transaction(
+        self, *, isolation: str | None = None, timeout_s: float | None = None
+    ) -> AsyncIterator[None]:
         """``BEGIN`` … ``COMMIT``, or ``ROLLBACK`` when the block raises.
 
-        ``timeout_s`` becomes the session's statement timeout before ``BEGIN``; without
-        it, BEGIN, COMMIT and ROLLBACK get ``CONTROL_TIMEOUT_S``.
+        ``isolation`` (``ISOLATION_LEVELS``) goes into the ``BEGIN``, so the session's
+        default is never changed. ``timeout_s`` becomes the session's statement timeout
+        before ``BEGIN``; without it, BEGIN, COMMIT and ROLLBACK get ``CONTROL_TIMEOUT_S``.
         """
         conn = self._live()
         if conn.in_transaction:
             raise RuntimeError("a transaction is already open on this session")
+        begin = _BEGIN[isolation]
         if timeout_s is not None:
             _check(timeout_s)
             await _set_timeout(conn, timeout_s)
         budget = timeout_s if timeout_s is not None else CONTROL_TIMEOUT_S
-        await _run(conn, "BEGIN", budget)
+        await _run(conn, begin, budget)
         conn.in_transaction = True
         try:
             yield
@@ -186,6 +190,15 @@ class PgSession:
             raise
         _end_transaction(conn)
         await _run(conn, "COMMIT", budget)
+
+
+_BEGIN = {
+    None: "BEGIN",
+    "read_uncommitted": "BEGIN ISOLATION LEVEL READ UNCOMMITTED",
+    "read_committed": "BEGIN ISOLATION LEVEL READ COMMITTED",
+    "repeatable_read": "BEGIN ISOLATION LEVEL REPEATABLE READ",
+    "serializable": "BEGIN ISOLATION LEVEL SERIALIZABLE",
+}
 
 
 def _end_transaction(conn: PooledConnection) -> None:

@@ -230,6 +230,33 @@ class Statements:
         pgconn.send_query_prepared(prepared.name, values, param_formats, _TEXT)
         return self._check(await self._results()), prepared
 
+    async def unnamed(
+        self, sql: str, params: Sequence[object], label: bytes | None = None
+    ) -> PGresult:
+        """Run ``sql`` (``?`` markers) unnamed, never prepared: a stream's ``DECLARE``
+        and ``FETCH`` (``proxy.drivers.postgres.stream``), whose text is the same for
+        results of every shape. Raises as ``execute`` does."""
+        query, markers = to_numbered(sql)
+        if len(params) != markers:
+            raise psycopg.ProgrammingError(
+                f"the statement has {markers} markers but {len(params)} parameters were given"
+            )
+        values: Sequence[Buffer | None] | None = None
+        types: tuple[int, ...] = ()
+        param_formats: Sequence[Format] | None = None
+        if params:
+            tx = self._tx
+            values = tx.dump_sequence(params, [PyFormat.AUTO] * len(params))
+            types = tx.types or ()
+            param_formats = tx.formats
+        if label is not None:
+            result, _ = await self._labelled(
+                label, query=query, values=values, types=types, param_formats=param_formats
+            )
+            return result
+        self._pgconn.send_query_params(query.encode(), values, types, param_formats, _TEXT)
+        return self._check(await self._results())
+
     async def _labelled(
         self,
         label: bytes,

@@ -10,6 +10,7 @@ pool           ``FilePool``: one bounded pool per tenant file, for the loop and 
 classify       which statements are plain reads (the only ones run inline)
 execute        one statement: inline under a budget, else in a worker thread; timeouts
 errors         the one table from sqlite3's errors to tenantgate's
+stream         a read streamed from a cursor, a batch per worker-thread hop
 driver         ``SqliteDriver`` and ``SqliteSession``: pools per file, transactions,
                ``blocking_source`` for tenancy, statistics, the janitor
 bench          ``python -m proxy.drivers.sqlite.bench``: the measurements below

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from proxy.drivers.base import ResultSet
+from proxy.drivers.base import ResultSet, RowStream
 from proxy.drivers.errors import Kind, is_broken
 from proxy.drivers.janitor import Janitor
 from proxy.drivers.sizing import PoolOptions, check_count, check_seconds
@@ -55,6 +55,7 @@ from proxy.drivers.sqlite.execute import (
 )
 from proxy.drivers.sqlite.options import open_spec
 from proxy.drivers.sqlite.pool import FilePool, PooledConnection, PoolRetired
+from proxy.drivers.sqlite.stream import stream_on
 from proxy.errors import BackendRejected, BackendUnavailable, ProxyError
 from tenancy.backends import BackendKind
 
@@ -125,7 +126,9 @@ class SqliteSession:
                 self._failed = True
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
+    async def transaction(self, *, isolation: str | None = None) -> AsyncIterator[None]:
+        # Every isolation level runs SERIALIZABLE: SQLite has no other (between
+        # connections, which is what a transaction here is isolated from).
         conn = self._checked()
         if self._in_tx:
             raise RuntimeError("a transaction is already open on this session")
@@ -299,6 +302,39 @@ class SqliteDriver:
         finally:
             session._detach()
             await self._release(conn, broken=broken or session.broken)
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        location: TenantLocation,
+        sql: str,
+        params: Sequence[object],
+        *,
+        timeout_s: float,
+        max_rows: int,
+        batch_rows: int,
+    ) -> AsyncIterator[RowStream]:
+        """A read's rows from a cursor, a batch per worker hop (``stream``)."""
+        conn = await self._acquire(location, budget_s=timeout_s)
+        broken = False
+        try:
+            async with stream_on(
+                conn,
+                self.hop,
+                self.stats,
+                sql,
+                params,
+                timeout_s=timeout_s,
+                max_rows=max_rows,
+                batch_rows=batch_rows,
+            ) as rows:
+                yield rows
+        except Exception as exc:
+            broken = is_broken(exc)
+            raise
+        finally:
+            # Shielded inside: an orphaned connection is left to its worker.
+            await self._release(conn, broken=broken)
 
     def blocking_source(
         self, location: TenantLocation, *, timeout_s: float

@@ -35,7 +35,9 @@ from starlette.types import Receive, Scope, Send
 from proxy import context
 from proxy.errors import MethodNotAllowed, NotFound, NotReady
 from proxy.frontends.http import endpoints as ep
+from proxy.frontends.http import transactions as tx
 from proxy.frontends.http.endpoints import JSONResponse
+from proxy.frontends.http.forward import listening, socket_path
 from proxy.frontends.http.openapi import openapi_document
 from proxy.frontends.http.statuses import status_for
 from proxy.jsonenc import dumps
@@ -51,11 +53,18 @@ Endpoint = Callable[[Request], Awaitable[Any]]
 Handler = Callable[[Request], Awaitable[Response | None]]
 
 _TENANT = "/v1/tenants/{tenant}"
+_TX = "/v1/transactions/{id}"
 _TABLE = _TENANT + "/tables/{table}"
 
 ROUTES: tuple[tuple[str, str, str, Endpoint], ...] = (
     ("POST", "/v1/query", "query", ep.query),
     ("POST", "/v1/explain", "explain", ep.explain),
+    ("POST", "/v1/batch", "batch", tx.batch),
+    ("POST", "/v1/transactions", "transaction_begin", tx.begin),
+    ("POST", _TX + "/query", "transaction_query", tx.tx_query),
+    ("POST", _TX + "/batch", "transaction_batch", tx.tx_batch),
+    ("POST", _TX + "/commit", "transaction_commit", tx.commit),
+    ("POST", _TX + "/rollback", "transaction_rollback", tx.rollback),
     ("GET", _TENANT + "/schema", "schema", ep.schema),
     ("POST", _TENANT + "/schema/refresh", "schema_refresh", ep.refresh),
     ("GET", _TABLE + "/custom-fields", "custom_fields_list", ep.list_custom_fields),
@@ -103,6 +112,8 @@ def _instrumented(name: str, endpoint: Endpoint) -> Handler:
         response: Response | None
         try:
             payload = await endpoint(request)
+            if isinstance(payload, Response) and getattr(payload, "forwarded", False):
+                return payload  # counted by the worker that answered it
             response = payload if isinstance(payload, Response) else JSONResponse(payload)
         except ClientDisconnect:
             # Nobody is left to answer; counted, not logged as an error of ours.
@@ -165,11 +176,16 @@ def compile_routes(table: tuple[tuple[str, str, str, Endpoint], ...]) -> tuple[R
 class App:
     """The ASGI application: ``ROUTES`` dispatched, the service's lifespan run."""
 
-    def __init__(self, service: Service, routes: tuple[Route, ...]) -> None:
+    def __init__(
+        self, service: Service, routes: tuple[Route, ...], *, run_dir: str | None = None
+    ) -> None:
         self.routes = routes
         self.state = State()
         """Per app, read by the endpoints through ``request.app.state``."""
         self.state.service = service
+        # The folder a host's workers share (``tenantgate serve``), or None for one
+        # process: where each worker listens for requests of its transactions.
+        self.state.run_dir = run_dir
         # Rendered once: the routes, the models and this configuration's defaults and caps.
         self.state.openapi = dumps(openapi_document(ROUTES, service.settings))
         # Per process: its primary-key cache outlives requests.
@@ -264,8 +280,15 @@ class App:
     @contextlib.asynccontextmanager
     async def _running(self) -> AsyncIterator[None]:
         service = self._service
+        run_dir = self.state.run_dir
         try:
-            async with anyio.create_task_group() as background:
+            async with contextlib.AsyncExitStack() as stack:
+                # Open transactions are rolled back when this exits, before the pools close.
+                await stack.enter_async_context(service.transactions.running())
+                if run_dir is not None:
+                    path = socket_path(run_dir, service.transactions.tag)
+                    await stack.enter_async_context(listening(self, path))
+                background = await stack.enter_async_context(anyio.create_task_group())
                 # The change-log poller and the metrics snapshots, beside the requests.
                 background.start_soon(service.background)
                 yield
@@ -274,5 +297,5 @@ class App:
             await service.aclose()
 
 
-def create_app(service: Service) -> App:
-    return App(service, compile_routes(ROUTES))
+def create_app(service: Service, *, run_dir: str | None = None) -> App:
+    return App(service, compile_routes(ROUTES), run_dir=run_dir)

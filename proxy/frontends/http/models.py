@@ -28,12 +28,20 @@ from msgspec import UNSET, Meta, UnsetType
 from proxy.config import Settings
 from proxy.errors import InvalidCustomField, InvalidRequest
 from proxy.pipeline.request import QueryRequest
+from proxy.pipeline.transactions import BatchRequest
 from tenancy import ddl
 
 __all__ = [
+    "BATCH",
     "CUSTOM_FIELD",
     "QUERY",
     "RECORD",
+    "TRANSACTION",
+    "TRANSACTION_BATCH",
+    "TRANSACTION_QUERY",
+    "BatchBody",
+    "BatchResult",
+    "BatchStatement",
     "Body",
     "Check",
     "Column",
@@ -48,8 +56,16 @@ __all__ = [
     "Readiness",
     "RecordFields",
     "TenantRef",
+    "TransactionBatchBody",
+    "TransactionBody",
+    "TransactionEnded",
+    "TransactionOpened",
+    "TransactionQueryBody",
+    "batch_request",
     "custom_field",
     "query_request",
+    "statements_of",
+    "transaction_query",
 ]
 
 # -- request bodies -------------------------------------------------------------------
@@ -90,6 +106,82 @@ class QueryBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             "(refused with unfiltered_write otherwise)"
         ),
     ] = False
+
+
+Isolation = Literal["read_uncommitted", "read_committed", "repeatable_read", "serializable"]
+"""``proxy.drivers.base.ISOLATION_LEVELS`` (a test keeps them equal)."""
+
+_Params = Annotated[
+    Annotated[list[Any], Meta(description="values for ? in order")]
+    | Annotated[dict[str, Any], Meta(description="values for @name")],
+    Meta(description="Strings, numbers, booleans or null."),
+]
+_Sql = Annotated[
+    str, Meta(pattern=r"\S", description="One statement, in `dialect`, naming logical tables.")
+]
+_MissingColumns = Annotated[
+    Literal["error", "null"], Meta(description="reads only: writes always refuse a missing column")
+]
+
+
+class BatchStatement(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One statement of a batch: a /v1/query body's statement fields."""
+
+    sql: _Sql
+    params: _Params = msgspec.field(default_factory=list)
+    max_rows: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    missing_columns: _MissingColumns = "error"
+    allow_unfiltered: bool = False
+
+
+class BatchBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Statements run in order in one transaction, all or nothing (POST /v1/batch)."""
+
+    tenant: Annotated[
+        Annotated[str, Meta(min_length=1)] | int,
+        Meta(description="Customer id or domain name."),
+    ]
+    statements: Annotated[list[BatchStatement], Meta(min_length=1)]
+    isolation: Isolation | UnsetType = UNSET
+    dialect: Dialect | UnsetType = UNSET
+    max_rows: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    timeout_ms: Annotated[int, Meta(ge=1, description="the whole batch's deadline")] | UnsetType = (
+        UNSET
+    )
+
+
+class TransactionBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """An interactive transaction to begin (POST /v1/transactions)."""
+
+    tenant: Annotated[
+        Annotated[str, Meta(min_length=1)] | int,
+        Meta(description="Customer id or domain name."),
+    ]
+    isolation: Isolation | UnsetType = UNSET
+
+
+class TransactionQueryBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One statement in an open transaction: a /v1/query body without `tenant`."""
+
+    sql: _Sql
+    params: _Params = msgspec.field(default_factory=list)
+    dialect: Dialect | UnsetType = UNSET
+    max_rows: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    timeout_ms: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    missing_columns: _MissingColumns = "error"
+    allow_unfiltered: bool = False
+
+
+class TransactionBatchBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Statements run in order in an open transaction: a /v1/batch body without
+    `tenant` and `isolation`."""
+
+    statements: Annotated[list[BatchStatement], Meta(min_length=1)]
+    dialect: Dialect | UnsetType = UNSET
+    max_rows: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    timeout_ms: Annotated[int, Meta(ge=1, description="the whole batch's deadline")] | UnsetType = (
+        UNSET
+    )
 
 
 class CustomFieldBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -213,19 +305,21 @@ def _field_spec_refusal(plain: Any) -> None:
         raise InvalidCustomField(exc.message, field=exc.field) from None
 
 
+_STATEMENT_MESSAGES = {
+    "sql": "'sql' must be a non-empty string",
+    "params": "'params' must be a list (for ?) or an object (for @name)",
+    "dialect": "'dialect' must be one of tsql, postgres, sqlite",
+    "max_rows": "'max_rows' must be a positive integer",
+    "timeout_ms": "'timeout_ms' must be a positive integer",
+    "missing_columns": "'missing_columns' must be 'error' or 'null'",
+    "allow_unfiltered": "'allow_unfiltered' must be true or false",
+    "isolation": "'isolation' must be one of read_uncommitted, read_committed, "
+    "repeatable_read, serializable",
+    "statements": "'statements' must be a non-empty list of {sql, params} objects",
+    "tenant": "'tenant' must be a customer id or a domain name",
+}
 QUERY: Body[QueryBody] = Body(
-    QueryBody,
-    not_object="the body must be a JSON object",
-    messages={
-        "tenant": "'tenant' must be a customer id or a domain name",
-        "sql": "'sql' must be a non-empty string",
-        "params": "'params' must be a list (for ?) or an object (for @name)",
-        "dialect": "'dialect' must be one of tsql, postgres, sqlite",
-        "max_rows": "'max_rows' must be a positive integer",
-        "timeout_ms": "'timeout_ms' must be a positive integer",
-        "missing_columns": "'missing_columns' must be 'error' or 'null'",
-        "allow_unfiltered": "'allow_unfiltered' must be true or false",
-    },
+    QueryBody, not_object="the body must be a JSON object", messages=_STATEMENT_MESSAGES
 )
 CUSTOM_FIELD: Body[CustomFieldBody] = Body(
     CustomFieldBody,
@@ -251,6 +345,82 @@ def query_request(raw: bytes, settings: Settings) -> QueryRequest:
         q.default_dialect if dialect is UNSET else dialect,
         q.default_max_rows if max_rows is UNSET else min(max_rows, q.max_rows_cap),
         q.default_timeout_ms if timeout_ms is UNSET else min(timeout_ms, q.max_timeout_ms),
+        body.missing_columns,
+        body.allow_unfiltered,
+    )
+
+
+BATCH: Body[BatchBody] = Body(
+    BatchBody, not_object="the body must be a JSON object", messages=_STATEMENT_MESSAGES
+)
+TRANSACTION: Body[TransactionBody] = Body(
+    TransactionBody, not_object="the body must be a JSON object", messages=_STATEMENT_MESSAGES
+)
+TRANSACTION_QUERY: Body[TransactionQueryBody] = Body(
+    TransactionQueryBody,
+    not_object="the body must be a JSON object",
+    messages=_STATEMENT_MESSAGES,
+)
+TRANSACTION_BATCH: Body[TransactionBatchBody] = Body(
+    TransactionBatchBody,
+    not_object="the body must be a JSON object",
+    messages=_STATEMENT_MESSAGES,
+)
+
+
+def _capped(value: int | UnsetType, default: int, cap: int) -> int:
+    return default if value is UNSET else min(value, cap)
+
+
+def statements_of(
+    body: BatchBody | TransactionBatchBody, tenant: str | int, settings: Settings
+) -> tuple[tuple[QueryRequest, ...], int]:
+    """A batch's statements as the pipeline takes them, and the batch's timeout."""
+    q = settings.query
+    limit = settings.transactions.max_batch_statements
+    if len(body.statements) > limit:
+        raise InvalidRequest(
+            f"a batch may hold at most {limit} statements, this one has {len(body.statements)}",
+            field="statements",
+        )
+    dialect = q.default_dialect if body.dialect is UNSET else body.dialect
+    timeout_ms = _capped(body.timeout_ms, q.default_timeout_ms, q.max_timeout_ms)
+    default_rows = _capped(body.max_rows, q.default_max_rows, q.max_rows_cap)
+    statements = tuple(
+        QueryRequest(
+            tenant,
+            s.sql,
+            s.params,
+            dialect,
+            _capped(s.max_rows, default_rows, q.max_rows_cap),
+            timeout_ms,
+            s.missing_columns,
+            s.allow_unfiltered,
+        )
+        for s in body.statements
+    )
+    return statements, timeout_ms
+
+
+def batch_request(raw: bytes, settings: Settings) -> BatchRequest:
+    """A ``/v1/batch`` body as the pipeline takes it."""
+    body = BATCH.decode(raw)
+    statements, timeout_ms = statements_of(body, body.tenant, settings)
+    isolation = None if body.isolation is UNSET else body.isolation
+    return BatchRequest(body.tenant, statements, isolation, timeout_ms)
+
+
+def transaction_query(raw: bytes, tenant: str | int, settings: Settings) -> QueryRequest:
+    """A statement for an open transaction of ``tenant``, as the pipeline takes it."""
+    body = TRANSACTION_QUERY.decode(raw)
+    q = settings.query
+    return QueryRequest(
+        tenant,
+        body.sql,
+        body.params,
+        q.default_dialect if body.dialect is UNSET else body.dialect,
+        _capped(body.max_rows, q.default_max_rows, q.max_rows_cap),
+        _capped(body.timeout_ms, q.default_timeout_ms, q.max_timeout_ms),
         body.missing_columns,
         body.allow_unfiltered,
     )
@@ -293,6 +463,29 @@ class QueryResult(msgspec.Struct):
 class TenantRef(msgspec.Struct):
     id: int
     domain: str
+
+
+class BatchResult(msgspec.Struct):
+    """One result per statement, in order."""
+
+    results: list[QueryResult]
+
+
+class TransactionOpened(msgspec.Struct):
+    """An open transaction: send its statements to /v1/transactions/{id}/query."""
+
+    id: str
+    tenant: TenantRef
+    idle_timeout_ms: Annotated[
+        int, Meta(description="rolled back after this long without a request")
+    ]
+    max_lifetime_ms: Annotated[int, Meta(description="rolled back this long after it began")]
+
+
+class TransactionEnded(msgspec.Struct):
+    id: str
+    committed: bool | UnsetType = UNSET
+    rolled_back: bool | UnsetType = UNSET
 
 
 class Explain(msgspec.Struct):

@@ -22,9 +22,15 @@ import msgspec
 from proxy import __version__
 from proxy.config import QuerySettings, Settings
 from proxy.frontends.http.models import (
+    BATCH,
     CUSTOM_FIELD,
     QUERY,
     RECORD,
+    TRANSACTION,
+    TRANSACTION_BATCH,
+    TRANSACTION_QUERY,
+    BatchBody,
+    BatchResult,
     Body,
     CustomField,
     CustomFieldBody,
@@ -35,6 +41,11 @@ from proxy.frontends.http.models import (
     QueryResult,
     Readiness,
     RecordFields,
+    TransactionBatchBody,
+    TransactionBody,
+    TransactionEnded,
+    TransactionOpened,
+    TransactionQueryBody,
 )
 
 __all__ = ["ERROR_CODES", "OPERATIONS", "Operation", "openapi_document"]
@@ -53,6 +64,7 @@ ERROR_CODES = [
     "invalid_custom_field", "invalid_field_value", "unsupported_primary_key",
     "custom_field_not_found", "record_not_found", "column_exists", "column_limit_reached",
     "base_column_protected", "precondition_failed",
+    "transaction_not_found", "transaction_aborted", "transaction_busy", "too_many_transactions",
 ]  # fmt: skip
 """Every stable error code (``tests/unit/test_errors.py`` checks each error class's)."""
 
@@ -62,6 +74,13 @@ DOCUMENTED: tuple[tuple[str, Any], ...] = (
     ("QueryRequest", QueryBody),
     ("QueryResult", QueryResult),
     ("Explain", Explain),
+    ("BatchRequest", BatchBody),
+    ("BatchResult", BatchResult),
+    ("TransactionRequest", TransactionBody),
+    ("TransactionOpened", TransactionOpened),
+    ("TransactionQueryRequest", TransactionQueryBody),
+    ("TransactionBatchRequest", TransactionBatchBody),
+    ("TransactionEnded", TransactionEnded),
     ("CustomField", CustomField),
     ("CustomFieldList", CustomFieldList),
     ("CustomFieldRequest", CustomFieldBody),
@@ -76,6 +95,7 @@ PATH_PARAMETERS = {
     "table": "Table name (matched case-insensitively).",
     "name": "The field's name.",
     "key": "Primary-key value.",
+    "id": "The transaction's id, as its begin answered.",
 }
 _PATH_PARAMETER = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
@@ -100,6 +120,8 @@ class Operation:
     headers: Mapping[str, Any] = field(default_factory=dict)
     media_type: str | None = None
     """A success body that is not JSON (``/metrics``)."""
+    streamed: Mapping[str, Any] = field(default_factory=dict)
+    """Media types the success body may also come as, chosen by ``Accept``."""
 
 
 _COMMON = (400, 401, 403, 404, 413, 429, 502, 503, 504)
@@ -124,6 +146,26 @@ _IF_MATCH = {
     "'*' requires only that it exists.",
     "schema": {"type": "string"},
 }
+_STREAMED = {
+    "application/x-ndjson": {
+        "schema": {
+            "type": "string",
+            "description": "With `Accept: application/x-ndjson`, a read is streamed: a line "
+            '`{"columns": [...]}`, one JSON array per row, then `{"row_count": n, "truncated": '
+            'b}`, or `{"error": {"code": ..., "message": ...}, "row_count": n}` when it failed '
+            "after the first line. `max_rows` defaults to, and is capped at, "
+            "`query.stream_max_rows`. A write is answered as JSON. See docs/transactions.md.",
+        }
+    },
+    "text/csv": {
+        "schema": {
+            "type": "string",
+            "description": "With `Accept: text/csv`, a read streamed as RFC 4180 CSV: a header "
+            "row, one line per row; `#truncated,<n>` last when cut at `max_rows`. An error after "
+            "the first line ends the transfer unfinished after a line `#error,<code>,<message>`.",
+        }
+    },
+}
 _QUERY_EXAMPLE = {
     "tenant": "beta.example",
     "sql": "SELECT * FROM Contacts WHERE ContactID = ?",
@@ -138,6 +180,7 @@ OPERATIONS: Mapping[str, Operation] = {
         body=QUERY,
         example=_QUERY_EXAMPLE,
         errors=_COMMON,
+        streamed=_STREAMED,
     ),
     "explain": Operation(
         "Show the backend SQL a statement becomes, without running it",
@@ -146,6 +189,62 @@ OPERATIONS: Mapping[str, Operation] = {
         body=QUERY,
         example=_QUERY_EXAMPLE,
         errors=_COMMON,
+    ),
+    "batch": Operation(
+        "Run statements in order in one transaction, all or nothing",
+        "One result per statement; a failure names its statement's index.",
+        response=BatchResult,
+        body=BATCH,
+        example={
+            "tenant": "beta.example",
+            "statements": [
+                {
+                    "sql": "UPDATE Contacts SET FirstName = ? WHERE ContactID = ?",
+                    "params": ["Ada", 5],
+                },
+                {"sql": "SELECT FirstName FROM Contacts WHERE ContactID = ?", "params": [5]},
+            ],
+        },
+        errors=(*_COMMON, 409),
+    ),
+    "transaction_begin": Operation(
+        "Begin an interactive transaction for a tenant; its id is bound to the token",
+        "Begun: its id and timeouts.",
+        status=201,
+        response=TransactionOpened,
+        body=TRANSACTION,
+        example={"tenant": "beta.example", "isolation": "serializable"},
+        errors=_COMMON,
+    ),
+    "transaction_query": Operation(
+        "Run one statement in an open transaction",
+        "Rows, or rows affected by a write. A database error rolls the transaction back.",
+        response=QueryResult,
+        body=TRANSACTION_QUERY,
+        example={"sql": "SELECT * FROM Contacts WHERE ContactID = ?", "params": [5]},
+        errors=(*_COMMON, 409),
+    ),
+    "transaction_batch": Operation(
+        "Run statements in order in an open transaction",
+        "One result per statement. A database error rolls the transaction back.",
+        response=BatchResult,
+        body=TRANSACTION_BATCH,
+        example={
+            "statements": [{"sql": "DELETE FROM Contacts WHERE ContactID = ?", "params": [5]}]
+        },
+        errors=(*_COMMON, 409),
+    ),
+    "transaction_commit": Operation(
+        "Commit an open transaction",
+        "Committed.",
+        response=TransactionEnded,
+        errors=(401, 404, 409, 503, 504),
+    ),
+    "transaction_rollback": Operation(
+        "Roll back a transaction (also acknowledges one that was rolled back already)",
+        "Rolled back.",
+        response=TransactionEnded,
+        errors=(401, 404, 409, 503, 504),
     ),
     "schema": Operation(
         "A tenant's tables with base and custom columns",
@@ -365,6 +464,8 @@ def _operation(path: str, name: str, op: Operation) -> dict[str, Any]:
         ok["content"] = _json(op.response)
     elif op.media_type is not None:
         ok["content"] = {op.media_type: {}}
+    if op.streamed:
+        ok["content"] = {**ok.get("content", {}), **op.streamed}
     if op.headers:
         ok["headers"] = dict(op.headers)
     error = {"$ref": "#/components/responses/Error"}

@@ -24,6 +24,8 @@ from proxy.errors import (
     RateLimited,
     RequestTooLarge,
     StatementTimeout,
+    TransactionAborted,
+    TransactionBusy,
     Unauthenticated,
 )
 from rewriter.errors import RewriteError, UnfilteredWrite
@@ -53,6 +55,8 @@ ERROR_TABLE: dict[type[Exception], int] = {
     ColumnExists: 409,
     ColumnLimitReached: 409,
     BaseColumnProtected: 409,
+    TransactionAborted: 409,
+    TransactionBusy: 409,
     PreconditionFailed: 412,
     RateLimited: 429,
     BackendRejected: 400,
