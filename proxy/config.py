@@ -106,6 +106,9 @@ class QuerySettings:
     most; also its default ``max_rows`` (docs/transactions.md, "Streaming results")."""
     stream_write_timeout_ms: int = 30_000
     """A streamed response whose client takes no bytes for this long is ended."""
+    stream_max_ms: int = 1_800_000
+    """A streamed response still going this long is ended (its trailer says
+    ``statement_timeout``): every request ends, however slowly its client reads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +244,7 @@ def _validate(s: Settings) -> None:
         "query.cache_max_entry_bytes": s.query.cache_max_entry_bytes,
         "query.stream_max_rows": s.query.stream_max_rows,
         "query.stream_write_timeout_ms": s.query.stream_write_timeout_ms,
+        "query.stream_max_ms": s.query.stream_max_ms,
         "controller.cache_ttl_s": s.controller.cache_ttl_s,
         "controller.timeout_ms": s.controller.timeout_ms,
         "controller.max_threads": s.controller.max_threads,

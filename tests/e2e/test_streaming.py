@@ -310,3 +310,77 @@ def test_a_million_rows_in_bounded_memory(service: tuple[httpx.Client, int, str]
     assert rows == 1 + MILLION + 1
     assert json.loads(last) == {"row_count": MILLION, "truncated": False}
     assert growth < RSS_GROWTH_MAX_KB
+
+
+# -- the whole stream's bound -------------------------------------------------------------
+
+STREAM_MAX_MS = 1500
+ROWS_PAST_THE_BUFFERS = 200_000
+"""Rows whose NDJSON (~6 MB) is far more than the sockets' buffers hold: a client that
+does not read holds up the stream."""
+
+
+@pytest.fixture(scope="module")
+def bounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a service whose streams end after ``STREAM_MAX_MS``, over one SQLite
+    tenant with a ``Numbers`` table of ``ROWS_PAST_THE_BUFFERS`` rows."""
+    root = tmp_path_factory.mktemp("bounded")
+    lite = root / "lite.db"
+    with contextlib.closing(sqlite3.connect(lite)) as db:
+        seed_tenant(db, "sqlite", contacts=5, seed=3)
+        db.execute('CREATE TABLE "Numbers" ("N" INTEGER PRIMARY KEY, "Label" TEXT)')
+        db.execute(
+            'INSERT INTO "Numbers" WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1'
+            " FROM n WHERE i < ?) SELECT i, 'row ' || i FROM n",
+            (ROWS_PAST_THE_BUFFERS,),
+        )
+        db.commit()
+    controller = root / "controller.db"
+    write_controller(controller, [(2, "lite.example", f"Driver=SQLite3;Database={lite}")])
+    config = root / "tenantgate.toml"
+    text = _config(controller).replace(
+        "stream_write_timeout_ms = 2000", f"stream_max_ms = {STREAM_MAX_MS}"
+    )
+    config.write_text(text, encoding="utf-8")
+    with serve(config, root / "service.log") as (url, _):
+        yield url
+
+
+def _dechunk(body: bytes) -> bytes:
+    """An HTTP/1.1 chunked body's content."""
+    out, rest = [], body
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(rest[:size])
+        rest = rest[size + 2 :]
+
+
+def _errors(url: str, code: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    prefix = f'tenantgate_requests_total{{code="{code}",endpoint="query",outcome="error"}} '
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_a_stream_ends_at_its_bound_however_slowly_its_client_reads(bounded: str) -> None:
+    before = _errors(bounded, "statement_timeout")
+    sock = _raw_request(bounded, {"tenant": 2, "sql": "SELECT N, Label FROM Numbers"})
+    try:
+        received = sock.recv(4096)
+        assert received.startswith(b"HTTP/1.1 200")
+        # Reads nothing for longer than the bound: the service waits on its writes.
+        time.sleep(STREAM_MAX_MS / 1000 + 1)
+        sock.settimeout(30)
+        while not received.endswith(b"\r\n0\r\n\r\n"):  # the last chunk of the body
+            chunk = sock.recv(1 << 20)
+            assert chunk, "the connection closed before the body ended"
+            received += chunk
+    finally:
+        sock.close()
+    trailer = json.loads(_dechunk(received.partition(b"\r\n\r\n")[2]).splitlines()[-1])
+    assert trailer["error"]["code"] == "statement_timeout"
+    assert 0 < trailer["row_count"] < ROWS_PAST_THE_BUFFERS
+    # Counted with the code that ended it, once it ended.
+    assert _wait_until(lambda: _errors(bounded, "statement_timeout") == before + 1)

@@ -40,6 +40,7 @@ from proxy.frontends.http.endpoints import JSONResponse
 from proxy.frontends.http.forward import listening, socket_path
 from proxy.frontends.http.openapi import openapi_document
 from proxy.frontends.http.statuses import status_for
+from proxy.frontends.http.stream import StreamResponse
 from proxy.jsonenc import dumps
 from proxy.pipeline.service import Service
 from proxy.tables.records import Records
@@ -108,12 +109,27 @@ def error_response(exc: BaseException) -> Response:
 def _instrumented(name: str, endpoint: Endpoint) -> Handler:
     async def handle(request: Request) -> Response | None:
         started = time.perf_counter()
+        service: Service = request.app.state.service
+        ctx = context.current()
+
+        def account(code: str | None) -> None:
+            seconds = time.perf_counter() - started
+            service.metrics.observe_request(name, code, seconds)
+            if ctx is not None:
+                ctx.code = code
+                if ctx.tenant is not None:
+                    service.activity.record(ctx.tenant, seconds, error=code is not None)
+
         code = None
         response: Response | None
         try:
             payload = await endpoint(request)
             if isinstance(payload, Response) and getattr(payload, "forwarded", False):
                 return payload  # counted by the worker that answered it
+            if isinstance(payload, StreamResponse):
+                # Its outcome is known once the last row is sent (or the stream fails).
+                payload.on_end = account
+                return payload
             response = payload if isinstance(payload, Response) else JSONResponse(payload)
         except ClientDisconnect:
             # Nobody is left to answer; counted, not logged as an error of ours.
@@ -121,14 +137,7 @@ def _instrumented(name: str, endpoint: Endpoint) -> Handler:
         except Exception as exc:  # noqa: BLE001 - every error must become the JSON shape
             response = error_response(exc)
             code = status_for(exc)[1]
-        seconds = time.perf_counter() - started
-        service: Service = request.app.state.service
-        service.metrics.observe_request(name, code, seconds)
-        ctx = context.current()
-        if ctx is not None:
-            ctx.code = code
-            if ctx.tenant is not None:
-                service.activity.record(ctx.tenant, seconds, error=code is not None)
+        account(code)
         return response
 
     return handle

@@ -34,6 +34,7 @@ import datetime
 import decimal
 import logging
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 import anyio
@@ -45,6 +46,7 @@ from starlette.types import Message, Receive, Scope, Send
 from proxy import context
 from proxy.auth import Principal
 from proxy.drivers.base import ResultColumn
+from proxy.errors import StatementTimeout
 from proxy.frontends.http.models import QUERY, query_request
 from proxy.frontends.http.statuses import status_for
 from proxy.jsonenc import default
@@ -64,7 +66,12 @@ _dumps = orjson.dumps
 
 
 class ClientGone(Exception):
-    """The client disconnected or stopped reading: the stream's statement must stop."""
+    """The client disconnected or stopped reading: the stream's statement must stop.
+    ``code`` is what the request's metrics count it as."""
+
+    def __init__(self, message: str, *, code: str = "client_disconnected") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def wanted(accept: str | None) -> str | None:
@@ -125,6 +132,10 @@ class StreamResponse(Response):
         self._sent_rows = 0
         self._fetch_s = 0.0
         self._write_s = 0.0
+        self._max_s = service.settings.query.stream_max_ms / 1000
+        self.on_end: Callable[[str | None], None] | None = None
+        """Told the stream's outcome (an error code, ``None`` when it completed), once
+        it ended: the request's metrics (set by ``proxy.frontends.http.app``)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome: BaseException | None = None
@@ -174,9 +185,17 @@ class StreamResponse(Response):
         await self._chunk(send, header)
         error: BaseException | None = None
         clock = time.perf_counter
+        ends = clock() + self._max_s
         batches = aiter(rows)
         while True:
             t0 = clock()
+            if t0 > ends:
+                # However each round trip and write is bounded, the whole stream is too.
+                max_ms = round(self._max_s * 1000)
+                error = StatementTimeout(
+                    f"the stream ran past query.stream_max_ms ({max_ms} ms)", timeout_ms=max_ms
+                )
+                break
             try:
                 batch = await anext(batches, None)
             except Exception as exc:  # noqa: BLE001 - every error goes into the trailer
@@ -216,7 +235,7 @@ class StreamResponse(Response):
         if self._csv:
             # No final chunk: the client sees a transfer cut short, not a complete file.
             await self._chunk(send, f"#error,{code},{_csv_field(message)}\r\n".encode())
-            raise ClientGone("a CSV stream ends unfinished on an error")
+            raise ClientGone("a CSV stream ends unfinished on an error", code=code)
         trailer = {"error": {"code": code, "message": message}, "row_count": self._sent_rows}
         body = orjson.dumps(trailer, option=_LINE)
         await self._send(send, {"type": "http.response.body", "body": body, "more_body": False})
@@ -240,6 +259,13 @@ class StreamResponse(Response):
                     await self._stack.__aexit__(type(outcome), outcome, outcome.__traceback__)
         except Exception:
             log.warning("a stream's statement did not end cleanly", exc_info=True)
+        if self.on_end is not None:
+            if outcome is None:
+                self.on_end(None)
+            elif isinstance(outcome, ClientGone):
+                self.on_end(outcome.code)
+            else:
+                self.on_end(status_for(outcome)[1])
         opened = self._opened
         phases = dict(opened.phases)
         phases["execute"] = phases.get("execute", 0.0) + self._fetch_s
