@@ -40,11 +40,20 @@ from proxy.errors import (
 from proxy.pipeline.request import QueryRequest
 from proxy.pipeline.service import Prepared, Service
 
-__all__ = ["BATCH_ROWS", "NotARead", "Stream", "open_stream"]
+__all__ = ["BATCH_ROWS", "BATCH_VALUES", "NotARead", "Stream", "batch_rows_for", "open_stream"]
 
 BATCH_ROWS = 1000
 """Rows fetched per round trip: at 50-100 bytes a row, 50-100 KB a batch on the wire
 and about 1 ms of the server's time; measured in ``benchmarks/streaming.py``."""
+BATCH_VALUES = 20_000
+"""Values fetched per round trip at most: a wide row (a tenant's 800 columns) makes
+smaller batches, so that what a stream holds is bounded by values, not rows."""
+_MIN_BATCH_ROWS = 10
+
+
+def batch_rows_for(columns: int) -> int:
+    """Rows per round trip for a result of ``columns`` columns."""
+    return max(_MIN_BATCH_ROWS, min(BATCH_ROWS, BATCH_VALUES // max(1, columns)))
 
 
 class NotARead(Exception):
@@ -62,12 +71,15 @@ class Stream:
 
 @contextlib.asynccontextmanager
 async def open_stream(
-    service: Service, principal: Principal, req: QueryRequest, *, batch_rows: int = BATCH_ROWS
+    service: Service, principal: Principal, req: QueryRequest, *, batch_rows: int | None = None
 ) -> AsyncIterator[Stream]:
-    """``req`` prepared and started: its columns and first batch are fetched on entering."""
+    """``req`` prepared and started: its columns and first batch are fetched on entering.
+    ``batch_rows``: rows per round trip (``batch_rows_for`` the statement's columns)."""
     prepared = await service.prepare(principal, req)
     if prepared.plan.statement_class != "read":
         raise NotARead(prepared.plan.statement_class)
+    if batch_rows is None:
+        batch_rows = batch_rows_for(len(prepared.plan.columns))
     stack = contextlib.AsyncExitStack()
     async with stack:
         try:
@@ -149,15 +161,12 @@ async def _open(
                 service.metrics.record_retry(location.kind, "failed")
                 raise
             continue
-        except BackendUnavailable as error:
-            service.servers.unavailable(location.kind, location.server_key, error)
-            raise
-        except BackendRejected:
-            service.servers.answered(location.kind, location.server_key)
+        except (BackendUnavailable, BackendRejected) as error:
+            service.observe_server(location, error)
             raise
         if last:
             service.metrics.record_retry(location.kind, "ok")
         break
-    service.servers.answered(location.kind, location.server_key)
+    service.observe_server(location)
     prepared.phases["execute"] = time.perf_counter() - started
     return rows

@@ -10,6 +10,7 @@ import pytest
 
 from proxy.frontends.http.stream import CSV, NDJSON, _csv_line, _ndjson_rows, wanted
 from proxy.jsonenc import dumps
+from proxy.pipeline.stream import batch_rows_for
 
 
 def test_ndjson_rows_are_the_json_rows_one_a_line() -> None:
@@ -50,3 +51,10 @@ def test_csv_lines() -> None:
 )
 def test_wanted(accept: str | None, media: str | None) -> None:
     assert wanted(accept) == media
+
+
+@pytest.mark.parametrize(
+    ("columns", "rows"), [(0, 1000), (1, 1000), (20, 1000), (21, 952), (818, 24), (5000, 10)]
+)
+def test_wide_rows_make_smaller_batches(columns: int, rows: int) -> None:
+    assert batch_rows_for(columns) == rows
