@@ -72,6 +72,7 @@ drivers' own timeouts and backstops normally end the wait first."""
 _SHUTDOWN_WAIT_S = 10.0
 """How long a stopping process waits for its holders to roll back."""
 _ENDED_KEPT_MAX = 100_000
+_NOT_FOUND = "no open transaction has this id for this token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +353,6 @@ class Transactions:
         except BaseException:
             self._forget(tx)
             raise
-        service.metrics.record_transaction("begun")
         t = self._settings
         return Opened(tx.id, tenant, t.idle_timeout_ms, t.max_lifetime_ms)
 
@@ -400,7 +400,7 @@ class Transactions:
                 # Rolled back already: what the caller asks for is done.
                 del self._ended[tx_id]
                 return
-            raise TransactionNotFound(f"no open transaction {tx_id!r}")
+            raise TransactionNotFound(_NOT_FOUND)
         await self._ask(tx, _Work("rollback"), _CONTROL_WAIT_S)
 
     # -- requests and their holder ---------------------------------------------------------
@@ -417,7 +417,7 @@ class Transactions:
                 reason=ended.reason,
                 cause=ended.cause,
             )
-        raise TransactionNotFound(f"no open transaction {tx_id!r}")
+        raise TransactionNotFound(_NOT_FOUND)
 
     async def _prepare_in(
         self, principal: Principal, tx: _Open, statements: Sequence[QueryRequest]
@@ -468,6 +468,8 @@ class Transactions:
                 session.transaction(isolation=tx.isolation),
             ):
                 started = True
+                # Counted here, so that every transaction that ends has begun.
+                service.metrics.record_transaction("begun")
                 task_status.started()
                 await self._serve(tx, session)
         except BaseException as exc:

@@ -169,9 +169,7 @@ async def forward(path: str, request: Request, body: bytes) -> Response:
         reader, writer = await asyncio.open_unix_connection(path)
     except (FileNotFoundError, ConnectionRefusedError):
         # Its worker is gone, and its transactions with it (their connections closed).
-        raise TransactionNotFound(
-            f"no open transaction {request.path_params.get('id', '')!r}"
-        ) from None
+        raise TransactionNotFound("no open transaction has this id for this token") from None
     try:
         async with asyncio.timeout(_FORWARD_TIMEOUT_S):
             await _write(writer, head, body)
