@@ -90,6 +90,13 @@ class Authenticator:
                 bucket=bucket,
             )
 
+    def principal(self, token_name: str) -> Principal:
+        """The principal of the ``[[tokens]]`` entry named ``token_name`` (a wire user's)."""
+        for principal in self._by_digest.values():
+            if principal.name == token_name:
+                return principal
+        raise KeyError(token_name)
+
     def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
             raise Unauthenticated("missing Authorization header; send 'Bearer <token>'")

@@ -10,9 +10,10 @@ The format is documented in ``docs/config.md``.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,42 @@ class TransactionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PgWireUser:
+    """A user of the PostgreSQL wire front end (``[[pgwire.users]]``)."""
+
+    name: str
+    """The startup packet's ``user`` (before a ``.tenant`` suffix, if any)."""
+    token: str
+    """The ``[[tokens]]`` entry whose tenants and statement classes the user gets."""
+    scram_sha256: str
+    """A SCRAM-SHA-256 verifier as PostgreSQL stores one
+    (``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>``, base64): the secret
+    itself is never in the file. ``tenantgate pgwire-verifier`` makes one."""
+    dialect: str = "postgres"
+    """The dialect of the user's logical SQL."""
+
+
+@dataclass(frozen=True, slots=True)
+class PgWireSettings:
+    """The PostgreSQL wire-protocol front end (docs/pgwire.md)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 6432
+    max_message_bytes: int = 1_048_576
+    """A message longer than this is refused (54000) and the connection closed."""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    """With both, SSLRequest is answered with TLS; without, it is declined ('N')."""
+    cleartext_tokens: bool = True
+    """Over TLS only: a user may send a ``[[tokens]]`` token as a cleartext password
+    (the token's own scopes; any user name)."""
+    auth_failure_delay_ms: int = 500
+    """How long a failed login waits before its error: brute force gets slow."""
+    users: tuple[PgWireUser, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class MetadataSettings:
     ttl_s: float = 300.0
     negative_ttl_s: float = 10.0
@@ -181,6 +218,7 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     stats: StatsSettings = field(default_factory=StatsSettings)
     transactions: TransactionSettings = field(default_factory=TransactionSettings)
+    pgwire: PgWireSettings = field(default_factory=PgWireSettings)
     backend_templates: Mapping[str, str] = field(default_factory=dict)
     backend_drivers: Mapping[str, str] = field(default_factory=dict)
     """Backend → client library (``native`` or ``odbc``); see ``proxy.drivers.manager``."""
@@ -285,6 +323,7 @@ def _validate(s: Settings) -> None:
     if s.query.default_timeout_ms > s.query.max_timeout_ms:
         problems.append("query.default_timeout_ms must not exceed query.max_timeout_ms")
     problems.extend(_operations_problems(s))
+    problems.extend(_pgwire_problems(s))
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
 
@@ -299,6 +338,41 @@ def _operations_problems(s: Settings) -> list[str]:
     if s.stats.top_tenants > s.stats.tenants_tracked:
         problems.append("stats.top_tenants must not exceed stats.tenants_tracked")
     return problems
+
+
+def _pgwire_problems(s: Settings) -> list[str]:
+    w = s.pgwire
+    problems = []
+    if not 0 < w.port < 65536:
+        problems.append("pgwire.port must be a TCP port")
+    if w.max_message_bytes < 1024:
+        problems.append("pgwire.max_message_bytes must be at least 1024")
+    if w.auth_failure_delay_ms < 0:
+        problems.append("pgwire.auth_failure_delay_ms must be >= 0")
+    if bool(w.tls_cert_file) != bool(w.tls_key_file):
+        problems.append("pgwire.tls_cert_file and pgwire.tls_key_file go together")
+    tokens = {t.name for t in s.tokens}
+    names = [u.name.casefold() for u in w.users]
+    if len(set(names)) != len(names):
+        problems.append("pgwire.users: names must be unique (ignoring case)")
+    for u in w.users:
+        if not u.name or "." in u.name:
+            problems.append(f"pgwire user {u.name!r}: a name, without '.' (the tenant suffix's)")
+        if u.token not in tokens:
+            problems.append(f"pgwire user {u.name!r}: no [[tokens]] entry named {u.token!r}")
+        if u.dialect not in DIALECTS:
+            problems.append(f"pgwire user {u.name!r}: dialect must be one of {sorted(DIALECTS)}")
+        if not _SCRAM_VERIFIER.fullmatch(u.scram_sha256):
+            problems.append(
+                f"pgwire user {u.name!r}: scram_sha256 must be a verifier "
+                "'SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>'"
+            )
+    return problems
+
+
+_SCRAM_VERIFIER = re.compile(
+    r"SCRAM-SHA-256\$[0-9]{1,7}:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+"
+)
 
 
 def _section(cls: type[Any], raw: Any, where: str, env: Mapping[str, str]) -> Any:
@@ -335,6 +409,7 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         "logging",
         "stats",
         "transactions",
+        "pgwire",
         "backends",
         "base_model",
         "tokens",
@@ -377,6 +452,7 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
             transactions=_section(
                 TransactionSettings, data.get("transactions"), "transactions", env
             ),
+            pgwire=_pgwire(data.get("pgwire"), env),
             backend_templates=templates,
             backend_drivers=drivers,
             base_model=base_model,
@@ -384,6 +460,22 @@ def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         )
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _pgwire(raw: Any, env: Mapping[str, str]) -> PgWireSettings:
+    if raw is None:
+        return PgWireSettings()
+    if not isinstance(raw, dict):
+        raise ConfigError("[pgwire] must be a table")
+    raw_users = raw.get("users") or []
+    if not isinstance(raw_users, list):
+        raise ConfigError("pgwire.users must be an array of tables ([[pgwire.users]])")
+    users = tuple(
+        _section(PgWireUser, entry, f"pgwire.users[{i}]", env) for i, entry in enumerate(raw_users)
+    )
+    rest = {k: v for k, v in raw.items() if k != "users"}
+    settings: PgWireSettings = _section(PgWireSettings, rest, "pgwire", env)
+    return replace(settings, users=users)
 
 
 def load(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:

@@ -3,6 +3,7 @@
 tenantgate serve --config PATH      serve with a configuration file
 tenantgate demo [--dir var/demo]    create the embedded SQLite demo (once) and serve it
 tenantgate hash-token [TOKEN]       print the sha256 to put in a [[tokens]] entry
+tenantgate pgwire-verifier [SECRET] print the scram_sha256 of a [[pgwire.users]] entry
 tenantgate check-config --config    validate a configuration file and exit
 tenantgate bench --fleet DIR ...     drive load at a fleet (docs/bench.md)
 tenantgate seed --dir DIR ...        create, resume or drop a fleet of tenants (docs/bench.md)
@@ -38,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--port", type=int, default=DEMO_PORT)
     hash_cmd = sub.add_parser("hash-token", help="print the sha256 of a token")
     hash_cmd.add_argument("token", nargs="?")
+    verifier_cmd = sub.add_parser(
+        "pgwire-verifier", help="print the SCRAM-SHA-256 verifier of a wire user's secret"
+    )
+    verifier_cmd.add_argument("secret", nargs="?")
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("--config", required=True)
     bench_cli.add_arguments(sub.add_parser("bench", help="drive load at a fleet of tenants"))
@@ -65,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "hash-token":
             token = args.token or sys.stdin.readline().strip()
             print(hash_token(token))
+        elif args.command == "pgwire-verifier":
+            from proxy.frontends.pgwire.auth import make_verifier  # noqa: PLC0415
+
+            secret = args.secret or sys.stdin.readline().strip()
+            print(make_verifier(secret))
         elif args.command == "check-config":
             load(args.config)
             print("configuration is valid")

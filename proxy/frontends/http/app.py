@@ -297,6 +297,12 @@ class App:
                 if run_dir is not None:
                     path = socket_path(run_dir, service.transactions.tag)
                     await stack.enter_async_context(listening(self, path))
+                if service.settings.pgwire.enabled:
+                    # Imported here: the HTTP front end runs without it.
+                    from proxy.frontends.pgwire.server import serving  # noqa: PLC0415
+
+                    reuse = service.settings.server.workers > 1
+                    await stack.enter_async_context(serving(service, reuse_port=reuse))
                 background = await stack.enter_async_context(anyio.create_task_group())
                 # The change-log poller and the metrics snapshots, beside the requests.
                 background.start_soon(service.background)

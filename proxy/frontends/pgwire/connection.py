@@ -1,0 +1,745 @@
+"""One wire client, from its startup packet to its Terminate (protocol 3.0).
+
+    startup ─► [SSLRequest ─► TLS or 'N'] ─► StartupMessage ─► authentication
+            ─► tenant resolved ─► ParameterStatus…, BackendKeyData, ReadyForQuery
+    loop:   Query                       a session command, or a logical statement
+            Parse/Bind/Describe/Execute the same, with ``$n`` parameters; Sync ends a run
+            Terminate (or EOF)          whatever transaction is open is rolled back
+
+Statements go through the same pipeline as HTTP (``Service.query``), and ``BEGIN``
+… ``COMMIT`` through the same interactive transactions (``Transactions``), with their
+caps and timeouts; the ReadyForQuery status byte follows them (I, T, E). Like
+PostgreSQL, an error inside a transaction block leaves it failed: the transaction is
+rolled back at once (its connection goes back to its pool) and every statement is
+refused with 25P02 until ``ROLLBACK`` (or ``COMMIT``, which answers ROLLBACK).
+
+The extended protocol runs a portal when it is first described or executed, whichever
+comes first: drivers describe a portal before executing it (psycopg, pgbench, JDBC),
+and its row description can only come from a result. Until the first Sync after an
+error, messages are skipped, as the protocol says.
+
+Every error leaves as an ErrorResponse with the SQLSTATE of its code
+(``proxy.frontends.pgwire.sqlstates``); a malformed message, or one out of order,
+ends the connection with a FATAL one. Nothing of a caller's statement is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import anyio
+
+from proxy.auth import Principal
+from proxy.drivers.base import ResultColumn, ResultSet
+from proxy.errors import ProxyError, TransactionAborted, TransactionNotFound
+from proxy.frontends.pgwire import protocol as pq
+from proxy.frontends.pgwire import session as cmd
+from proxy.frontends.pgwire.auth import AuthFailed, ScramExchange, verifier_of
+from proxy.frontends.pgwire.sqlstates import sqlstate_for
+from proxy.frontends.pgwire.types import OIDS, ParamError, decode_param, row_encoder, type_size
+from proxy.pipeline.request import QueryRequest
+from proxy.pipeline.service import Service
+
+if TYPE_CHECKING:
+    from proxy.frontends.pgwire.server import WireServer
+
+__all__ = ["Connection"]
+
+log = logging.getLogger("tenantgate.pgwire")
+
+_FLUSH_AT = 64 * 1024
+"""Buffered output beyond this is written (and drained) before more is produced."""
+_TEXT = OIDS["string"]
+_ENDPOINT = "pgwire_statement"
+"""The ``endpoint`` label of a wire statement in ``tenantgate_requests_total``."""
+_keys = itertools.count(1)
+
+
+class _Fatal(Exception):
+    """End the connection after a FATAL ErrorResponse."""
+
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.message = message
+
+
+class _Failed(Exception):
+    """A statement's ErrorResponse was sent: skip to Sync (extended) or go on."""
+
+
+@dataclass(slots=True)
+class _Outcome:
+    columns: list[ResultColumn] | None
+    rows: list[list[object]]
+    tag: str
+
+
+@dataclass(slots=True)
+class _Statement:
+    sql: str
+    """As the pipeline takes it (``?`` markers)."""
+    order: tuple[int, ...]
+    """For each ``?``, the index of the Bind value it takes."""
+    param_oids: tuple[int, ...]
+    command: cmd.Command | None
+
+
+@dataclass(slots=True)
+class _Portal:
+    statement: _Statement
+    params: list[object]
+    result_formats: tuple[int, ...]
+    outcome: _Outcome | None = None
+    sent: int = 0
+    described: bool = False
+
+
+@dataclass(slots=True)
+class _State:
+    principal: Principal | None = None
+    tenant: str = ""
+    """As the startup packet names it (the statements' ``QueryRequest.tenant``)."""
+    domain: str = ""
+    """The tenant's domain, as metrics and the busiest tenants name it."""
+    dialect: str = "postgres"
+    parameters: dict[str, str] = field(default_factory=dict)
+    tx: str | None = None
+    failed: bool = False
+    statements: dict[str, _Statement] = field(default_factory=dict)
+    portals: dict[str, _Portal] = field(default_factory=dict)
+
+
+class Connection:
+    """Serves one client on ``reader``/``writer`` (``run``)."""
+
+    def __init__(
+        self, server: WireServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._server = server
+        self._service: Service = server.service
+        self._reader = reader
+        self._writer = writer
+        self._out = bytearray()
+        self._state = _State()
+        self.key = (next(_keys), secrets.randbits(31))
+        """(process id, secret) as BackendKeyData gives them: a CancelRequest's key."""
+        self._running: anyio.CancelScope | None = None
+        self._max_bytes = self._service.settings.pgwire.max_message_bytes
+
+    # -- the connection's life ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            if await self._startup():
+                self._server.register(self)
+                await self._serve()
+        except _Fatal as exc:
+            await self._fatal(exc.sqlstate, exc.message)
+        except pq.ProtocolViolation as exc:
+            await self._fatal(exc.sqlstate, exc.message)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass  # the client went away
+        finally:
+            self._server.unregister(self)
+            await self._end_transaction()
+            self._writer.close()
+
+    def cancel(self) -> None:
+        """A CancelRequest for this connection: stop the statement running, if any."""
+        if self._running is not None:
+            self._running.cancel()
+
+    async def _fatal(self, sqlstate: str, message: str) -> None:
+        self._out += pq.error_response(sqlstate, message, severity="FATAL")
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self._out:
+            self._writer.write(bytes(self._out))
+            self._out.clear()
+        await self._writer.drain()
+
+    # -- startup ----------------------------------------------------------------------------
+
+    async def _startup(self) -> bool:
+        """Authenticated and ready; ``False`` for a cancel request (nothing to serve)."""
+        settings = self._service.settings.pgwire
+        tls = self._server.tls
+        while True:
+            message = await pq.read_startup(self._reader)
+            if isinstance(message, pq.SSLRequest):
+                if tls is None or self._writer.get_extra_info("sslcontext") is not None:
+                    self._writer.write(b"N")
+                    continue
+                self._writer.write(b"S")
+                await self._writer.drain()
+                await self._writer.start_tls(tls)
+                continue
+            if isinstance(message, pq.GSSENCRequest):
+                self._writer.write(b"N")
+                continue
+            if isinstance(message, pq.CancelRequest):
+                self._server.cancel(message.pid, message.secret)
+                return False
+            break
+        if message.version != pq.PROTOCOL_3:
+            raise _Fatal(
+                "0A000",
+                f"unsupported frontend protocol {message.version >> 16}.{message.version & 0xFFFF}",
+            )
+        params = message.params
+        if not params.get("user"):
+            raise _Fatal("28000", "no user name in the startup packet")
+        principal, dialect = await self._authenticate(params, settings.cleartext_tokens)
+        tenant = cmd.tenant_from(params)
+        if tenant is None:
+            raise _Fatal(
+                "3D000",
+                "no tenant: name it with options=-c tenantgate.tenant=…, the database, "
+                "or a user.tenant suffix",
+            )
+        try:
+            resolved = await self._service.resolve(principal, tenant)
+        except Exception as exc:  # noqa: BLE001 - every refusal becomes its SQLSTATE
+            sqlstate, _ = sqlstate_for(exc)
+            raise _Fatal(sqlstate, getattr(exc, "message", str(exc))) from None
+        state = self._state
+        state.principal = principal
+        state.tenant = tenant
+        state.domain = resolved.domain
+        state.dialect = dialect
+        state.parameters = _start_parameters(params, resolved.domain)
+        out = self._out
+        out += pq.authentication_ok()
+        for name in _REPORTED:
+            out += pq.parameter_status(name, state.parameters[name])
+        out += pq.backend_key_data(*self.key)
+        out += pq.ready_for_query(b"I")
+        await self._flush()
+        return True
+
+    async def _authenticate(self, params: dict[str, str], cleartext: bool) -> tuple[Principal, str]:
+        """SCRAM for configured users; a token as cleartext password over TLS."""
+        name = cmd.user_name(params)
+        users = {u.name.casefold(): u for u in self._service.settings.pgwire.users}
+        user = users.get(name.casefold())
+        auth = self._service.auth
+        over_tls = self._writer.get_extra_info("sslcontext") is not None
+        try:
+            if user is None and cleartext and over_tls:
+                self._out += pq.authentication_cleartext()
+                await self._flush()
+                password = pq.parse_password(await self._password_message())
+                try:
+                    principal = auth.authenticate(f"Bearer {password}")
+                except ProxyError:
+                    raise AuthFailed("invalid token") from None
+                return principal, "postgres"
+            exchange = ScramExchange(verifier_of(user))
+            self._out += pq.authentication_sasl(["SCRAM-SHA-256"])
+            await self._flush()
+            mechanism, first = pq.parse_sasl_initial(await self._password_message())
+            if mechanism != "SCRAM-SHA-256":
+                raise _Fatal("28000", f"unsupported SASL mechanism {mechanism[:40]!r}")
+            self._out += pq.authentication_sasl_continue(exchange.first(first))
+            await self._flush()
+            final = exchange.final(pq.parse_sasl_response(await self._password_message()))
+        except AuthFailed:
+            # Slow, and the same for a wrong secret as for an unknown user.
+            await asyncio.sleep(self._service.settings.pgwire.auth_failure_delay_ms / 1000)
+            raise _Fatal(
+                "28P01", f"password authentication failed for user {name[:63]!r}"
+            ) from None
+        # A user that is not configured has a random verifier: its exchange failed above.
+        assert user is not None
+        self._out += pq.authentication_sasl_final(final)
+        return auth.principal(user.token), user.dialect
+
+    async def _password_message(self) -> bytes:
+        kind, payload = await pq.read_message(self._reader, max_bytes=self._max_bytes)
+        if kind != b"p":
+            raise pq.ProtocolViolation(f"expected a password message, got {kind!r}")
+        return payload
+
+    # -- the message loop -------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        skipping = False
+        while True:
+            kind, payload = await pq.read_message(self._reader, max_bytes=self._max_bytes)
+            message = pq.parse_frontend(kind, payload)
+            if isinstance(message, pq.Terminate):
+                return
+            if isinstance(message, pq.Sync):
+                skipping = False
+                self._out += pq.ready_for_query(self._status())
+                await self._flush()
+                continue
+            if isinstance(message, pq.Flush):
+                await self._flush()
+                continue
+            if isinstance(message, pq.Query):
+                await self._simple(message.sql)
+                self._out += pq.ready_for_query(self._status())
+                await self._flush()
+                continue
+            if skipping:
+                continue
+            try:
+                await self._extended(message)
+            except _Failed:
+                skipping = True
+            if len(self._out) > _FLUSH_AT:
+                await self._flush()
+
+    def _status(self) -> bytes:
+        state = self._state
+        if state.failed:
+            return b"E"
+        return b"T" if state.tx is not None else b"I"
+
+    # -- simple query -------------------------------------------------------------------------
+
+    async def _simple(self, sql: str) -> None:
+        if not sql.strip() or sql.strip() == ";":
+            self._out += pq.empty_query_response()
+            return
+        statement = _Statement(sql, (), (), cmd.command(sql))
+        try:
+            outcome = await self._run(statement, [])
+        except _Failed:
+            return
+        if outcome.columns is not None:
+            self._out += _row_description(outcome.columns, ())
+            self._write_rows(outcome, (), 0)
+        self._out += pq.command_complete(outcome.tag)
+
+    # -- extended query -----------------------------------------------------------------------
+
+    async def _extended(self, message: Any) -> None:
+        state = self._state
+        if isinstance(message, pq.Parse):
+            self._guard(self._parse, message)
+            self._out += pq.parse_complete()
+        elif isinstance(message, pq.Bind):
+            self._guard(self._bind, message)
+            self._out += pq.bind_complete()
+        elif isinstance(message, pq.Describe):
+            if message.kind == "S":
+                statement = state.statements.get(message.name)
+                if statement is None:
+                    self._error("26000", "no such prepared statement")
+                self._out += pq.parameter_description(_param_oids(statement))
+                # The row description needs a result, which needs the parameters:
+                # it comes with the portal's Describe or Execute.
+                self._out += pq.no_data()
+            else:
+                portal = self._portal(message.name)
+                outcome = await self._outcome(portal)
+                portal.described = True
+                if outcome.columns is None:
+                    self._out += pq.no_data()
+                else:
+                    self._out += _row_description(outcome.columns, portal.result_formats)
+        elif isinstance(message, pq.Execute):
+            portal = self._portal(message.portal)
+            outcome = await self._outcome(portal)
+            done = self._write_rows(outcome, portal.result_formats, message.max_rows, portal)
+            if done:
+                self._out += pq.command_complete(outcome.tag)
+            else:
+                self._out += pq.portal_suspended()
+        elif isinstance(message, pq.Close):
+            (state.statements if message.kind == "S" else state.portals).pop(message.name, None)
+            self._out += pq.close_complete()
+        else:  # pragma: no cover - parse_frontend returns only these
+            raise pq.ProtocolViolation(f"unexpected message {type(message).__name__}")
+
+    def _guard(self, step: Callable[[Any], None], message: Any) -> None:
+        try:
+            step(message)
+        except ParamError as exc:
+            self._error(exc.sqlstate, exc.message)
+
+    def _parse(self, message: pq.Parse) -> None:
+        state = self._state
+        if message.name and message.name in state.statements:
+            self._error("42P05", f"prepared statement {message.name[:63]!r} already exists")
+        sql, order = cmd.numbered_to_positional(message.sql)
+        state.statements[message.name] = _Statement(
+            sql, order, message.param_oids, cmd.command(message.sql)
+        )
+
+    def _bind(self, message: pq.Bind) -> None:
+        state = self._state
+        statement = state.statements.get(message.statement)
+        if statement is None:
+            self._error("26000", "no such prepared statement")
+        if message.portal and message.portal in state.portals:
+            self._error("42P03", f"portal {message.portal[:63]!r} already exists")
+        formats = message.param_formats
+        values = []
+        for i, raw in enumerate(message.params):
+            oid = statement.param_oids[i] if i < len(statement.param_oids) else 0
+            fmt = formats[0] if len(formats) == 1 else (formats[i] if formats else 0)
+            values.append(decode_param(raw, oid, fmt))
+        state.portals[message.portal] = _Portal(statement, values, message.result_formats)
+
+    def _portal(self, name: str) -> _Portal:
+        portal = self._state.portals.get(name)
+        if portal is None:
+            self._error("34000", "no such portal")
+        return portal
+
+    async def _outcome(self, portal: _Portal) -> _Outcome:
+        if portal.outcome is None:
+            statement = portal.statement
+            try:
+                params = [portal.params[i] for i in statement.order]
+            except IndexError:
+                self._error("08P01", "a parameter the statement uses was not bound")
+            if not statement.order:
+                params = []
+            portal.outcome = await self._run(statement, params)
+        return portal.outcome
+
+    # -- running a statement ------------------------------------------------------------------
+
+    def _error(self, sqlstate: str, message: str) -> NoReturn:
+        """Send an ErrorResponse and abandon the current message (``_Failed``)."""
+        self._out += pq.error_response(sqlstate, message)
+        raise _Failed
+
+    async def _run(self, statement: _Statement, params: list[object]) -> _Outcome:
+        state = self._state
+        command = statement.command
+        if command is not None:
+            return await self._command(command)
+        if state.failed:
+            self._error(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )
+        assert state.principal is not None
+        q = self._service.settings.query
+        req = QueryRequest(
+            state.tenant,
+            statement.sql,
+            params,
+            state.dialect,
+            q.max_rows_cap,
+            self._timeout_ms(),
+        )
+        result: ResultSet | None = None
+        started = time.perf_counter()
+        try:
+            with anyio.CancelScope() as scope:
+                self._running = scope
+                if state.tx is None:
+                    outcome = await self._service.query(state.principal, req)
+                else:
+                    outcome = await self._service.transactions.query(state.principal, state.tx, req)
+                result = outcome.result
+        except Exception as exc:
+            await self._statement_failed()
+            sqlstate, code = sqlstate_for(exc)
+            self._account(code, started)
+            if sqlstate == "XX000":
+                log.exception("unhandled error on the wire front end")
+            self._error(sqlstate, getattr(exc, "message", str(exc)))
+        finally:
+            self._running = None
+        if result is None:  # a CancelRequest stopped it
+            self._account("statement_cancelled", started)
+            await self._statement_failed()
+            self._error("57014", "canceling statement due to user request")
+        if result.truncated:
+            self._account("result_too_large", started)
+            await self._statement_failed()
+            self._error(
+                "54000",
+                f"the result has more than {q.max_rows_cap} rows (query.max_rows_cap); "
+                "narrow the statement or page it with LIMIT/OFFSET",
+            )
+        self._account(None, started)
+        self._service.metrics.observe_query(
+            outcome.backend,
+            outcome.statement_class,
+            outcome.phases,
+            rows=len(result.rows),
+            truncated=False,
+        )
+        return _Outcome(
+            result.columns if outcome.statement_class == "read" or result.columns else None,
+            result.rows,
+            _tag(statement.sql, outcome.statement_class, result),
+        )
+
+    def _account(self, code: str | None, started: float) -> None:
+        """A statement in the request metrics and the busiest tenants, as HTTP counts one."""
+        seconds = time.perf_counter() - started
+        self._service.metrics.observe_request(_ENDPOINT, code, seconds)
+        self._service.activity.record(self._state.domain, seconds, error=code is not None)
+
+    def _timeout_ms(self) -> int:
+        q = self._service.settings.query
+        raw = self._state.parameters.get("statement_timeout", "0")
+        try:
+            asked = int(raw)
+        except ValueError:
+            asked = 0
+        return min(asked, q.max_timeout_ms) if asked > 0 else q.default_timeout_ms
+
+    async def _statement_failed(self) -> None:
+        """Inside a transaction block: the block is failed, its transaction rolled back."""
+        state = self._state
+        if state.tx is None:
+            return
+        state.failed = True
+        await self._end_transaction()
+
+    async def _end_transaction(self) -> None:
+        state = self._state
+        tx, state.tx = state.tx, None
+        if tx is None or state.principal is None:
+            return
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._service.transactions.rollback(state.principal, tx)
+        except ProxyError:
+            pass  # ended already (a timeout, a failed statement): nothing left to undo
+
+    async def _command(self, command: cmd.Command) -> _Outcome:
+        state = self._state
+        assert state.principal is not None
+        if isinstance(command, cmd.Refused):
+            self._error(command.sqlstate, command.message)
+        if isinstance(command, cmd.Begin):
+            if state.tx is not None or state.failed:
+                self._out += pq.notice_response(
+                    "25001", "there is already a transaction in progress", severity="WARNING"
+                )
+                return _Outcome(None, [], "BEGIN")
+            try:
+                opened = await self._service.transactions.begin(
+                    state.principal, state.tenant, isolation=command.isolation
+                )
+            except Exception as exc:  # noqa: BLE001 - every refusal becomes its SQLSTATE
+                sqlstate, _ = sqlstate_for(exc)
+                self._error(sqlstate, getattr(exc, "message", str(exc)))
+            state.tx = opened.id
+            return _Outcome(None, [], "BEGIN")
+        if isinstance(command, cmd.End):
+            return await self._end(command)
+        if isinstance(command, cmd.Set):
+            return self._set(command)
+        if isinstance(command, cmd.Show):
+            value = _shown(state.parameters, command.name)
+            if value is None:
+                self._error("42704", f"unrecognized configuration parameter {command.name[:63]!r}")
+            return _Outcome([ResultColumn(command.name, "string")], [[value]], "SHOW")
+        assert isinstance(command, cmd.Version)
+        return _Outcome([ResultColumn(command.column, "string")], [[_VERSION_TEXT]], "SELECT 1")
+
+    async def _end(self, command: cmd.End) -> _Outcome:
+        state = self._state
+        assert state.principal is not None
+        if state.failed:
+            state.failed = False
+            await self._end_transaction()
+            return _Outcome(None, [], "ROLLBACK")
+        if state.tx is None:
+            self._out += pq.notice_response(
+                "25P01", "there is no transaction in progress", severity="WARNING"
+            )
+            return _Outcome(None, [], command.tag)
+        if not command.commit:
+            await self._end_transaction()
+            return _Outcome(None, [], "ROLLBACK")
+        tx, state.tx = state.tx, None
+        try:
+            await self._service.transactions.commit(state.principal, tx)
+        except (TransactionAborted, TransactionNotFound) as exc:
+            sqlstate, _ = sqlstate_for(exc)
+            self._error(sqlstate, exc.message)
+        except Exception as exc:  # noqa: BLE001 - every error becomes an ErrorResponse
+            sqlstate, _ = sqlstate_for(exc)
+            self._error(sqlstate, getattr(exc, "message", str(exc)))
+        return _Outcome(None, [], "COMMIT")
+
+    def _set(self, command: cmd.Set) -> _Outcome:
+        parameters = self._state.parameters
+        if command.name == "all":
+            parameters.update(self._state_reset())
+            return _Outcome(None, [], "RESET" if command.value is None else "DISCARD ALL")
+        name = _ALIASES.get(command.name, command.name)
+        check = _SETTABLE.get(name)
+        if check is None:
+            self._error("0A000", f"tenantgate does not let a session set {command.name[:63]!r}")
+        value = self._state_reset().get(name, "") if command.value is None else command.value
+        refusal = check(value)
+        if refusal is not None:
+            self._error("22023", refusal)
+        parameters[name] = value
+        if name in _REPORTED:
+            self._out += pq.parameter_status(name, value)
+        return _Outcome(None, [], "SET" if command.value is not None else "RESET")
+
+    def _state_reset(self) -> dict[str, str]:
+        start = _start_parameters({}, self._state.parameters.get("session_authorization", ""))
+        start["application_name"] = ""
+        return start
+
+    # -- writing results --------------------------------------------------------------------
+
+    def _write_rows(
+        self,
+        outcome: _Outcome,
+        formats: Sequence[int],
+        max_rows: int,
+        portal: _Portal | None = None,
+    ) -> bool:
+        """Rows of ``outcome`` (from where ``portal`` left off); True when all were sent."""
+        if outcome.columns is None:
+            return True
+        start = portal.sent if portal is not None else 0
+        end = len(outcome.rows) if max_rows <= 0 else min(len(outcome.rows), start + max_rows)
+        try:
+            encode = row_encoder([OIDS.get(c.type, _TEXT) for c in outcome.columns], formats)
+        except ValueError:
+            self._error("08P01", "the result formats do not match the result's columns")
+        try:
+            self._out += pq.data_rows([encode(row) for row in outcome.rows[start:end]])
+        except (TypeError, ValueError) as exc:
+            self._error("22P03", f"a value cannot be sent in the format asked for: {exc}")
+        if portal is not None:
+            portal.sent = end
+        return end >= len(outcome.rows)
+
+
+def _row_description(columns: Sequence[ResultColumn], formats: Sequence[int]) -> bytes:
+    fields = []
+    for i, column in enumerate(columns):
+        oid = OIDS.get(column.type, _TEXT)
+        fmt = formats[0] if len(formats) == 1 else (formats[i] if i < len(formats) else 0)
+        fields.append(pq.Field(column.name, oid, type_size(oid), format=fmt))
+    return pq.row_description(fields)
+
+
+def _param_oids(statement: _Statement) -> list[int]:
+    count = max(statement.order, default=-1) + 1
+    given = statement.param_oids
+    return [given[i] if i < len(given) and given[i] else _TEXT for i in range(count)]
+
+
+def _tag(sql: str, statement_class: str, result: ResultSet) -> str:
+    if statement_class == "read":
+        return f"SELECT {result.row_count}"
+    verb = _verb(sql)
+    count = max(result.row_count, 0)
+    return f"INSERT 0 {count}" if verb == "INSERT" else f"{verb} {count}"
+
+
+def _verb(sql: str) -> str:
+    words = sql.lstrip().split(None, 1)
+    first = words[0].upper() if words else ""
+    if first == "WITH":
+        upper = sql.upper()
+        found = [(upper.rfind(v), v) for v in ("INSERT", "UPDATE", "DELETE")]
+        return max(found)[1] if max(found)[0] >= 0 else "SELECT"
+    return first if first in ("INSERT", "UPDATE", "DELETE", "MERGE") else "UPDATE"
+
+
+# -- session parameters -----------------------------------------------------------------------
+
+_VERSION_TEXT = f"PostgreSQL {cmd.SERVER_VERSION} (tenantgate)"
+_REPORTED = (
+    "server_version", "server_encoding", "client_encoding", "application_name",
+    "DateStyle", "IntervalStyle", "TimeZone", "integer_datetimes",
+    "standard_conforming_strings", "is_superuser", "session_authorization",
+)  # fmt: skip
+_ALIASES = {"datestyle": "DateStyle", "intervalstyle": "IntervalStyle", "timezone": "TimeZone"}
+
+
+def _start_parameters(params: dict[str, str], user: str) -> dict[str, str]:
+    return {
+        "server_version": cmd.SERVER_VERSION,
+        "server_encoding": "UTF8",
+        "client_encoding": "UTF8",
+        "application_name": params.get("application_name", ""),
+        "DateStyle": "ISO, MDY",
+        "IntervalStyle": "postgres",
+        "TimeZone": "UTC",
+        "integer_datetimes": "on",
+        "standard_conforming_strings": "on",
+        "is_superuser": "off",
+        "session_authorization": user,
+        "statement_timeout": "0",
+        "extra_float_digits": "1",
+        "search_path": '"$user", public',
+        "client_min_messages": "notice",
+        "default_transaction_isolation": "read committed",
+        "transaction_isolation": "read committed",
+        "max_identifier_length": "63",
+        "lc_messages": "C",
+    }
+
+
+def _one_of(*allowed: str) -> Callable[[str], str | None]:
+    normal = {a.replace(" ", "").lower() for a in allowed}
+
+    def check(value: str) -> str | None:
+        if value.replace(" ", "").replace("-", "").lower() in normal:
+            return None
+        return f"only {', '.join(allowed)} is supported"
+
+    return check
+
+
+def _anything(value: str) -> str | None:
+    return None
+
+
+def _milliseconds(value: str) -> str | None:
+    return None if value.isdigit() else "statement_timeout takes a number of milliseconds"
+
+
+_SETTABLE: dict[str, Callable[[str], str | None]] = {
+    "application_name": _anything,
+    "client_encoding": _one_of("UTF8", "UTF-8", "UNICODE"),
+    "DateStyle": _one_of("ISO", "ISO, MDY", "ISO, DMY", "ISO, YMD"),
+    "IntervalStyle": _one_of("postgres"),
+    "TimeZone": _one_of("UTC", "Etc/UTC", "GMT", "Z", "+00:00", "0"),
+    "standard_conforming_strings": _one_of("on"),
+    "extra_float_digits": _anything,
+    "statement_timeout": _milliseconds,
+    "search_path": _anything,
+    "client_min_messages": _anything,
+    "default_transaction_isolation": _one_of("read committed"),
+    "lc_messages": _anything,
+}
+"""What a session may SET: what drivers send on connect, and only values that change
+nothing tenantgate depends on (UTF-8 text, ISO dates, UTC timestamps)."""
+
+
+def _shown(parameters: dict[str, str], name: str) -> str | None:
+    if name in parameters:
+        return parameters[name]
+    alias = _ALIASES.get(name)
+    if alias is not None:
+        return parameters[alias]
+    for key, value in parameters.items():
+        if key.lower() == name:
+            return value
+    return None

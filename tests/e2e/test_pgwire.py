@@ -1,0 +1,280 @@
+"""End to end: PostgreSQL clients, unchanged, through the wire front end of a real
+service process, to a SQLite tenant (lite.example) and a PostgreSQL tenant (pg.example).
+
+One service of the module's own, with ``[pgwire]`` on a free port and a user whose
+SCRAM verifier is in the configuration. Each client is the real one: ``psql`` and
+``pgbench`` (Debian's), psycopg 3. Outcomes are checked in the tenants' databases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from proxy.auth import hash_token
+from proxy.demo.seed import seed_tenant
+from proxy.frontends.pgwire.auth import make_verifier
+from tests.support.pg import PgServer
+from tests.support.stack import serve
+from tests.support.tenants import backends_toml, base_model_toml, write_controller
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "e2e-pgwire-token-3c1d"
+READ_TOKEN = "e2e-pgwire-read-77aa"
+USER, SECRET = "app", "wire-Secret-1"
+READER, READER_SECRET = "reader", "wire-Reader-2"
+TENANTS = ("lite.example", "pg.example")
+
+
+@dataclass(frozen=True)
+class Wire:
+    host: str
+    port: int
+    pg: PgServer
+    pg_database: str
+    lite: Path
+    url: str
+    """The same service's HTTP front end."""
+
+    def dsn(self, tenant: str, user: str = USER, password: str = SECRET, **extra: str) -> str:
+        parts = {"host": self.host, "port": str(self.port), "dbname": tenant, "user": user,
+                 "password": password, "sslmode": "disable", **extra}  # fmt: skip
+        return " ".join(f"{k}={v}" for k, v in parts.items())
+
+    def stored(self, tenant: str, last: str) -> int:
+        sql = 'SELECT COUNT(*) FROM "Contacts" WHERE "LastName" = ?'
+        if tenant == "lite.example":
+            with contextlib.closing(sqlite3.connect(self.lite)) as db:
+                return int(db.execute(sql, (last,)).fetchone()[0])
+        with contextlib.closing(self.pg.connect(self.pg_database)) as conn:
+            return int(conn.execute(sql, last).fetchone()[0])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def wire(tmp_path_factory: pytest.TempPathFactory, pg: PgServer) -> Iterator[Wire]:
+    root = tmp_path_factory.mktemp("pgwire")
+    database = pg.create_database("tg_wire")
+    try:
+        with contextlib.closing(pg.connect(database)) as conn:
+            seed_tenant(conn, "postgresql", contacts=20, seed=5)
+        lite = root / "lite.db"
+        with contextlib.closing(sqlite3.connect(lite)) as db:
+            seed_tenant(db, "sqlite", contacts=20, seed=5)
+            db.commit()
+        controller = root / "controller.db"
+        write_controller(
+            controller,
+            [(1, "lite.example", f"Driver=SQLite3;Database={lite}"),
+             (2, "pg.example", pg.odbc(database))],
+        )  # fmt: skip
+        port = _free_port()
+        config = root / "tenantgate.toml"
+        config.write_text(
+            f"""
+[controller]
+connection_string = "Driver=SQLite3;Database={controller}"
+
+{backends_toml()}
+
+[pool]
+max_size = 4
+
+[pgwire]
+enabled = true
+port = {port}
+auth_failure_delay_ms = 50
+
+[[pgwire.users]]
+name = "{USER}"
+token = "full"
+scram_sha256 = "{make_verifier(SECRET)}"
+
+[[pgwire.users]]
+name = "{READER}"
+token = "reader"
+scram_sha256 = "{make_verifier(READER_SECRET)}"
+
+[base_model]
+{base_model_toml()}
+
+[[tokens]]
+name = "full"
+sha256 = "{hash_token(TOKEN)}"
+tenants = ["*"]
+classes = ["read", "write"]
+
+[[tokens]]
+name = "reader"
+sha256 = "{hash_token(READ_TOKEN)}"
+tenants = ["lite.example"]
+classes = ["read"]
+""",
+            encoding="utf-8",
+        )
+        with serve(config, root / "service.log") as (url, _):
+            yield Wire("127.0.0.1", port, pg, database, lite, url)
+    finally:
+        pg.drop_database(database)
+
+
+def mark() -> str:
+    return f"wire-{uuid.uuid4().hex[:10]}"
+
+
+INSERT = (
+    "INSERT INTO Contacts (FirstName, LastName, IsActive, CreatedAt) "
+    "VALUES (%s, %s, true, CAST('2024-05-01 10:00:00' AS TIMESTAMP))"
+)
+
+
+# -- psql --------------------------------------------------------------------------------------
+
+
+def _psql(wire: Wire, tenant: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PGPASSWORD": SECRET, "PGCONNECT_TIMEOUT": "10"}
+    return subprocess.run(
+        ["psql", "-X", "-h", wire.host, "-p", str(wire.port), "-U", USER, "-d", tenant,
+         "-v", "ON_ERROR_STOP=1", *args],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_psql_runs_a_query(wire: Wire, tenant: str) -> None:
+    done = _psql(
+        wire,
+        tenant,
+        "-At",
+        "-c",
+        "SELECT ContactID, FirstName FROM Contacts ORDER BY ContactID LIMIT 3",
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("1|")
+
+
+def test_psql_shows_a_refusal_with_its_sqlstate(wire: Wire) -> None:
+    done = _psql(
+        wire, "lite.example", "-c", "\\set VERBOSITY verbose", "-c", "SELECT Nope FROM Contacts"
+    )
+    assert done.returncode != 0
+    assert "42703" in done.stderr  # undefined_column
+
+
+# -- psycopg -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_psycopg_reads_with_parameters(wire: Wire, tenant: str) -> None:
+    with psycopg.connect(wire.dsn(tenant), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT ContactID, FirstName FROM Contacts WHERE ContactID <= %s ORDER BY ContactID",
+            [3],
+        ).fetchall()
+        assert [r[0] for r in rows] == [1, 2, 3]
+        assert isinstance(rows[0][1], str)
+        (version,) = conn.execute("SELECT version()").fetchone()  # type: ignore[misc]
+        assert "tenantgate" in version
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_psycopg_transaction_commits_and_rolls_back(wire: Wire, tenant: str) -> None:
+    kept, dropped = mark(), mark()
+    with psycopg.connect(wire.dsn(tenant)) as conn:
+        with conn.transaction():
+            conn.execute(INSERT, ["a", kept])
+            conn.execute(INSERT, ["b", kept])
+        with pytest.raises(psycopg.IntegrityError), conn.transaction():
+            conn.execute(INSERT, ["c", dropped])
+            conn.execute(INSERT, [None, dropped])
+    assert wire.stored(tenant, kept) == 2
+    assert wire.stored(tenant, dropped) == 0
+
+
+def test_psycopg_error_inside_a_block_fails_it_until_rollback(wire: Wire) -> None:
+    with psycopg.connect(wire.dsn("pg.example")) as conn:
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            conn.execute("SELECT Nope FROM Contacts")
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        conn.rollback()
+        assert conn.execute("SELECT 1 AS one").fetchone() == (1,)
+
+
+def test_a_wrong_password_and_an_unknown_user_look_the_same(wire: Wire) -> None:
+    messages = []
+    for user, password in ((USER, "nope"), ("nobody", "nope")):
+        with pytest.raises(psycopg.OperationalError) as caught:
+            psycopg.connect(wire.dsn("lite.example", user=user, password=password))
+        messages.append(str(caught.value).replace(user, "USER"))
+    assert messages[0] == messages[1]
+    assert "password authentication failed" in messages[0]
+
+
+def test_a_token_limited_to_some_tenants_learns_nothing_of_the_others(wire: Wire) -> None:
+    errors = []
+    for tenant in ("pg.example", "nobody.example"):
+        with pytest.raises(psycopg.OperationalError) as caught:
+            psycopg.connect(wire.dsn(tenant, user=READER, password=READER_SECRET))
+        errors.append(str(caught.value).replace(tenant, "T"))
+    assert errors[0] == errors[1]
+    reader = wire.dsn("lite.example", user=READER, password=READER_SECRET)
+    with psycopg.connect(reader) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(INSERT, ["x", mark()])
+
+
+# -- pgbench -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["simple", "extended", "prepared"])
+def test_pgbench_runs_a_custom_script(wire: Wire, tmp_path: Path, mode: str) -> None:
+    script = tmp_path / "select.sql"
+    script.write_text(
+        "\\set id random(1, 20)\nSELECT ContactID, FirstName FROM Contacts WHERE ContactID = :id;\n"
+    )
+    env = {**os.environ, "PGPASSWORD": SECRET}
+    done = subprocess.run(
+        ["pgbench", "-n", "-h", wire.host, "-p", str(wire.port), "-U", USER, "-M", mode,
+         "-c", "2", "-t", "25", "-f", str(script), "pg.example"],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "number of transactions actually processed: 50/50" in done.stdout
+    assert "number of failed transactions: 0" in done.stdout
+
+
+def test_wire_statements_are_counted_like_requests(wire: Wire) -> None:
+    def counted(outcome: str) -> float:
+        text = httpx.get(f"{wire.url}/metrics", timeout=10).text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("tenantgate_requests_total{")
+            and 'endpoint="pgwire_statement"' in line
+            and f'outcome="{outcome}"' in line
+        )
+
+    ok, errors = counted("ok"), counted("error")
+    with psycopg.connect(wire.dsn("lite.example"), autocommit=True) as conn:
+        conn.execute("SELECT 1 AS one")
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            conn.execute("SELECT Nope FROM Contacts")
+    assert (counted("ok"), counted("error")) == (ok + 1, errors + 1)
