@@ -12,7 +12,9 @@ import contextlib
 import os
 import socket
 import sqlite3
+import struct
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from scramp import ScramClient
 
 from proxy.auth import hash_token
 from proxy.demo.seed import seed_tenant
@@ -278,3 +281,159 @@ def test_wire_statements_are_counted_like_requests(wire: Wire) -> None:
         with pytest.raises(psycopg.errors.UndefinedColumn):
             conn.execute("SELECT Nope FROM Contacts")
     assert (counted("ok"), counted("error")) == (ok + 1, errors + 1)
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+def _message(kind: bytes, payload: bytes) -> bytes:
+    return kind + struct.pack("!I", len(payload) + 4) + payload
+
+
+def _startup(params: dict[str, str]) -> bytes:
+    body = (
+        struct.pack("!I", 196608)
+        + b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in params.items())
+        + b"\0"
+    )
+    return struct.pack("!I", len(body) + 4) + body
+
+
+class _Raw:
+    """A hand-driven wire client: frames in, frames out, nothing interpreted for us."""
+
+    def __init__(self, wire: Wire) -> None:
+        self.sock = socket.create_connection((wire.host, wire.port), timeout=10)
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read(self) -> tuple[bytes, bytes] | None:
+        """The next backend message, or None when the server closed the connection."""
+        while True:
+            if len(self.buffer) >= 5:
+                (length,) = struct.unpack("!I", self.buffer[1:5])
+                if len(self.buffer) >= 1 + length:
+                    kind, payload = self.buffer[:1], self.buffer[5 : 1 + length]
+                    self.buffer = self.buffer[1 + length :]
+                    return kind, payload
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+
+    def until(self, kind: bytes) -> list[tuple[bytes, bytes]]:
+        seen = []
+        while (message := self.read()) is not None:
+            seen.append(message)
+            if message[0] == kind:
+                break
+        return seen
+
+    def login(self, tenant: str = "lite.example") -> None:
+        self.send(_startup({"user": USER, "database": tenant}))
+        client = ScramClient(["SCRAM-SHA-256"], USER, SECRET)
+        assert self.read() is not None  # AuthenticationSASL
+        first = client.get_client_first().encode()
+        self.send(_message(b"p", b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) + first))
+        kind, payload = self.read() or (b"", b"")
+        assert kind == b"R", payload
+        client.set_server_first(payload[4:].decode())
+        self.send(_message(b"p", client.get_client_final().encode()))
+        assert self.until(b"Z")[-1][0] == b"Z"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _sqlstate(payload: bytes) -> str:
+    fields = dict((f[:1], f[1:]) for f in payload.split(b"\0") if f)
+    return fields[b"C"].decode()
+
+
+@pytest.mark.parametrize(
+    ("data", "sqlstate"),
+    [
+        (struct.pack("!I", 3), "08P01"),  # a startup length below its own size
+        (struct.pack("!II", 8, 0x00020000), "0A000"),  # protocol 2.0
+        (_startup({"database": "lite.example"}), "28000"),  # no user
+    ],
+)
+def test_a_bad_startup_ends_in_a_fatal_error(wire: Wire, data: bytes, sqlstate: str) -> None:
+    raw = _Raw(wire)
+    try:
+        raw.send(data)
+        kind, payload = raw.read() or (b"", b"")
+        assert kind == b"E" and _sqlstate(payload) == sqlstate
+        assert raw.read() is None  # closed
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize(
+    ("data", "sqlstate"),
+    [
+        (_message(b"Q", b"SELECT 1"), "08P01"),  # no terminating NUL
+        (_message(b"z", b""), "08P01"),  # no such message type
+        (b"Q" + struct.pack("!I", 1 << 30), "54000"),  # a 1 GB message announced
+    ],
+)
+def test_a_malformed_message_ends_the_session_cleanly(
+    wire: Wire, data: bytes, sqlstate: str
+) -> None:
+    raw = _Raw(wire)
+    try:
+        raw.login()
+        raw.send(data)
+        kind, payload = raw.read() or (b"", b"")
+        assert kind == b"E" and _sqlstate(payload) == sqlstate
+        assert raw.read() is None
+    finally:
+        raw.close()
+
+
+def test_an_out_of_order_message_is_an_error_until_sync(wire: Wire) -> None:
+    raw = _Raw(wire)
+    try:
+        raw.login()
+        raw.send(_message(b"E", b"nope\0" + struct.pack("!I", 0)))  # Execute, no such portal
+        raw.send(_message(b"D", b"Pnope\0"))  # skipped: after an error, until Sync
+        raw.send(_message(b"S", b""))
+        seen = raw.until(b"Z")
+        assert [k for k, _ in seen] == [b"E", b"Z"]
+        assert _sqlstate(seen[0][1]) == "34000"
+        raw.send(_message(b"Q", b"SELECT 1 AS one\0"))
+        assert [k for k, _ in raw.until(b"Z")] == [b"T", b"D", b"C", b"Z"]
+    finally:
+        raw.close()
+
+
+def test_a_client_that_vanishes_in_a_transaction_leaves_nothing_pinned(wire: Wire) -> None:
+    last = mark()
+    raw = _Raw(wire)
+    try:
+        raw.login("pg.example")
+        raw.send(_message(b"Q", b"BEGIN\0"))
+        assert raw.until(b"Z")[-1] == (b"Z", b"T")
+        sql = INSERT.replace("%s", "'x'", 1).replace("%s", f"'{last}'")
+        raw.send(_message(b"Q", sql.encode() + b"\0"))
+        assert raw.until(b"Z")[-1] == (b"Z", b"T")
+    finally:
+        raw.close()  # no COMMIT, no Terminate
+
+    def ended() -> bool:
+        text = httpx.get(f"{wire.url}/metrics", timeout=10).text
+        counts = {
+            line.split('outcome="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("tenantgate_transactions_total{")
+        }
+        begun = counts.pop("begun", 0.0)
+        return begun > 0 and begun == sum(counts.values())
+
+    deadline = time.monotonic() + 10
+    while not ended() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ended()
+    assert wire.stored("pg.example", last) == 0
