@@ -89,6 +89,13 @@ def wire(tmp_path_factory: pytest.TempPathFactory, pg: PgServer) -> Iterator[Wir
              (2, "pg.example", pg.odbc(database))],
         )  # fmt: skip
         port = _free_port()
+        # A self-signed certificate: SSLRequest is answered with TLS.
+        cert, key = root / "tls.crt", root / "tls.key"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
         config = root / "tenantgate.toml"
         config.write_text(
             f"""
@@ -104,6 +111,8 @@ max_size = 4
 enabled = true
 port = {port}
 auth_failure_delay_ms = 50
+tls_cert_file = "{cert}"
+tls_key_file = "{key}"
 
 [[pgwire.users]]
 name = "{USER}"
@@ -225,8 +234,10 @@ def test_psycopg_error_inside_a_block_fails_it_until_rollback(wire: Wire) -> Non
 def test_a_wrong_password_and_an_unknown_user_look_the_same(wire: Wire) -> None:
     messages = []
     for user, password in ((USER, "nope"), ("nobody", "nope")):
+        started = time.monotonic()
         with pytest.raises(psycopg.OperationalError) as caught:
             psycopg.connect(wire.dsn("lite.example", user=user, password=password))
+        assert time.monotonic() - started >= 0.05  # auth_failure_delay_ms
         messages.append(str(caught.value).replace(user, "USER"))
     assert messages[0] == messages[1]
     assert "password authentication failed" in messages[0]
@@ -242,6 +253,19 @@ def test_a_token_limited_to_some_tenants_learns_nothing_of_the_others(wire: Wire
     reader = wire.dsn("lite.example", user=READER, password=READER_SECRET)
     with psycopg.connect(reader) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute(INSERT, ["x", mark()])
+
+
+def test_tls_and_a_token_as_the_password(wire: Wire) -> None:
+    with psycopg.connect(wire.dsn("lite.example", sslmode="require")) as conn:
+        assert conn.info.pgconn.ssl_in_use
+        assert conn.execute("SELECT 1 AS one").fetchone() == (1,)
+    # Over TLS, any user name with a [[tokens]] token as its password: that token's scope.
+    token = wire.dsn("lite.example", user="svc", password=READ_TOKEN, sslmode="require")
+    with psycopg.connect(token) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(INSERT, ["x", mark()])
+    # Without TLS a token is never asked for in clear: the user is not a wire user.
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(wire.dsn("lite.example", user="svc", password=READ_TOKEN))
 
 
 # -- pgbench -----------------------------------------------------------------------------------
