@@ -59,6 +59,8 @@ log = logging.getLogger("tenantgate.pgwire")
 _FLUSH_AT = 64 * 1024
 """Buffered output beyond this is written (and drained) before more is produced."""
 _TEXT = OIDS["string"]
+_MAX_STATEMENTS = 10_000
+"""Named prepared statements a session may keep (each holds its text)."""
 _ENDPOINT = "pgwire_statement"
 """The ``endpoint`` label of a wire statement in ``tenantgate_requests_total``."""
 _keys = itertools.count(1)
@@ -283,6 +285,10 @@ class Connection:
                 return
             if isinstance(message, pq.Sync):
                 skipping = False
+                if self._state.tx is None:
+                    # The implicit transaction ends here, and its portals with it (their
+                    # results too: a portal holds its rows until it is done).
+                    self._state.portals.clear()
                 self._out += pq.ready_for_query(self._status())
                 await self._flush()
                 continue
@@ -376,6 +382,8 @@ class Connection:
         state = self._state
         if message.name and message.name in state.statements:
             self._error("42P05", f"prepared statement {message.name[:63]!r} already exists")
+        if len(state.statements) >= _MAX_STATEMENTS and message.name not in state.statements:
+            self._error("53400", f"a session may keep {_MAX_STATEMENTS} prepared statements")
         sql, order = cmd.numbered_to_positional(message.sql)
         state.statements[message.name] = _Statement(
             sql, order, message.param_oids, cmd.command(message.sql)
