@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -366,17 +367,33 @@ def test_too_many_transactions(tg: Client) -> None:
         assert error.retry_after is not None and error.retry_after >= 1
 
 
+def _running_on(stack: Stack, name: str) -> bool:
+    """A statement naming ``name`` runs on the PostgreSQL tenant's server now."""
+    with contextlib.closing(stack.pg.connect()) as conn:
+        count = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND datname = ?"
+            " AND query LIKE ? AND pid <> pg_backend_pid()",
+            stack.pg_databases[PG],
+            f"%{name}%",
+        ).fetchval()
+    return bool(count)
+
+
 def test_one_request_at_a_time_per_transaction(stack: Stack, slow_view: str) -> None:
     async def run() -> list[BaseException]:
         async with AsyncClient(stack.url, FULL_TOKEN) as atg:
             tx = await atg.begin(PG)
 
             async def second() -> None:
-                await asyncio.sleep(1.0)  # the slow statement runs for 3 s from its start
+                # Once the slow statement runs on the server, not at a set time.
+                deadline = time.monotonic() + 30
+                while not await asyncio.to_thread(_running_on, stack, SLOW):
+                    assert time.monotonic() < deadline, "the slow statement never started"
+                    await asyncio.sleep(0.05)
                 await tx.query("SELECT 1 AS x")
 
             outcomes = await asyncio.gather(
-                tx.query(slow_view, timeout_ms=3000), second(), return_exceptions=True
+                tx.query(slow_view, timeout_ms=5000), second(), return_exceptions=True
             )
             await tx.rollback()
         return [o for o in outcomes if isinstance(o, BaseException)]

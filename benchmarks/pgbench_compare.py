@@ -1,0 +1,323 @@
+"""pgbench through tenantgate's PostgreSQL wire front end, next to pgbench through
+PgBouncer and pgbench directly to PostgreSQL (issue #13, item 5), in one run with
+interleaved rounds.
+
+Every target runs the same custom script, a point select on a seeded PostgreSQL
+tenant's Contacts with a random key::
+
+    \\set key random(1, 200)
+    SELECT "FirstName" FROM "Contacts" WHERE "ContactID" = :key;
+
+The identifiers are quoted so that the one text is valid both as tenantgate's logical
+SQL (PostgreSQL dialect) and as the tenant's physical SQL. Targets:
+
+* pgbench directly to PostgreSQL (``-M prepared``, the best a client can do);
+* pgbench through PgBouncer (Debian's, started by ``compare.pgbouncer``: transaction
+  pooling, a pool of 4 server connections like tenantgate's ``pool.max_size``),
+  ``-M simple`` and ``-M extended``. PgBouncer 1.18 cannot keep protocol-level prepared
+  statements in transaction pooling, so it has no prepared row;
+* pgbench through tenantgate's wire front end (its own service process with
+  ``[pgwire]`` on, a SCRAM user), ``-M simple``, ``extended`` and ``prepared``.
+
+For each target and client count (``-c 16 -j 2`` and ``-c 1``): transactions/s and the
+CPU µs per transaction of the proxy process (tenantgate's service pid, PgBouncer's pid;
+utime + stime from /proc/PID/stat over the run). Neither PostgreSQL's backends nor
+pgbench are in it. Figures are medians across rounds. The ratio column is tenantgate's
+tps over PgBouncer's in the same protocol mode (extended for prepared); the issue's goal
+is ≥ 0.5 at 16 clients.
+
+With ``--profile``, one more tenantgate run per mode at 16 clients under ``py-spy``
+(``$PY_SPY`` or on PATH; a sampling profiler, outside the process) prints the
+functions with the most CPU time per transaction: inclusive and own.
+
+    .venv/bin/python benchmarks/pgbench_compare.py [--rounds 3] [--seconds 5] \\
+        [--clients 16,1] [--profile] [--tiny]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import os
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from compare import PGBOUNCER_PASSWORD, POOL, free_port, pgbench_path, pgbouncer  # noqa: E402
+from procstat import cpu_s  # noqa: E402
+
+from proxy.auth import hash_token  # noqa: E402
+from proxy.demo.seed import custom_columns, seed_tenant  # noqa: E402
+from proxy.frontends.pgwire.auth import make_verifier  # noqa: E402
+from tests.support.pg import PgServer, pg_server  # noqa: E402
+from tests.support.stack import serve  # noqa: E402
+from tests.support.tenants import backends_toml, base_model_toml, write_controller  # noqa: E402
+
+CONTACTS = 200
+TENANT = "pgbench.example"
+WIRE_USER = "bench"
+SCRIPT = (
+    f"\\set key random(1, {CONTACTS})\n"
+    'SELECT "FirstName" FROM "Contacts" WHERE "ContactID" = :key;\n'
+)
+
+TARGETS = (
+    ("direct", "prepared", "pgbench direct, prepared"),
+    ("pgbouncer", "simple", "PgBouncer, simple"),
+    ("pgbouncer", "extended", "PgBouncer, extended"),
+    ("tenantgate", "simple", "tenantgate, simple"),
+    ("tenantgate", "extended", "tenantgate, extended"),
+    ("tenantgate", "prepared", "tenantgate, prepared"),
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    tps: float
+    cpu_us: float | None
+    """CPU µs per transaction of the proxy process, ``None`` for pgbench direct."""
+
+
+def run_pgbench(
+    *, port: int, user: str, database: str, script: Path, mode: str, clients: int,
+    seconds: int, pid: int | None,
+) -> Run:  # fmt: skip
+    c0 = cpu_s(pid) if pid else 0.0
+    done = subprocess.run(
+        [pgbench_path() or "pgbench", "-n", "-M", mode, "-c", str(clients),
+         "-j", str(min(clients, 2)), "-T", str(seconds), "-f", str(script),
+         "-h", "127.0.0.1", "-p", str(port), "-U", user, database],
+        capture_output=True, text=True, check=False, timeout=seconds + 120,
+        env={**os.environ, "PGPASSWORD": PGBOUNCER_PASSWORD},
+    )  # fmt: skip
+    cpu = cpu_s(pid) - c0 if pid else 0.0
+    failed = re.search(r"number of failed transactions: (\d+)", done.stdout)
+    if done.returncode != 0 or (failed and failed.group(1) != "0"):
+        raise RuntimeError(f"pgbench -M {mode} failed:\n{done.stdout}\n{done.stderr}")
+    processed = int(re.search(r"actually processed: (\d+)", done.stdout).group(1))  # type: ignore[union-attr]
+    tps = float(re.search(r"tps = ([\d.]+)", done.stdout).group(1))  # type: ignore[union-attr]
+    return Run(tps, cpu / max(processed, 1) * 1e6 if pid else None)
+
+
+def _config(controller: Path, port: int) -> str:
+    # The defaults for logging (text, no access log), as a deployment would start.
+    return f"""
+[controller]
+connection_string = "Driver=SQLite3;Database={controller}"
+
+{backends_toml()}
+
+[pool]
+max_size = {POOL}
+
+[pgwire]
+enabled = true
+host = "127.0.0.1"
+port = {port}
+
+[[pgwire.users]]
+name = "{WIRE_USER}"
+token = "bench"
+scram_sha256 = "{make_verifier(PGBOUNCER_PASSWORD)}"
+
+[base_model]
+{base_model_toml()}
+
+[[tokens]]
+name = "bench"
+sha256 = "{hash_token("pgbench-compare-unused-token")}"
+tenants = ["*"]
+classes = ["read"]
+"""
+
+
+@contextlib.contextmanager
+def tenantgate(pg: PgServer, database: str, root: Path) -> Iterator[tuple[int, int]]:
+    """The service with ``[pgwire]`` on, serving ``database`` as ``TENANT``: its wire
+    port and pid."""
+    controller = root / "controller.db"
+    write_controller(controller, [(1, TENANT, pg.odbc(database))])
+    port = free_port()
+    config = root / "tenantgate.toml"
+    config.write_text(_config(controller, port), encoding="utf-8")
+    with serve(config, root / "service.log") as (_, pid):
+        yield port, pid
+
+
+def profile(pid: int, seconds: int, out: Path, run: Callable[[], Run]) -> tuple[Path, Run]:
+    """``run`` while py-spy samples ``pid``: the collapsed stacks and the run."""
+    spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
+    if spy is None:
+        raise RuntimeError("--profile needs py-spy (pip install py-spy, or set PY_SPY)")
+    # --nonblocking: py-spy does not stop the process to sample it, so the profiled
+    # run's tps is close to an unprofiled one.
+    sampler = subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--rate", "250", "--nonblocking",
+         "--format", "raw", "--output", str(out), "--duration", str(seconds + 1)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1)  # attached before the load starts
+    result = run()
+    sampler.wait(timeout=60)
+    return out, result
+
+
+def top_costs(collapsed: Path, rate: int, transactions: float, n: int) -> list[str]:
+    """The ``n`` functions with most samples, inclusive and own, in µs per transaction."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        samples = int(count)
+        total += samples
+        frames = [_short(f) for f in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] += samples
+        own[frames[-1]] += samples
+
+    def us(samples: int) -> float:
+        return samples / rate / transactions * 1e6
+
+    lines = [f"  sampled CPU: {us(total):.0f} µs per transaction ({total} samples)"]
+    lines.append(f"  {'inclusive µs/tx':>16}  function")
+    lines += [f"  {us(s):16.1f}  {f}" for f, s in inclusive.most_common(n + 8)[:n + 8]]
+    lines.append(f"  {'own µs/tx':>16}  function")
+    lines += [f"  {us(s):16.1f}  {f}" for f, s in own.most_common(n)]
+    return lines
+
+
+def _short(frame: str) -> str:
+    """``func (path/to/module.py:123)`` as ``func (module.py:123)``, dropping the line
+    number so that one function's samples add up."""
+    match = re.match(r"(.*) \((.*?):\d+\)$", frame)
+    if not match:
+        return frame
+    name, path = match.groups()
+    parts = Path(path).parts
+    where = "/".join(parts[-3:]) if "proxy" in parts or "rewriter" in parts else parts[-1]
+    return f"{name} ({where})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--clients", default="16,1", help="comma-separated, e.g. 16,1")
+    parser.add_argument("--profile", action="store_true", help="py-spy tenantgate at 16 clients")
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--tiny", action="store_true", help="the smoke test's size")
+    args = parser.parse_args()
+    clients = [int(c) for c in str(args.clients).split(",")]
+    if args.tiny:
+        args.rounds, args.seconds, clients = 1, 1, [4]
+    missing = [t for t in ("pgbouncer",) if shutil.which(t) is None]
+    missing += [] if pgbench_path() else ["pgbench"]
+    if missing:
+        sys.exit(f"missing: {', '.join(missing)} (`make bench` installs pgbouncer)")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp, pg_server() as pg:
+        root = Path(tmp)
+        database = pg.create_database("tg_pgbench")
+        try:
+            with contextlib.closing(pg.connect(database)) as conn:
+                seed_tenant(
+                    conn, "postgresql", contacts=CONTACTS,
+                    custom_columns=custom_columns(20), seed=12,
+                )  # fmt: skip
+            script = root / "point_select.pgbench.sql"
+            script.write_text(SCRIPT)
+            with (
+                pgbouncer(pg, database) as (bouncer_port, bouncer_pid),
+                tenantgate(pg, database, root) as (wire_port, wire_pid),
+            ):
+                where = {
+                    "direct": (pg.port, pg.user, database, None),
+                    "pgbouncer": (bouncer_port, pg.user, database, bouncer_pid),
+                    "tenantgate": (wire_port, WIRE_USER, TENANT, wire_pid),
+                }
+
+                def runner(target: str, mode: str, c: int, seconds: int) -> Callable[[], Run]:
+                    port, user, db, pid = where[target]
+                    return lambda: run_pgbench(
+                        port=port, user=user, database=db, script=script, mode=mode,
+                        clients=c, seconds=seconds, pid=pid,
+                    )  # fmt: skip
+
+                report(args, clients, runner)
+                if args.profile:
+                    for mode in ("simple", "extended", "prepared"):
+                        out = root / f"profile-{mode}.txt"
+                        run = runner("tenantgate", mode, 16, args.seconds)
+                        _, result = profile(wire_pid, args.seconds, out, run)
+                        tx = result.tps * args.seconds
+                        print(
+                            f"\npy-spy, tenantgate -M {mode} -c 16: {result.tps:.0f} tps "
+                            f"while sampled, {result.cpu_us:.0f} µs CPU/tx by /proc"
+                        )
+                        print("\n".join(top_costs(out, 250, tx, args.top)))
+        finally:
+            pg.drop_database(database)
+    print(f"\npgbench_compare.py done in {time.monotonic() - started:.0f} s")
+
+
+def report(
+    args: argparse.Namespace, clients: list[int],
+    runner: Callable[[str, str, int, int], Callable[[], Run]],
+) -> None:  # fmt: skip
+    # Warm every path: pools, plan and metadata caches, PgBouncer's server connections.
+    for target, mode, _ in TARGETS:
+        runner(target, mode, max(clients), 1)()
+    results: dict[tuple[str, str, int], list[Run]] = {}
+    for r in range(args.rounds):
+        for c in clients:
+            order = list(TARGETS[r % len(TARGETS) :] + TARGETS[: r % len(TARGETS)])
+            for target, mode, _ in order:
+                results.setdefault((target, mode, c), []).append(
+                    runner(target, mode, c, args.seconds)()
+                )
+    print(f"\npgbench point select, tenant {TENANT} ({CONTACTS} contacts, 20 custom columns):")
+    print("  " + SCRIPT.replace("\n", "\n  ").rstrip())
+    print(
+        f"  medians of {args.rounds} interleaved round(s) of {args.seconds} s; "
+        f"-j 2 (-j 1 at one client); pool of {POOL} backend connections for PgBouncer "
+        f"and tenantgate; {os.cpu_count()} CPUs shared by pgbench, the proxy and PostgreSQL"
+    )
+    print(f"\n  {'clients':>7}  {'path':26}{'tps':>9}{'CPU µs/tx':>11}{'tg/PgBouncer':>14}")
+    for c in clients:
+        med: dict[tuple[str, str], Run] = {}
+        for target, mode, label in TARGETS:
+            runs = results[(target, mode, c)]
+            cpus = [x.cpu_us for x in runs if x.cpu_us is not None]
+            m = med[(target, mode)] = Run(
+                statistics.median(x.tps for x in runs), statistics.median(cpus) if cpus else None
+            )
+            cpu = f"{m.cpu_us:11.0f}" if m.cpu_us is not None else f"{'-':>11}"
+            ratio = ""
+            if target == "tenantgate":
+                bouncer = med[("pgbouncer", "simple" if mode == "simple" else "extended")]
+                ratio = f"{m.tps / bouncer.tps:13.2f}x"
+            print(f"  {c:>7}  {label:26}{m.tps:9.0f}{cpu}{ratio}")
+    print(
+        "  CPU µs/tx: the proxy process alone (tenantgate's service, PgBouncer), from "
+        "/proc/PID/stat; tg/PgBouncer: tps in the same mode (prepared against extended)."
+        "\n  Goal (#13): tenantgate ≥ 0.5x PgBouncer at 16 clients."
+    )
+
+
+if __name__ == "__main__":
+    main()
