@@ -461,3 +461,42 @@ def test_a_client_that_vanishes_in_a_transaction_leaves_nothing_pinned(wire: Wir
         time.sleep(0.1)
     assert ended()
     assert wire.stored("pg.example", last) == 0
+
+
+# -- catalog queries ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_psql_describes_a_table_with_its_custom_columns(wire: Wire, tenant: str) -> None:
+    done = _psql(wire, tenant, "-c", "\\d Contacts")
+    assert done.returncode == 0, done.stderr
+    assert 'Table "public.Contacts"' in done.stdout
+    for column in ("ContactID", "FirstName", "LastName", "CreatedAt"):
+        assert column in done.stdout
+    listed = _psql(wire, tenant, "-c", "\\dt")
+    assert listed.returncode == 0, listed.stderr
+    assert "Contacts" in listed.stdout and "Accounts" in listed.stdout
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_sqlalchemy_connects_reflects_and_queries(wire: Wire, tenant: str) -> None:
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    engine = sqlalchemy.create_engine(
+        f"postgresql+psycopg://{USER}:{SECRET}@{wire.host}:{wire.port}/{tenant}?sslmode=disable"
+    )
+    try:
+        inspector = sqlalchemy.inspect(engine)
+        assert "Contacts" in inspector.get_table_names()
+        columns = {c["name"]: c for c in inspector.get_columns("Contacts")}
+        assert {"ContactID", "FirstName", "LastName"} <= columns.keys()
+        assert inspector.get_pk_constraint("Contacts")["constrained_columns"] == ["ContactID"]
+        contacts = sqlalchemy.Table("Contacts", sqlalchemy.MetaData(), autoload_with=engine)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sqlalchemy.select(contacts.c.ContactID, contacts.c.FirstName)
+                .where(contacts.c.ContactID <= 2)
+                .order_by(contacts.c.ContactID)
+            ).all()
+        assert [r.ContactID for r in rows] == [1, 2]
+    finally:
+        engine.dispose()

@@ -14,18 +14,23 @@ tenants' tables), so those statements are answered here, from the tenant's
   and empty tables for the rest of what psql reads (policies, publications...). One
   database per set of table shapes (their fingerprints), cached: tenants with the
   default schema share one.
-* The client's statement is rewritten (sqlglot, PostgreSQL to SQLite): its relations
-  lose their ``pg_catalog.`` qualifier, ``$n`` parameters become literals, ``x =
-  ANY(ARRAY[...])`` becomes ``IN``, ``::regclass`` casts become lookups,
-  ``OPERATOR(pg_catalog.~)`` a regular-expression match. Python functions stand in for
-  ``format_type``, ``pg_table_is_visible``, ``pg_get_expr``, ``obj_description``...
+* The client's statement is rewritten (sqlglot, PostgreSQL to SQLite) once per text
+  and cached: its relations lose their ``pg_catalog.`` qualifier, ``$n`` parameters
+  become SQLite parameters, ``x = ANY(ARRAY[...])`` becomes ``IN``, ``::regclass``
+  casts become lookups, ``OPERATOR(pg_catalog.~)`` a regular-expression match,
+  ``unnest``/``generate_subscripts``/``WITH ORDINALITY`` joins with ``json_each``,
+  ``array_agg`` and ``array(SELECT ...)`` JSON arrays printed as PostgreSQL arrays,
+  ``json_build_object`` SQLite's ``json_object``. Python functions stand in for
+  ``format_type``, ``pg_table_is_visible``, ``pg_get_indexdef``,
+  ``pg_get_serial_sequence``... Statements that inner-join an always-empty relation
+  (psql's policies, publications, triggers) answer no rows without running.
 * Booleans are 0/1 in SQLite. Result types come from sqlglot's type annotation of the
   PostgreSQL statement over the catalog's schema; boolean columns are turned back
-  into ``True``/``False``.
+  into ``True``/``False``; arrays are ``string[]`` and JSON objects ``json``.
 
-A statement that reads only catalog relations but that this module cannot run
-(arrays of ``unnest ... WITH ORDINALITY``, ``array_agg``, ``json_build_object``...)
-raises ``CatalogQueryUnsupported``: it must never be forwarded to a real catalog.
+A statement that reads only catalog relations but that this module cannot run (a
+function the catalog lacks, a runaway recursive CTE) raises
+``CatalogQueryUnsupported``: it must never be forwarded to a real catalog.
 
 Names match case-insensitively, as everywhere in tenantgate: ``\\d Contacts`` (which
 psql folds to ``^(contacts)$``) finds ``Contacts``, where a real server would not.
@@ -33,9 +38,8 @@ psql folds to ``^(contacts)$``) finds ``Contacts``, where a real server would no
 
 from __future__ import annotations
 
-import re
+import functools
 import sqlite3
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -46,10 +50,12 @@ from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 
+from proxy.frontends.pgwire.catalog_db import BOOL, RELATIONS, catalog_for
+
 if TYPE_CHECKING:
     from tenancy.metadata import TableMetadata
 
-__all__ = ["Answer", "CatalogQueryUnsupported", "answer"]
+__all__ = ["Answer", "CatalogQueryUnsupported", "answer", "is_catalog_query"]
 
 
 class CatalogQueryUnsupported(Exception):
@@ -62,596 +68,10 @@ class Answer:
 
     columns: tuple[str, ...]
     types: tuple[str, ...]
-    """``proxy.drivers.base.TYPE_NAMES`` values: ``integer``, ``boolean``, ``string``."""
+    """``proxy.drivers.base.TYPE_NAMES`` values (``integer``, ``boolean``, ``string``),
+    and ``json`` and ``string[]``, which the wire announces as json (114) and text[]
+    (1009); values of those two are already in PostgreSQL's text form."""
     rows: list[tuple[object, ...]]
-
-
-# -- the catalog's shape ------------------------------------------------------------
-
-_B, _I, _T = "bool", "bigint", "text"
-
-_RELATIONS: dict[str, dict[str, str]] = {
-    "pg_namespace": {"oid": _I, "nspname": _T, "nspowner": _I},
-    "pg_class": {
-        "oid": _I,
-        "relname": _T,
-        "relnamespace": _I,
-        "relkind": _T,
-        "relowner": _I,
-        "relam": _I,
-        "relpersistence": _T,
-        "relispartition": _B,
-        "relchecks": _I,
-        "relhasindex": _B,
-        "relhasrules": _B,
-        "relhastriggers": _B,
-        "relrowsecurity": _B,
-        "relforcerowsecurity": _B,
-        "reltablespace": _I,
-        "reloftype": _I,
-        "relreplident": _T,
-        "reltoastrelid": _I,
-        "reloptions": _T,
-        "reltype": _I,
-    },
-    "pg_attribute": {
-        "attrelid": _I,
-        "attname": _T,
-        "atttypid": _I,
-        "atttypmod": _I,
-        "attnum": _I,
-        "attnotnull": _B,
-        "attisdropped": _B,
-        "atthasdef": _B,
-        "attidentity": _T,
-        "attgenerated": _T,
-        "attcollation": _I,
-        "attoptions": _T,
-    },
-    "pg_type": {
-        "oid": _I,
-        "typname": _T,
-        "typtype": _T,
-        "typnotnull": _B,
-        "typcollation": _I,
-        "typarray": _I,
-        "typdelim": _T,
-        "typnamespace": _I,
-    },
-    "pg_index": {
-        "indexrelid": _I,
-        "indrelid": _I,
-        "indisprimary": _B,
-        "indisunique": _B,
-        "indisclustered": _B,
-        "indisvalid": _B,
-        "indisreplident": _B,
-        "indkey": _T,
-        "indexprs": _T,
-        "indpred": _T,
-        "indnkeyatts": _I,
-        "indnullsnotdistinct": _B,
-        "indoption": _T,
-    },
-    "pg_constraint": {
-        "oid": _I,
-        "conname": _T,
-        "conrelid": _I,
-        "contype": _T,
-        "conindid": _I,
-        "confrelid": _I,
-        "conkey": _T,
-        "confkey": _T,
-        "condeferrable": _B,
-        "condeferred": _B,
-        "conparentid": _I,
-        "connamespace": _I,
-    },
-    "pg_am": {"oid": _I, "amname": _T},
-    "pg_attrdef": {"oid": _I, "adrelid": _I, "adnum": _I, "adbin": _T},
-    "pg_collation": {"oid": _I, "collname": _T},
-    "pg_description": {"objoid": _I, "classoid": _I, "objsubid": _I, "description": _T},
-    "pg_policy": {
-        "polname": _T,
-        "polpermissive": _B,
-        "polroles": _T,
-        "polqual": _T,
-        "polwithcheck": _T,
-        "polrelid": _I,
-        "polcmd": _T,
-    },
-    "pg_statistic_ext": {
-        "oid": _I,
-        "stxrelid": _I,
-        "stxnamespace": _I,
-        "stxname": _T,
-        "stxkind": _T,
-        "stxstattarget": _I,
-    },
-    "pg_publication": {"oid": _I, "pubname": _T, "puballtables": _B},
-    "pg_publication_namespace": {"pnpubid": _I, "pnnspid": _I},
-    "pg_publication_rel": {"prpubid": _I, "prrelid": _I, "prqual": _T, "prattrs": _T},
-    "pg_inherits": {"inhrelid": _I, "inhparent": _I, "inhseqno": _I, "inhdetachpending": _B},
-    "pg_depend": {
-        "classid": _I,
-        "objid": _I,
-        "objsubid": _I,
-        "refclassid": _I,
-        "refobjid": _I,
-        "refobjsubid": _I,
-        "deptype": _T,
-    },
-    "pg_tablespace": {"oid": _I, "spcname": _T},
-    "pg_sequence": {
-        "seqrelid": _I,
-        "seqstart": _I,
-        "seqincrement": _I,
-        "seqmin": _I,
-        "seqmax": _I,
-        "seqcache": _I,
-        "seqcycle": _B,
-    },
-    "pg_roles": {"oid": _I, "rolname": _T},
-    "pg_trigger": {"oid": _I, "tgrelid": _I, "tgname": _T, "tgisinternal": _B},
-    "pg_rewrite": {"oid": _I, "ev_class": _I, "rulename": _T},
-}
-"""Catalog relation → its columns (the subset these clients read) and their types."""
-
-_CLASS_OIDS = {"pg_class": 1259, "pg_constraint": 2606, "pg_type": 1247, "pg_namespace": 2615}
-"""``'pg_class'::regclass`` and friends: the real servers' fixed oids."""
-
-_PUBLIC, _PG_CATALOG, _BTREE = 2200, 11, 403
-_FIRST_OID = 16384
-"""Where PostgreSQL starts user objects' oids: a client never sees a clash with its own."""
-
-
-@dataclass(frozen=True, slots=True)
-class _PgType:
-    oid: int
-    typmod: int
-    text: str
-    """What ``format_type(oid, typmod)`` prints."""
-
-
-_SCALARS: dict[str, tuple[int, str]] = {
-    "bool": (16, "boolean"),
-    "boolean": (16, "boolean"),
-    "bit": (16, "boolean"),
-    "smallint": (21, "smallint"),
-    "int2": (21, "smallint"),
-    "tinyint": (21, "smallint"),
-    "integer": (23, "integer"),
-    "int": (23, "integer"),
-    "int4": (23, "integer"),
-    "bigint": (20, "bigint"),
-    "int8": (20, "bigint"),
-    "real": (700, "real"),
-    "float4": (700, "real"),
-    "double precision": (701, "double precision"),
-    "float8": (701, "double precision"),
-    "float": (701, "double precision"),
-    "text": (25, "text"),
-    "ntext": (25, "text"),
-    "clob": (25, "text"),
-    "date": (1082, "date"),
-    "time": (1083, "time without time zone"),
-    "time without time zone": (1083, "time without time zone"),
-    "timestamp": (1114, "timestamp without time zone"),
-    "timestamp without time zone": (1114, "timestamp without time zone"),
-    "datetime": (1114, "timestamp without time zone"),
-    "datetime2": (1114, "timestamp without time zone"),
-    "smalldatetime": (1114, "timestamp without time zone"),
-    "timestamp with time zone": (1184, "timestamp with time zone"),
-    "timestamptz": (1184, "timestamp with time zone"),
-    "datetimeoffset": (1184, "timestamp with time zone"),
-    "uuid": (2950, "uuid"),
-    "uniqueidentifier": (2950, "uuid"),
-    "bytea": (17, "bytea"),
-    "blob": (17, "bytea"),
-    "varbinary": (17, "bytea"),
-    "binary": (17, "bytea"),
-    "image": (17, "bytea"),
-    "numeric": (1700, "numeric"),
-    "decimal": (1700, "numeric"),
-    "money": (1700, "numeric"),
-}
-_VARCHARS = ("character varying", "varchar", "nvarchar", "nvarchar2", "varchar2")
-_CHARS = ("character", "char", "nchar", "bpchar")
-_SHAPE = re.compile(r"\A\s*([a-z][a-z0-9 _]*?)\s*(?:\(\s*(\d+|max)\s*(?:,\s*(\d+)\s*)?\))?\s*\Z")
-
-_TYPE_NAMES = {
-    16: "bool",
-    21: "int2",
-    23: "int4",
-    20: "int8",
-    700: "float4",
-    701: "float8",
-    25: "text",
-    1043: "varchar",
-    1042: "bpchar",
-    1082: "date",
-    1083: "time",
-    1114: "timestamp",
-    1184: "timestamptz",
-    2950: "uuid",
-    17: "bytea",
-    1700: "numeric",
-}
-
-
-def pg_type(declared: str) -> _PgType:
-    """The PostgreSQL type that a column declared ``declared`` (any backend) shows as."""
-    match = _SHAPE.match(declared.casefold())
-    if match is None:
-        return _PgType(25, -1, "text")
-    name, first, second = match.group(1), match.group(2), match.group(3)
-    size = None if first in (None, "max") else int(first)
-    if name in _VARCHARS:
-        if size is None:
-            return _PgType(1043, -1, "character varying")
-        return _PgType(1043, size + 4, f"character varying({size})")
-    if name in _CHARS:
-        length = 1 if size is None else size
-        return _PgType(1042, length + 4, f"character({length})")
-    if name in ("numeric", "decimal") and size is not None:
-        scale = int(second or 0)
-        return _PgType(1700, ((size << 16) | scale) + 4, f"numeric({size},{scale})")
-    oid, text = _SCALARS.get(name, (25, "text"))
-    return _PgType(oid, -1, text)
-
-
-# -- building a tenant's catalog ------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Catalog:
-    db: sqlite3.Connection
-    lock: threading.Lock
-    names: dict[int, str]
-    """Oid → relation name (``::regclass`` output)."""
-    oids: dict[str, int]
-    """Case-folded relation name → oid (``'name'::regclass`` input)."""
-    types: dict[tuple[int, int], str]
-
-
-def _build(
-    tables: Mapping[str, TableMetadata], primary_keys: Mapping[str, Sequence[str]]
-) -> _Catalog:
-    db = sqlite3.connect(":memory:", check_same_thread=False)
-    for relation, columns in _RELATIONS.items():
-        body = ", ".join(f'"{c}" {"INTEGER" if t != _T else "TEXT"}' for c, t in columns.items())
-        db.execute(f'CREATE TABLE "{relation}" ({body})')
-    names: dict[int, str] = {}
-    oids: dict[str, int] = {}
-    types: dict[tuple[int, int], str] = {}
-
-    def insert(relation: str, **values: object) -> None:
-        cols = ", ".join(f'"{c}"' for c in values)
-        marks = ", ".join("?" * len(values))
-        db.execute(f'INSERT INTO "{relation}" ({cols}) VALUES ({marks})', tuple(values.values()))
-
-    insert("pg_namespace", oid=_PUBLIC, nspname="public", nspowner=10)
-    insert("pg_namespace", oid=_PG_CATALOG, nspname="pg_catalog", nspowner=10)
-    insert("pg_am", oid=_BTREE, amname="btree")
-    insert("pg_am", oid=2, amname="heap")
-    for oid, name in _TYPE_NAMES.items():
-        insert(
-            "pg_type",
-            oid=oid,
-            typname=name,
-            typtype="b",
-            typnotnull=0,
-            typcollation=100 if oid in (25, 1043, 1042) else 0,
-            typarray=0,
-            typdelim=",",
-            typnamespace=_PG_CATALOG,
-        )
-    for name, oid in _CLASS_OIDS.items():
-        oids[name] = oid
-        oids[f"pg_catalog.{name}"] = oid
-        names[oid] = name
-    # Oids in name order, ten apart: the table, its primary-key index, its constraint.
-    for position, key in enumerate(sorted(tables, key=str.casefold)):
-        table = tables[key]
-        oid = _FIRST_OID + 10 * position
-        names[oid] = table.name
-        oids[table.name.casefold()] = oid
-        pk = [c for c in (table.lookup(n) for n in primary_keys.get(key, ())) if c is not None]
-        insert(
-            "pg_class",
-            oid=oid,
-            relname=table.name,
-            relnamespace=_PUBLIC,
-            relkind="r",
-            relowner=10,
-            relam=2,
-            relpersistence="p",
-            relispartition=0,
-            relchecks=0,
-            relhasindex=int(bool(pk)),
-            relhasrules=0,
-            relhastriggers=0,
-            relrowsecurity=0,
-            relforcerowsecurity=0,
-            reltablespace=0,
-            reloftype=0,
-            relreplident="d",
-            reltoastrelid=0,
-            reltype=0,
-        )
-        # A one-column integer key is how the default schema spells an identity column
-        # on every backend (SQLite's rowid, IDENTITY(1,1), GENERATED ... AS IDENTITY).
-        identity = pk[0] if len(pk) == 1 else None
-        for number, column in enumerate(table.columns, start=1):
-            shape = pg_type(column.type_name)
-            types[(shape.oid, shape.typmod)] = shape.text
-            insert(
-                "pg_attribute",
-                attrelid=oid,
-                attname=column.name,
-                atttypid=shape.oid,
-                atttypmod=shape.typmod,
-                attnum=number,
-                # A key column is never null (SQLite's rowid key says it may be).
-                attnotnull=int(not column.nullable or column.name in pk),
-                attisdropped=0,
-                atthasdef=0,
-                attgenerated="",
-                attidentity="d" if column.name == identity and shape.oid in (20, 21, 23) else "",
-                attcollation=100 if shape.oid in (25, 1043, 1042) else 0,
-            )
-        if identity is not None and pg_type(table.type_of(identity) or "").oid in (20, 21, 23):
-            _add_sequence(insert, names, oids, table, identity, oid)
-        if pk:
-            keys = " ".join(str(table.column_names.index(c) + 1) for c in pk)
-            index_name = f"{table.name}_pkey"
-            names[oid + 1] = index_name
-            insert(
-                "pg_class",
-                oid=oid + 1,
-                relname=index_name,
-                relnamespace=_PUBLIC,
-                relkind="i",
-                relowner=10,
-                relam=_BTREE,
-                relpersistence="p",
-                relispartition=0,
-                relchecks=0,
-                relhasindex=0,
-                relhasrules=0,
-                relhastriggers=0,
-                relrowsecurity=0,
-                relforcerowsecurity=0,
-                reltablespace=0,
-                reloftype=0,
-                relreplident="n",
-                reltoastrelid=0,
-                reltype=0,
-            )
-            insert(
-                "pg_index",
-                indexrelid=oid + 1,
-                indrelid=oid,
-                indisprimary=1,
-                indisunique=1,
-                indisclustered=0,
-                indisvalid=1,
-                indisreplident=0,
-                indkey=keys,
-                indnkeyatts=len(pk),
-                indnullsnotdistinct=0,
-                indoption=" ".join("0" * len(pk)),
-            )
-            insert(
-                "pg_constraint",
-                oid=oid + 2,
-                conname=index_name,
-                conrelid=oid,
-                contype="p",
-                conindid=oid + 1,
-                confrelid=0,
-                conkey=keys,
-                confkey=None,
-                condeferrable=0,
-                condeferred=0,
-                conparentid=0,
-                connamespace=_PUBLIC,
-            )
-    _register(db, names=names, oids=oids, types=types, tables=tables, primary_keys=primary_keys)
-    return _Catalog(db, threading.Lock(), names, oids, types)
-
-
-def _add_sequence(
-    insert: Any,
-    names: dict[int, str],
-    oids: dict[str, int],
-    table: TableMetadata,
-    column: str,
-    table_oid: int,
-) -> None:
-    """The sequence PostgreSQL makes for an identity column, as its catalog shows it:
-    psql's ``\\d`` lists it, Django and SQLAlchemy read its options."""
-    oid, name = table_oid + 3, _sequence_name(table.name, column)
-    names[oid] = name
-    oids[name.casefold()] = oid
-    insert(
-        "pg_class",
-        oid=oid,
-        relname=name,
-        relnamespace=_PUBLIC,
-        relkind="S",
-        relowner=10,
-        relam=0,
-        relpersistence="p",
-        relispartition=0,
-        relchecks=0,
-        relhasindex=0,
-        relhasrules=0,
-        relhastriggers=0,
-        relrowsecurity=0,
-        relforcerowsecurity=0,
-        reltablespace=0,
-        reloftype=0,
-        relreplident="n",
-        reltoastrelid=0,
-        reltype=0,
-    )
-    insert(
-        "pg_depend",
-        classid=1259,
-        objid=oid,
-        objsubid=0,
-        refclassid=1259,
-        refobjid=table_oid,
-        refobjsubid=table.column_names.index(column) + 1,
-        deptype="i",
-    )
-    big = pg_type(table.type_of(column) or "").oid == 20
-    insert(
-        "pg_sequence",
-        seqrelid=oid,
-        seqstart=1,
-        seqincrement=1,
-        seqmin=1,
-        seqmax=(1 << 63) - 1 if big else (1 << 31) - 1,
-        seqcache=1,
-        seqcycle=0,
-    )
-
-
-def _sequence_name(table: str, column: str) -> str:
-    return f"{table}_{column}_seq"
-
-
-def _register(
-    db: sqlite3.Connection,
-    *,
-    names: Mapping[int, str],
-    oids: Mapping[str, int],
-    types: Mapping[tuple[int, int], str],
-    tables: Mapping[str, TableMetadata],
-    primary_keys: Mapping[str, Sequence[str]],
-) -> None:
-    def regexp(pattern: str | None, value: str | None) -> int | None:
-        if pattern is None or value is None:
-            return None
-        # Case-insensitive: tenantgate's names are (psql folds `\d Contacts`).
-        return int(re.search(pattern, value, re.IGNORECASE) is not None)
-
-    def format_type(oid: int | None, typmod: int | None) -> str | None:
-        if oid is None:
-            return None
-        found = types.get((oid, -1 if typmod is None else typmod))
-        return found if found is not None else _TYPE_NAMES.get(oid, "text")
-
-    def regclass_in(value: object) -> int | None:
-        if value is None or isinstance(value, int):
-            return value
-        text = str(value)
-        if text.isdigit():
-            return int(text)
-        schema, dot, name = text.partition(".")
-        if dot and schema.strip('"').casefold() in ("public", "pg_catalog"):
-            text = name
-        return oids.get(text.strip('"').casefold())
-
-    def serial_sequence(table: str | None, column: str | None) -> str | None:
-        oid = regclass_in(table)
-        if oid is None or column is None:
-            return None
-        name = _sequence_name(names.get(oid, ""), column.strip('"'))
-        return f"public.{_quoted(name)}" if name.casefold() in oids else None
-
-    def regclass_out(value: object) -> str | None:
-        if value is None:
-            return None
-        oid = regclass_in(value)
-        return names.get(oid, str(value)) if oid is not None else str(value)
-
-    def constraintdef(oid: int | None, *_: object) -> str | None:
-        row = db.execute(
-            "SELECT c.conrelid, c.conkey FROM pg_constraint c WHERE c.oid = ?", (oid,)
-        ).fetchone()
-        if row is None:
-            return None
-        table = next(t for t in tables.values() if t.name == names.get(row[0]))
-        cols = ", ".join(_quoted(table.column_names[int(k) - 1]) for k in row[1].split())
-        return f"PRIMARY KEY ({cols})"
-
-    def indexdef(oid: int | None, *_: object) -> str | None:
-        row = db.execute(
-            "SELECT i.indrelid, i.indkey FROM pg_index i WHERE i.indexrelid = ?", (oid,)
-        ).fetchone()
-        if row is None:
-            return None
-        table = next(t for t in tables.values() if t.name == names.get(row[0]))
-        cols = ", ".join(_quoted(table.column_names[int(k) - 1]) for k in row[1].split())
-        return (
-            f"CREATE UNIQUE INDEX {_quoted(names[oid or 0])} ON {_quoted(table.name)} "
-            f"USING btree ({cols})"
-        )
-
-    def null(*_: object) -> None:
-        return None
-
-    db.create_function("regexp", 2, regexp, deterministic=True)
-    db.create_function("format_type", 2, format_type, deterministic=True)
-    db.create_function("tg_regclass_in", 1, regclass_in, deterministic=True)
-    db.create_function("tg_regclass_out", 1, regclass_out, deterministic=True)
-    db.create_function("tg_at", 2, _element, deterministic=True)
-    db.create_function("pg_get_constraintdef", -1, constraintdef)
-    db.create_function("pg_get_indexdef", -1, indexdef)
-    db.create_function("pg_table_is_visible", 1, lambda oid: int(oid in names), deterministic=True)
-    db.create_function("pg_get_userbyid", 1, lambda _oid: "tenantgate", deterministic=True)
-    db.create_function("current_schema", 0, lambda: "public", deterministic=True)
-    db.create_function("to_regtype", 1, null, deterministic=True)
-    for name in (
-        "pg_get_expr",
-        "obj_description",
-        "col_description",
-        "shobj_description",
-        "pg_get_statisticsobjdef_columns",
-    ):
-        db.create_function(name, -1, null, deterministic=True)
-    db.create_function("pg_get_serial_sequence", 2, serial_sequence, deterministic=True)
-    # A table is its own only partition ancestor (there are no partitioned tables).
-    db.create_function("pg_partition_ancestors", 1, regclass_in, deterministic=True)
-    db.create_function("pg_relation_is_publishable", 1, lambda _oid: 0, deterministic=True)
-
-
-def _element(vector: str | None, index: int | None) -> int | None:
-    """``vector[index + 1]`` of an int2vector held as text (``index`` is 0-based)."""
-    if vector is None or index is None:
-        return None
-    items = vector.split()
-    return int(items[index]) if 0 <= index < len(items) else None
-
-
-def _quoted(name: str) -> str:
-    return name if re.fullmatch(r"[a-z_][a-z0-9_]*", name) else '"' + name.replace('"', '""') + '"'
-
-
-_CACHE: dict[tuple[object, ...], _Catalog] = {}
-_CACHE_LOCK = threading.Lock()
-_CACHE_MAX = 256
-
-
-def _catalog_for(
-    tables: Mapping[str, TableMetadata], primary_keys: Mapping[str, Sequence[str]]
-) -> _Catalog:
-    # Keyed by shapes, not tenants: every tenant with the default schema shares one.
-    key = tuple(
-        sorted((t.fingerprint, tuple(primary_keys.get(name, ()))) for name, t in tables.items())
-    )
-    with _CACHE_LOCK:
-        found = _CACHE.get(key)
-    if found is not None:
-        return found
-    made = _build(tables, primary_keys)
-    with _CACHE_LOCK:
-        if len(_CACHE) >= _CACHE_MAX:
-            _CACHE.pop(next(iter(_CACHE)))
-        return _CACHE.setdefault(key, made)
 
 
 # -- rewriting the client's statement -------------------------------------------------
@@ -671,20 +91,10 @@ def _is_catalog_query(tree: exp.Expr) -> bool:
             continue  # a table function (unnest(...)): its arguments are checked elsewhere
         if name in ctes and not table.db:
             continue
-        if table.db not in _SCHEMAS or name not in _RELATIONS:
+        if table.db not in _SCHEMAS or name not in RELATIONS:
             return False
         found = True
     return found
-
-
-def _literal(value: object) -> exp.Expr:
-    if value is None:
-        return exp.null()
-    if isinstance(value, bool):
-        return exp.Literal.number(int(value))
-    if isinstance(value, int | float):
-        return exp.Literal.number(value)
-    return exp.Literal.string(str(value))
 
 
 def _cast_kind(cast: exp.Cast) -> str:
@@ -697,16 +107,14 @@ def _cast_kind(cast: exp.Cast) -> str:
     return to.sql("postgres").casefold()
 
 
-def _rewrite(tree: exp.Expr, params: Sequence[object]) -> exp.Expr:
+def _rewrite(tree: exp.Expr) -> exp.Expr:
     """The statement in SQLite's terms, over the catalog's tables (two passes: names and
     values first, so that the structural rewrites of the second see plain nodes)."""
 
     def leaves(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Parameter):
-            index = int(node.name) - 1
-            if not 0 <= index < len(params):
-                raise CatalogQueryUnsupported(f"parameter ${index + 1} has no value")
-            return _literal(params[index])
+            # A named SQLite parameter: the transpiled text is the same for any values.
+            return exp.Placeholder(this=f"p{node.name}")
         if isinstance(node, exp.Table) and node.db in _SCHEMAS:
             node.set("db", None)
             node.set("catalog", None)
@@ -731,6 +139,40 @@ def _rewrite(tree: exp.Expr, params: Sequence[object]) -> exp.Expr:
             inner = inner.this if isinstance(inner, exp.Paren) else inner
             if isinstance(inner, exp.Array):
                 return exp.In(this=node.this, expressions=list(inner.expressions))
+        if isinstance(node, exp.ArrayAgg):
+            # SQLite 3.40 has no ORDER BY inside an aggregate: the elements travel with
+            # their sort key, and tg_sorted_array orders them (one key, ascending: what
+            # these clients write).
+            if isinstance(node.this, exp.Order) and len(node.this.expressions) == 1:
+                key = node.this.expressions[0].this
+                pair = exp.Anonymous(this="json_array", expressions=[key, node.this.this])
+                return exp.Anonymous(
+                    this="tg_sorted_array",
+                    expressions=[exp.Anonymous(this="json_group_array", expressions=[pair])],
+                )
+            return exp.Anonymous(
+                this="tg_array",
+                expressions=[exp.Anonymous(this="json_group_array", expressions=[node.this])],
+            )
+        if (
+            isinstance(node, exp.Array)
+            and len(node.expressions) == 1
+            and isinstance(node.expressions[0], exp.Select)
+        ):
+            # array(SELECT x ... ORDER BY y): SQLite keeps the order of a subquery that an
+            # aggregate reads (it does not flatten one with ORDER BY).
+            inner = node.expressions[0].copy()
+            inner.set("expressions", [exp.alias_(inner.selects[0].unalias(), "tg_v")])
+            collect = exp.select(
+                exp.Anonymous(this="json_group_array", expressions=[exp.column("tg_v")])
+            ).from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("tg_a"))))
+            return exp.Anonymous(this="tg_array", expressions=[exp.Subquery(this=collect)])
+        if isinstance(node, exp.LogicalAnd):
+            return exp.Min(this=node.this)
+        if isinstance(node, exp.Anonymous) and str(node.this).casefold() == "json_build_object":
+            return exp.Anonymous(
+                this="json_object", expressions=[_json_value(e) for e in node.expressions]
+            )
         if isinstance(node, exp.Bracket) and len(node.expressions) == 1:
             # int2vector columns (conkey, indkey) are held as PostgreSQL prints them: "1 2".
             return exp.Anonymous(this="tg_at", expressions=[node.this, node.expressions[0]])
@@ -751,7 +193,113 @@ def _rewrite(tree: exp.Expr, params: Sequence[object]) -> exp.Expr:
                 return uncast
         return node
 
-    return tree.transform(leaves, copy=True).transform(structure, copy=False)
+    def again(step: Any) -> Any:
+        # sqlglot does not descend into a node a transform replaced: its children (a cast
+        # inside a cast) get the same treatment here.
+        def run(node: exp.Expr) -> exp.Expr:
+            new: exp.Expr = step(node)
+            if new is node:
+                return node
+            again_: exp.Expr = new.transform(run, copy=False)
+            return again_
+
+        return run
+
+    plain: exp.Expr = tree.transform(again(leaves), copy=True)
+    for select in list(plain.find_all(exp.Select)):
+        _unnest_in_from(select)
+        _unnest_in_select_list(select)
+    done: exp.Expr = plain.transform(again(structure), copy=False)
+    return done
+
+
+_BOOLEAN_COLUMNS = frozenset(c for cols in RELATIONS.values() for c, t in cols.items() if t == BOOL)
+
+
+def _json_value(value: exp.Expr) -> exp.Expr:
+    """A value for SQLite's ``json_object``: truth values as JSON ``true``/``false``,
+    not SQLite's 1/0 (SQLAlchemy reads ``"always": false`` of an identity)."""
+    truth = isinstance(value, exp.Predicate | exp.Not | exp.Boolean) or (
+        isinstance(value, exp.Column) and value.name in _BOOLEAN_COLUMNS
+    )
+    if not truth:
+        return value
+    case = exp.Case(
+        ifs=[
+            exp.If(this=value.copy(), true=exp.Literal.string("true")),
+            exp.If(this=exp.Not(this=value.copy()), true=exp.Literal.string("false")),
+        ]
+    )
+    return exp.Anonymous(this="json", expressions=[case])
+
+
+def _unnest_in_from(select: exp.Select) -> None:
+    """``unnest(a, b) WITH ORDINALITY AS u(x, y, n)`` among a select's relations: SQLite's
+    ``json_each`` over ``a`` as ``u``, its columns computed from ``u.key`` (``x`` is
+    ``a[key]``, ``y`` is ``b[key]``, ``n`` is ``key + 1``)."""
+    sources: list[exp.Expr] = []
+    from_ = select.args.get("from_")
+    if from_ is not None:
+        sources.append(from_.this)
+    sources.extend(join.this for join in select.args.get("joins") or ())
+    for unnest in [u for u in sources if isinstance(u, exp.Unnest)]:
+        alias = unnest.args.get("alias")
+        if alias is None or not alias.name:
+            raise CatalogQueryUnsupported("unnest without an alias")
+        name = alias.name
+        vectors = list(unnest.expressions)
+        computed: dict[str, exp.Expr] = {}
+        for column, vector in zip(alias.columns, vectors, strict=False):
+            computed[column.name] = exp.Anonymous(
+                this="tg_at", expressions=[vector.copy(), exp.column("key", table=name)]
+            )
+        offset = unnest.args.get("offset")
+        if isinstance(offset, exp.Identifier):
+            computed[offset.name] = exp.column("key", table=name) + exp.Literal.number(1)
+        each = exp.Anonymous(
+            this="json_each",
+            expressions=[exp.Anonymous(this="tg_vector_json", expressions=[vectors[0].copy()])],
+        )
+        unnest.replace(exp.Table(this=each, alias=exp.TableAlias(this=exp.to_identifier(name))))
+        for column in list(select.find_all(exp.Column)):
+            if column.table == name and column.name in computed:
+                column.replace(computed[column.name].copy())
+        if any(isinstance(e, exp.Star) for e in select.expressions):
+            others = [t.alias_or_name for t in sources if t is not unnest]
+            select.set(
+                "expressions",
+                [exp.Column(this=exp.Star(), table=exp.to_identifier(o)) for o in others]
+                + [exp.alias_(e, c) for c, e in computed.items()],
+            )
+
+
+def _unnest_in_select_list(select: exp.Select) -> None:
+    """``unnest(v) AS a, generate_subscripts(v, 1) AS o`` in a select list (one row per
+    element of ``v``): a join with SQLite's ``json_each`` over the vector instead."""
+    vectors: dict[str, str] = {}
+    for node in list(select.selects):
+        for found in list(node.find_all(exp.Explode, exp.Anonymous)):
+            if found.parent_select is not select:
+                continue
+            if isinstance(found, exp.Explode):
+                vector = found.this
+                replace_with = "value"
+            elif str(found.this).casefold() == "generate_subscripts":
+                vector = found.expressions[0]
+                replace_with = "key"
+            else:
+                continue
+            key = vector.sql()
+            alias = vectors.setdefault(key, f"tg_unnest_{len(vectors)}")
+            column = exp.column(replace_with, table=alias)
+            found.replace(column if replace_with == "value" else column + exp.Literal.number(1))
+            if alias not in {j.alias_or_name for j in select.args.get("joins") or ()}:
+                each = exp.Anonymous(
+                    this="json_each",
+                    expressions=[exp.Anonymous(this="tg_vector_json", expressions=[vector.copy()])],
+                )
+                source = exp.Table(this=each, alias=exp.TableAlias(this=exp.to_identifier(alias)))
+                select.join(source, join_type="cross", copy=False)
 
 
 _ALWAYS_EMPTY = frozenset(
@@ -797,21 +345,22 @@ def _surely_empty(tree: exp.Expr) -> bool:
     return any(isinstance(t, exp.Table) and t.name in _ALWAYS_EMPTY for t in sources)
 
 
-_UNSUPPORTED = (exp.ArrayAgg, exp.Explode, exp.Unnest, exp.JSONObject)
+_UNSUPPORTED = (exp.JSONObject,)
 
 
 def _schema() -> dict[str, dict[str, str]]:
     return {
-        name: {c: ("boolean" if t == _B else t) for c, t in cols.items()}
-        for name, cols in _RELATIONS.items()
+        name: {c: ("boolean" if t == BOOL else t) for c, t in cols.items()}
+        for name, cols in RELATIONS.items()
     }
 
 
 _ANNOTATE_SCHEMA: dict[str, object] = {"pg_catalog": _schema(), "public": _schema()}
 
 
-def _result_types(tree: exp.Expr) -> list[str] | None:
-    """Each output column's stable type name, from sqlglot's annotation, if it works."""
+def _result_types(tree: exp.Query) -> list[str]:
+    """Each output column's type name: sqlglot's annotation over the catalog's schema
+    where it works, text otherwise; arrays and JSON recognised by their constructor."""
     try:
         qualified = qualify(
             tree.copy(),
@@ -823,19 +372,24 @@ def _result_types(tree: exp.Expr) -> list[str] | None:
         )
         typed = annotate_types(qualified, schema=_ANNOTATE_SCHEMA, dialect="postgres")
     except (SqlglotError, KeyError, ValueError, TypeError, AttributeError):
-        return None
-    if not isinstance(typed, exp.Query):
-        return None
-    out = []
-    for select in typed.selects:
-        kind = select.type.this if select.type is not None else None
-        if kind == exp.DataType.Type.BOOLEAN:
-            out.append("boolean")
-        elif kind in exp.DataType.INTEGER_TYPES:
-            out.append("integer")
-        else:
-            out.append("string")
-    return out
+        typed = tree
+    if not isinstance(typed, exp.Query) or len(typed.selects) != len(tree.selects):
+        typed = tree
+    return [_kind(select) for select in typed.selects]
+
+
+def _kind(select: exp.Expr) -> str:
+    node = select.unalias()
+    if isinstance(node, exp.ArrayAgg | exp.Array):
+        return "string[]"
+    if any(str(f.this).casefold() == "json_build_object" for f in node.find_all(exp.Anonymous)):
+        return "json"
+    kind = select.type.this if select.type is not None else None
+    if kind == exp.DataType.Type.BOOLEAN:
+        return "boolean"
+    if kind in exp.DataType.INTEGER_TYPES:
+        return "integer"
+    return "string"
 
 
 def _figure_name(node: exp.Expr) -> str | None:
@@ -870,6 +424,15 @@ def _column_names(tree: exp.Query) -> list[str]:
     return [_figure_name(select) or "?column?" for select in tree.selects]
 
 
+def is_catalog_query(sql: str) -> bool:
+    """Whether ``answer`` handles ``sql`` (answers it or refuses it), worked out once per
+    text: a cheap look at the text first, so that most statements are never parsed here."""
+    lowered = sql.lower()
+    if "pg_" not in lowered and "information_schema" not in lowered:
+        return False
+    return _plan(sql) is not None
+
+
 def answer(
     sql: str,
     tables: Mapping[str, TableMetadata],
@@ -884,6 +447,48 @@ def answer(
     says of them, if known. Raises ``CatalogQueryUnsupported`` for a catalog query this
     module cannot run.
     """
+    plan = _plan(sql)
+    if plan is None:
+        return None
+    if isinstance(plan, CatalogQueryUnsupported):
+        raise CatalogQueryUnsupported(str(plan))
+    if plan.sqlite is None:
+        return Answer(plan.columns, plan.types, [])
+    catalog = catalog_for(tables, primary_keys or {})
+    values = {f"p{i}": value for i, value in enumerate(params, start=1)}
+    try:
+        with catalog.lock:
+            catalog.budget.calls = 0
+            rows = catalog.db.execute(plan.sqlite, values).fetchall()
+    except sqlite3.Error as error:
+        raise CatalogQueryUnsupported(str(error)) from None
+    booleans = [i for i, k in enumerate(plan.types) if k == "boolean"]
+    converted: list[tuple[object, ...]] = []
+    for row in rows:
+        if booleans:
+            values_: list[Any] = list(row)
+            for i in booleans:
+                if values_[i] is not None:
+                    values_[i] = bool(values_[i])
+            converted.append(tuple(values_))
+        else:
+            converted.append(tuple(row))
+    return Answer(plan.columns, plan.types, converted)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    sqlite: str | None
+    """The statement in SQLite's terms; ``None`` when its answer is surely empty."""
+
+
+@functools.lru_cache(maxsize=512)
+def _plan(sql: str) -> _Plan | CatalogQueryUnsupported | None:
+    """What answering ``sql`` takes, worked out once per text (parsing, typing and
+    transpiling a SQLAlchemy reflection statement costs about 140 ms; these clients
+    send the same few texts every time)."""
     try:
         parsed = sqlglot.parse(sql, read="postgres")
     except SqlglotError:
@@ -893,37 +498,15 @@ def answer(
         return None
     tree = statements[0]
     assert isinstance(tree, exp.Query)
+    columns, types = tuple(_column_names(tree)), tuple(_result_types(tree))
     if _surely_empty(tree):
-        names = _column_names(tree)
-        return Answer(tuple(names), tuple(_result_types(tree) or ["string"] * len(names)), [])
+        return _Plan(columns, types, None)
     if tree.find(*_UNSUPPORTED) is not None or any(
-        isinstance(f, exp.Anonymous)
-        and str(f.this).casefold()
-        in ("json_build_object", "array_to_string", "generate_subscripts")
+        isinstance(f, exp.Anonymous) and str(f.this).casefold() in ("array_to_string",)
         for f in tree.find_all(exp.Anonymous)
     ):
-        raise CatalogQueryUnsupported("arrays and JSON of the catalog are not answered yet")
+        return CatalogQueryUnsupported("arrays and JSON of the catalog are not answered yet")
     try:
-        rewritten = _rewrite(tree, params).sql("sqlite")
-    except SqlglotError as error:
-        raise CatalogQueryUnsupported(str(error)) from None
-    catalog = _catalog_for(tables, primary_keys or {})
-    try:
-        with catalog.lock:
-            rows = catalog.db.execute(rewritten).fetchall()
-    except sqlite3.Error as error:
-        raise CatalogQueryUnsupported(str(error)) from None
-    names = _column_names(tree)
-    kinds = _result_types(tree) or ["string"] * len(names)
-    booleans = [i for i, k in enumerate(kinds) if k == "boolean"]
-    converted: list[tuple[object, ...]] = []
-    for row in rows:
-        if booleans:
-            values: list[Any] = list(row)
-            for i in booleans:
-                if values[i] is not None:
-                    values[i] = bool(values[i])
-            converted.append(tuple(values))
-        else:
-            converted.append(tuple(row))
-    return Answer(tuple(names), tuple(kinds), converted)
+        return _Plan(columns, types, _rewrite(tree).sql("sqlite"))
+    except (SqlglotError, CatalogQueryUnsupported) as error:
+        return CatalogQueryUnsupported(str(error))

@@ -41,6 +41,7 @@ import anyio
 from proxy.auth import Principal
 from proxy.drivers.base import ResultColumn, ResultSet
 from proxy.errors import ProxyError, TransactionAborted, TransactionNotFound
+from proxy.frontends.pgwire import catalog
 from proxy.frontends.pgwire import protocol as pq
 from proxy.frontends.pgwire import session as cmd
 from proxy.frontends.pgwire.auth import AuthFailed, ScramExchange, verifier_of
@@ -48,6 +49,10 @@ from proxy.frontends.pgwire.sqlstates import sqlstate_for
 from proxy.frontends.pgwire.types import OIDS, ParamError, decode_param, row_encoder, type_size
 from proxy.pipeline.request import QueryRequest
 from proxy.pipeline.service import Service
+from tenancy.catalog import read_primary_key
+from tenancy.errors import MetadataUnavailable
+from tenancy.location import TenantLocation
+from tenancy.metadata import TableMetadata
 
 if TYPE_CHECKING:
     from proxy.frontends.pgwire.server import WireServer
@@ -90,6 +95,8 @@ class _Outcome:
 class _Statement:
     sql: str
     """As the pipeline takes it (``?`` markers)."""
+    text: str
+    """As the client sent it (``$n`` markers): what a catalog query is answered from."""
     order: tuple[int, ...]
     """For each ``?``, the index of the Bind value it takes."""
     param_oids: tuple[int, ...]
@@ -321,7 +328,7 @@ class Connection:
         if not sql.strip() or sql.strip() == ";":
             self._out += pq.empty_query_response()
             return
-        statement = _Statement(sql, (), (), cmd.command(sql))
+        statement = _Statement(sql, sql, (), (), cmd.command(sql))
         try:
             outcome = await self._run(statement, [])
         except _Failed:
@@ -386,7 +393,7 @@ class Connection:
             self._error("53400", f"a session may keep {_MAX_STATEMENTS} prepared statements")
         sql, order = cmd.numbered_to_positional(message.sql)
         state.statements[message.name] = _Statement(
-            sql, order, message.param_oids, cmd.command(message.sql)
+            sql, message.sql, order, message.param_oids, cmd.command(message.sql)
         )
 
     def _bind(self, message: pq.Bind) -> None:
@@ -419,7 +426,7 @@ class Connection:
                 self._error("08P01", "a parameter the statement uses was not bound")
             if not statement.order:
                 params = []
-            portal.outcome = await self._run(statement, params)
+            portal.outcome = await self._run(statement, params, portal.params)
         return portal.outcome
 
     # -- running a statement ------------------------------------------------------------------
@@ -429,7 +436,10 @@ class Connection:
         self._out += pq.error_response(sqlstate, message)
         raise _Failed
 
-    async def _run(self, statement: _Statement, params: list[object]) -> _Outcome:
+    async def _run(
+        self, statement: _Statement, params: list[object], bound: Sequence[object] = ()
+    ) -> _Outcome:
+        """``statement`` with ``params`` in ``?`` order (``bound``: in ``$n`` order)."""
         state = self._state
         command = statement.command
         if command is not None:
@@ -440,6 +450,8 @@ class Connection:
                 "current transaction is aborted, commands ignored until end of transaction block",
             )
         assert state.principal is not None
+        if catalog.is_catalog_query(statement.text):
+            return await self._catalog(statement.text, bound)
         q = self._service.settings.query
         req = QueryRequest(
             state.tenant,
@@ -493,6 +505,25 @@ class Connection:
             result.rows,
             _tag(statement.sql, outcome.statement_class, result),
         )
+
+    async def _catalog(self, text: str, bound: Sequence[object]) -> _Outcome:
+        """A catalog query answered from the tenant's metadata (never its server's)."""
+        state = self._state
+        assert state.principal is not None
+        service = self._service
+        try:
+            tenant = await service.resolve(state.principal, state.tenant)
+            tables, keys = await service.offload(_catalog_source, service, tenant.location)
+            found = await service.offload(catalog.answer, text, tables, bound, primary_keys=keys)
+        except catalog.CatalogQueryUnsupported as exc:
+            self._error("0A000", f"tenantgate does not answer this catalog query: {exc}")
+        except Exception as exc:  # noqa: BLE001 - every error becomes an ErrorResponse
+            sqlstate, _ = sqlstate_for(exc)
+            self._error(sqlstate, getattr(exc, "message", str(exc)))
+        if found is None:  # pragma: no cover - is_catalog_query said it was one
+            self._error("XX000", "a catalog query was not answered")
+        columns = [ResultColumn(n, t) for n, t in zip(found.columns, found.types, strict=True)]
+        return _Outcome(columns, [list(r) for r in found.rows], f"SELECT {len(found.rows)}")
 
     def _account(self, code: str | None, started: float) -> None:
         """A statement in the request metrics and the busiest tenants, as HTTP counts one."""
@@ -552,6 +583,12 @@ class Connection:
             return await self._end(command)
         if isinstance(command, cmd.Set):
             return self._set(command)
+        if isinstance(command, cmd.Savepoint):
+            if state.tx is None and not state.failed:
+                self._error("25P01", "SAVEPOINT can only be used in transaction blocks")
+            return _Outcome(None, [], "RELEASE" if command.release else "SAVEPOINT")
+        if isinstance(command, cmd.Fixed):
+            return _Outcome([ResultColumn(command.column, "string")], [[command.value]], "SELECT 1")
         if isinstance(command, cmd.Show):
             value = _shown(state.parameters, command.name)
             if value is None:
@@ -602,6 +639,8 @@ class Connection:
         parameters[name] = value
         if name in _REPORTED:
             self._out += pq.parameter_status(name, value)
+        if command.echo:
+            return _Outcome([ResultColumn("set_config", "string")], [[value]], "SELECT 1")
         return _Outcome(None, [], "SET" if command.value is not None else "RESET")
 
     def _state_reset(self) -> dict[str, str]:
@@ -634,6 +673,29 @@ class Connection:
         if portal is not None:
             portal.sent = end
         return end >= len(outcome.rows)
+
+
+def _catalog_source(
+    service: Service, location: TenantLocation
+) -> tuple[dict[str, TableMetadata], dict[str, tuple[str, ...]]]:
+    """The tenant's tables and their primary keys (blocking: in a worker thread)."""
+    tables = {}
+    for name in service.metadata.list_tables(location):
+        meta = service.metadata.get(location, name)
+        if meta is not None:
+            tables[meta.name] = meta
+    source = service.drivers.for_location(location).blocking_source(
+        location, timeout_s=service.settings.metadata.timeout_ms / 1000
+    )
+    try:
+        with source() as conn:
+            keys = {name: read_primary_key(conn, location, name) for name in tables}
+    except service.drivers.db_errors:
+        raise MetadataUnavailable(
+            f"the tenant's primary keys could not be read on {location.server_key}",
+            server=location.server_key,
+        ) from None
+    return tables, keys
 
 
 def _row_description(columns: Sequence[ResultColumn], formats: Sequence[int]) -> bytes:

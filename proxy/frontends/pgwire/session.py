@@ -32,7 +32,9 @@ __all__ = [
     "Begin",
     "Command",
     "End",
+    "Fixed",
     "Refused",
+    "Savepoint",
     "Set",
     "Show",
     "Version",
@@ -111,6 +113,25 @@ class Set:
     name: str
     value: str | None
     """``None``: RESET to the session's start value."""
+    echo: bool = False
+    """``set_config(...)``: answered with the value as a one-row result."""
+
+
+@dataclass(frozen=True, slots=True)
+class Savepoint:
+    """``SAVEPOINT`` or ``RELEASE``: accepted and remembered by nothing. Drivers set one
+    around their own catalog lookups (psycopg's ``TypeInfo.fetch``); rolling back to one
+    is refused, since tenantgate cannot undo part of a transaction."""
+
+    release: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Fixed:
+    """A one-value answer the session knows (``current_schema()``)."""
+
+    column: str
+    value: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +150,7 @@ class Refused:
     message: str
 
 
-Command = Begin | End | Set | Show | Version | Refused
+Command = Begin | End | Set | Show | Version | Savepoint | Fixed | Refused
 
 _END = r"\s*;?\s*\Z"
 _BEGIN = re.compile(
@@ -141,8 +162,21 @@ _BEGIN = re.compile(
 _COMMIT = re.compile(r"\A\s*(?:COMMIT|END)(?:\s+(?:WORK|TRANSACTION))?" + _END, re.IGNORECASE)
 _ROLLBACK = re.compile(r"\A\s*(?:ROLLBACK|ABORT)(?:\s+(?:WORK|TRANSACTION))?" + _END, re.IGNORECASE)
 _SAVEPOINT = re.compile(
-    r"\A\s*(?:SAVEPOINT|RELEASE|ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO)\b", re.IGNORECASE
+    r"\A\s*(?P<verb>SAVEPOINT|RELEASE(?:\s+SAVEPOINT)?)\s+(?P<name>\"[^\"]+\"|\w+)" + _END,
+    re.IGNORECASE,
 )
+_ROLLBACK_TO = re.compile(r"\A\s*ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO\b", re.IGNORECASE)
+_SET_CONFIG = re.compile(
+    r"\A\s*SELECT\s+(?:pg_catalog\s*\.\s*)?set_config\s*\(\s*'(?P<name>[A-Za-z_][A-Za-z0-9_.]*)'"
+    r"\s*,\s*'(?P<value>(?:[^']|'')*)'\s*,\s*(?P<local>false|true)\s*\)" + _END,
+    re.IGNORECASE,
+)
+_CURRENT_SCHEMA = re.compile(
+    r"\A\s*SELECT\s+(?:pg_catalog\s*\.\s*)?current_schema\s*(?:\(\s*\))?(?:\s+AS\s+(?P<alias>\w+))?"
+    + _END,
+    re.IGNORECASE,
+)
+_SHOW_ISOLATION = re.compile(r"\A\s*SHOW\s+TRANSACTION\s+ISOLATION\s+LEVEL" + _END, re.IGNORECASE)
 _SET = re.compile(
     r"\A\s*SET\s+(?:SESSION\s+|LOCAL\s+)?(?P<name>[A-Za-z_][A-Za-z0-9_.]*)\s*(?:=|\s+TO\s+)\s*"
     r"(?P<value>.+?)" + _END,
@@ -181,8 +215,18 @@ def command(sql: str) -> Command | None:
         return End(commit=True, tag="COMMIT")
     if _ROLLBACK.match(sql):
         return End(commit=False, tag="ROLLBACK")
-    if _SAVEPOINT.match(sql):
-        return Refused("0A000", "savepoints are not offered by tenantgate")
+    if m := _SAVEPOINT.match(sql):
+        return Savepoint(release=m["verb"].upper().startswith("RELEASE"))
+    if _ROLLBACK_TO.match(sql):
+        return Refused(
+            "0A000", "tenantgate cannot roll back to a savepoint: roll the transaction back"
+        )
+    if m := _SET_CONFIG.match(sql):
+        return Set(m["name"].lower(), m["value"].replace("''", "'"), echo=True)
+    if m := _CURRENT_SCHEMA.match(sql):
+        return Fixed(m["alias"] or "current_schema", "public")
+    if _SHOW_ISOLATION.match(sql):
+        return Show("transaction_isolation")
     if m := _SET_TIME_ZONE.match(sql):
         return Set("timezone", _unquote(m["value"]))
     if m := _SET.match(sql):
@@ -247,10 +291,13 @@ def numbered_to_positional(sql: str) -> tuple[str, tuple[int, ...]]:
     out, last = [], 0
     for start, end in spans:
         out.append(sql[last:start])
-        out.append("?")
+        # ``?`` before an operator character would be read as one of PostgreSQL's ``?``
+        # operators (``$1::int`` must not become ``?::int``).
+        out.append("? " if sql[end : end + 1] in _OPERATOR_CHARACTERS else "?")
         last = end
     out.append(sql[last:])
     return "".join(out), tuple(order)
 
 
 _TOKENIZER = Postgres().tokenizer_class()
+_OPERATOR_CHARACTERS = frozenset(":|&?-<>=~!#%^@*/+")

@@ -54,6 +54,10 @@ OIDS: dict[str, int] = {
     "binary": BYTEA,
     "uuid": UUID,
     "unknown": TEXT,
+    # Only the session's catalog answers have these (proxy.frontends.pgwire.catalog):
+    # their values are already in PostgreSQL's text form.
+    "json": 114,
+    "string[]": 1009,
 }
 """Stable type name of a result column -> the OID RowDescription announces."""
 

@@ -7,7 +7,9 @@ import pytest
 from proxy.frontends.pgwire.session import (
     Begin,
     End,
+    Fixed,
     Refused,
+    Savepoint,
     Set,
     Show,
     Version,
@@ -64,6 +66,11 @@ def test_the_user_without_its_tenant() -> None:
         ("SELECT * FROM Contacts WHERE Title = 'BEGIN'", None),
         ("BEGIN; SELECT 1", None),  # not a command: the rewriter refuses two statements
         ("UPDATE Settings SET a = 1 WHERE b = 2", None),
+        ('SAVEPOINT "_pg3_1"', Savepoint(release=False)),
+        ("RELEASE SAVEPOINT a;", Savepoint(release=True)),
+        ("SELECT set_config('TimeZone', 'UTC', false)", Set("timezone", "UTC", echo=True)),
+        ("select current_schema()", Fixed("current_schema", "public")),
+        ("show transaction isolation level", Show("transaction_isolation")),
     ],
 )
 def test_commands(sql: str, expected: object) -> None:
@@ -71,7 +78,7 @@ def test_commands(sql: str, expected: object) -> None:
 
 
 @pytest.mark.parametrize(
-    "sql", ["SAVEPOINT a", "ROLLBACK TO SAVEPOINT a", "release a", "BEGIN READ ONLY"]
+    "sql", ["ROLLBACK TO SAVEPOINT a", "rollback to a", "BEGIN READ ONLY"]
 )
 def test_what_is_refused(sql: str) -> None:
     refused = command(sql)
@@ -87,6 +94,7 @@ def test_what_is_refused(sql: str) -> None:
         ("SELECT '$1', $1 -- $2\n", "SELECT '$1', ? -- $2\n", (0,)),
         ("SELECT $$ $1 $$, $1", "SELECT $$ $1 $$, ?", (0,)),
         ("SELECT $0", "SELECT $0", ()),
+        ("SELECT $1::int, $2 ", "SELECT ? ::int, ? ", (0, 1)),
         ("SELECT $1, ?", "SELECT $1, ?", ()),  # a mix: the rewriter refuses it
         ("SELECT 'unterminated $1", "SELECT 'unterminated $1", ()),
     ],
