@@ -15,7 +15,7 @@ Parameters: a ``?`` takes its type from where it stands, by the rules of ``_RULE
     col = ?, col <> ?, ? < col ...     the other operand's type
     col [NOT] IN (?, ...)              col's type
     col BETWEEN ? AND ?                col's type
-    col [I]LIKE ?                      text
+    col LIKE ?                         text
     INSERT (a, b) VALUES (?, ?)        the column at that position (also INSERT ... SELECT ?)
     UPDATE ... SET col = ?             col's type (a SET item is an ``=``)
     LIMIT ?, OFFSET ?, TOP ?, FETCH ?  integer
@@ -369,7 +369,6 @@ _RULES: dict[type[exp.Expr], _Rule] = {
     exp.In: _in_list,
     exp.Between: _between,
     exp.Like: _pattern,
-    exp.ILike: _pattern,
     exp.Limit: _count,
     exp.Offset: _count,
     exp.Fetch: _count,

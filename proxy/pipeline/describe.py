@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from cachetools import LRUCache
 
 from proxy.auth import Principal
 from proxy.drivers.base import ResultColumn
@@ -64,19 +67,58 @@ async def describe(service: Service, principal: Principal, req: QueryRequest) ->
         found, meta = service.metadata.peek(location, name)
         shapes[name] = meta if found else await service.table(prepared.tenant, name)
     backend = location.kind
+    key = (req.sql, req.dialect, backend, req.missing_columns, *map(_fingerprint, shapes.values()))
+    with _LOCK:
+        cached = _DESCRIBED.get(key)
+    if cached is not None:
+        return cached.description
     inferred = infer(parsed, tables=shapes, backend=backend, missing_columns=req.missing_columns)
     params = tuple(stable_type(hint, backend) for hint in inferred.params)
     plan = prepared.plan
     if inferred.columns is None and plan.statement_class != "read":
-        return Description(params, None)
-    hints = inferred.columns or ()
-    if len(hints) != len(plan.columns):  # pragma: no cover - both come from the same shapes
-        hints = tuple(TypeHint() for _ in plan.columns)
-    columns = tuple(
-        ResultColumn(name, stable_type(hint, backend))
-        for name, hint in zip(plan.columns, hints, strict=True)
-    )
-    return Description(params, columns)
+        description = Description(params, None)
+    else:
+        hints = inferred.columns or ()
+        if len(hints) != len(plan.columns):  # pragma: no cover - the same shapes made both
+            hints = tuple(TypeHint() for _ in plan.columns)
+        columns = tuple(
+            ResultColumn(name, stable_type(hint, backend))
+            for name, hint in zip(plan.columns, hints, strict=True)
+        )
+        description = Description(params, columns)
+    entry = _Entry(description, _bytes(req.sql, description))
+    if entry.size <= _MAX_ENTRY_BYTES:  # one huge text would evict hundreds of others
+        with _LOCK:
+            _DESCRIBED[key] = entry
+    return description
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    description: Description
+    size: int
+
+
+def _fingerprint(meta: TableMetadata | None) -> str | None:
+    return None if meta is None else meta.fingerprint
+
+
+def _bytes(sql: str, description: Description) -> int:
+    """Roughly what an entry holds: its key (the text, 64-character fingerprints) and
+    its names (the column objects are the plan's names, the type names interned)."""
+    text = len(sql) if sql.isascii() else 4 * len(sql)
+    return 1_000 + text + 16 * len(description.params) + 100 * len(description.columns or ())
+
+
+_DESCRIBED: LRUCache[tuple[str | None, ...], _Entry] = LRUCache(
+    maxsize=4 << 20, getsizeof=lambda entry: entry.size
+)
+"""Descriptions by (text, dialect, backend, missing-columns policy, each table's
+fingerprint): tenants whose tables have one shape share them, as they share plans.
+About 4 MB at most. A process's services normally share one loop; the lock is for
+those that do not (tests run several, each on a loop of its own)."""
+_LOCK = threading.Lock()
+_MAX_ENTRY_BYTES = 256 << 10
 
 
 def _stand_ins(parsed: ParsedStatement) -> list[int] | dict[str, int]:

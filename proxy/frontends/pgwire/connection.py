@@ -47,6 +47,7 @@ from proxy.frontends.pgwire import session as cmd
 from proxy.frontends.pgwire.auth import AuthFailed, ScramExchange, verifier_of
 from proxy.frontends.pgwire.sqlstates import sqlstate_for
 from proxy.frontends.pgwire.types import OIDS, ParamError, decode_param, row_encoder, type_size
+from proxy.pipeline.describe import describe
 from proxy.pipeline.request import QueryRequest
 from proxy.pipeline.service import Service
 from tenancy.catalog import read_primary_key
@@ -101,6 +102,8 @@ class _Statement:
     """For each ``?``, the index of the Bind value it takes."""
     param_oids: tuple[int, ...]
     command: cmd.Command | None
+    columns: tuple[ResultColumn, ...] | None = None
+    """As Describe announced them: what its results are sent as."""
 
 
 @dataclass(slots=True)
@@ -353,10 +356,12 @@ class Connection:
                 statement = state.statements.get(message.name)
                 if statement is None:
                     self._error("26000", "no such prepared statement")
-                self._out += pq.parameter_description(_param_oids(statement))
-                # The row description needs a result, which needs the parameters:
-                # it comes with the portal's Describe or Execute.
-                self._out += pq.no_data()
+                await self._describe(statement)
+                self._out += pq.parameter_description(list(statement.param_oids))
+                if statement.columns is None:
+                    self._out += pq.no_data()
+                else:
+                    self._out += _row_description(statement.columns, ())
             else:
                 portal = self._portal(message.name)
                 outcome = await self._outcome(portal)
@@ -411,6 +416,30 @@ class Connection:
             values.append(decode_param(raw, oid, fmt))
         state.portals[message.portal] = _Portal(statement, values, message.result_formats)
 
+    async def _describe(self, statement: _Statement) -> None:
+        """Parameter and result types before anything runs (asyncpg, JDBC)."""
+        state = self._state
+        assert state.principal is not None
+        command = statement.command
+        if command is not None or catalog.is_catalog_query(statement.text):
+            # A catalog query's columns come with its result: NoData, as before.
+            statement.param_oids = tuple(_param_oids(statement, ()))
+            if isinstance(command, cmd.Show):
+                statement.columns = (ResultColumn(command.name, "string"),)
+            elif isinstance(command, cmd.Version | cmd.Fixed):
+                statement.columns = (ResultColumn(command.column, "string"),)
+            elif isinstance(command, cmd.Set) and command.echo:
+                statement.columns = (ResultColumn("set_config", "string"),)
+            return
+        req = QueryRequest(state.tenant, statement.sql, (), state.dialect)
+        try:
+            described = await describe(self._service, state.principal, req)
+        except Exception as exc:  # noqa: BLE001 - every refusal becomes its SQLSTATE
+            sqlstate, _ = sqlstate_for(exc)
+            self._error(sqlstate, getattr(exc, "message", str(exc)))
+        statement.param_oids = tuple(_param_oids(statement, described.params))
+        statement.columns = described.columns
+
     def _portal(self, name: str) -> _Portal:
         portal = self._state.portals.get(name)
         if portal is None:
@@ -426,7 +455,12 @@ class Connection:
                 self._error("08P01", "a parameter the statement uses was not bound")
             if not statement.order:
                 params = []
-            portal.outcome = await self._run(statement, params, portal.params)
+            outcome = await self._run(statement, params, portal.params)
+            if statement.columns is not None and outcome.columns is not None:
+                if len(outcome.columns) != len(statement.columns):
+                    self._error("0A000", "cached plan must not change result type")
+                outcome.columns = list(statement.columns)
+            portal.outcome = outcome
         return portal.outcome
 
     # -- running a statement ------------------------------------------------------------------
@@ -707,10 +741,15 @@ def _row_description(columns: Sequence[ResultColumn], formats: Sequence[int]) ->
     return pq.row_description(fields)
 
 
-def _param_oids(statement: _Statement) -> list[int]:
+def _param_oids(statement: _Statement, inferred: Sequence[str]) -> list[int]:
+    """Per ``$n``: the type the client gave, else the first inferred one, else text."""
     count = max(statement.order, default=-1) + 1
     given = statement.param_oids
-    return [given[i] if i < len(given) and given[i] else _TEXT for i in range(count)]
+    oids = [given[i] if i < len(given) and given[i] else 0 for i in range(count)]
+    for position, n in enumerate(statement.order):
+        if not oids[n] and position < len(inferred) and inferred[position] != "unknown":
+            oids[n] = OIDS[inferred[position]]
+    return [oid or _TEXT for oid in oids]
 
 
 def _tag(sql: str, statement_class: str, result: ResultSet) -> str:
