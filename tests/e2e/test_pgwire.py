@@ -26,7 +26,7 @@ import pytest
 from scramp import ScramClient
 
 from proxy.auth import hash_token
-from proxy.demo.seed import seed_tenant
+from proxy.demo.seed import custom_columns, seed_tenant
 from proxy.frontends.pgwire.auth import make_verifier
 from tests.support.pg import PgServer
 from tests.support.stack import serve
@@ -39,6 +39,7 @@ READ_TOKEN = "e2e-pgwire-read-77aa"
 USER, SECRET = "app", "wire-Secret-1"
 READER, READER_SECRET = "reader", "wire-Reader-2"
 TENANTS = ("lite.example", "pg.example")
+CUSTOM = custom_columns(3)  # Custom_Region, Custom_ShoeSize, ...
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,10 @@ def wire(tmp_path_factory: pytest.TempPathFactory, pg: PgServer) -> Iterator[Wir
     database = pg.create_database("tg_wire")
     try:
         with contextlib.closing(pg.connect(database)) as conn:
-            seed_tenant(conn, "postgresql", contacts=20, seed=5)
+            seed_tenant(conn, "postgresql", contacts=20, seed=5, custom_columns=CUSTOM)
         lite = root / "lite.db"
         with contextlib.closing(sqlite3.connect(lite)) as db:
-            seed_tenant(db, "sqlite", contacts=20, seed=5)
+            seed_tenant(db, "sqlite", contacts=20, seed=5, custom_columns=CUSTOM)
             db.commit()
         controller = root / "controller.db"
         write_controller(

@@ -829,7 +829,9 @@ _SETTABLE: dict[str, Callable[[str], str | None]] = {
     "client_encoding": _one_of("UTF8", "UTF-8", "UNICODE"),
     "DateStyle": _one_of("ISO", "ISO, MDY", "ISO, DMY", "ISO, YMD"),
     "IntervalStyle": _one_of("postgres"),
-    "TimeZone": _one_of("UTC", "Etc/UTC", "GMT", "Z", "+00:00", "0"),
+    # Any zone: tenantgate announces and sends timestamps without a time zone, which
+    # the session's zone does not change (Django sets its TIME_ZONE on connect).
+    "TimeZone": _anything,
     "standard_conforming_strings": _one_of("on"),
     "extra_float_digits": _anything,
     "statement_timeout": _milliseconds,
@@ -839,7 +841,7 @@ _SETTABLE: dict[str, Callable[[str], str | None]] = {
     "lc_messages": _anything,
 }
 """What a session may SET: what drivers send on connect, and only values that change
-nothing tenantgate depends on (UTF-8 text, ISO dates, UTC timestamps)."""
+nothing tenantgate depends on (UTF-8 text, ISO dates)."""
 
 
 def _shown(parameters: dict[str, str], name: str) -> str | None:
