@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages tenantgate needs, only where they are missing:
 # unixODBC, the PostgreSQL and SQLite ODBC drivers, and (for tests) the PostgreSQL
-# server binaries, iptables, Prometheus and the T-SQL engine's runtime, and (for
+# server binaries, iptables, Prometheus, the T-SQL engine's runtime, Java and the
+# PostgreSQL JDBC driver, and (for
 # benchmarks) wrk and pgbouncer. Debian 12 package names.
 set -euo pipefail
 
@@ -27,6 +28,9 @@ for flag in "$@"; do
       # and answers the dashboard's queries; promtool lints /metrics.
       command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 \
         || need+=(prometheus)
+      # tests/e2e/test_pgwire_jdbc.py: PostgreSQL's JDBC driver, from a Java program.
+      [[ -e /usr/share/java/postgresql.jar ]] || need+=(libpostgresql-jdbc-java)
+      command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
       for lib in libicu72 libxml2 libssl3; do
         dpkg -s "$lib" >/dev/null 2>&1 || need+=("$lib")
       done
