@@ -501,3 +501,32 @@ def test_sqlalchemy_connects_reflects_and_queries(wire: Wire, tenant: str) -> No
         assert [r.ContactID for r in rows] == [1, 2]
     finally:
         engine.dispose()
+
+
+def test_a_portal_with_a_row_limit_is_suspended_and_resumed(wire: Wire) -> None:
+    raw = _Raw(wire)
+    try:
+        raw.login()
+        sql = b"SELECT ContactID FROM Contacts WHERE ContactID <= 5 ORDER BY ContactID\0"
+        raw.send(_message(b"P", b"\0" + sql + struct.pack("!H", 0)))
+        raw.send(_message(b"B", b"cur\0\0" + struct.pack("!HHH", 0, 0, 0)))
+        for _ in range(3):
+            raw.send(_message(b"E", b"cur\0" + struct.pack("!I", 2)))
+        raw.send(_message(b"S", b""))
+        kinds = [k for k, _ in raw.until(b"Z")]
+        # Parse, Bind; 2 rows, suspended; 2 rows, suspended; the last row, complete.
+        assert kinds == [b"1", b"2", b"D", b"D", b"s", b"D", b"D", b"s", b"D", b"C", b"Z"]
+    finally:
+        raw.close()
+
+
+def test_several_statements_in_one_query_are_refused(wire: Wire) -> None:
+    raw = _Raw(wire)
+    try:
+        raw.login()
+        raw.send(_message(b"Q", b"SELECT 1 AS a; SELECT 2 AS b\0"))
+        seen = raw.until(b"Z")
+        assert [k for k, _ in seen] == [b"E", b"Z"]
+        assert _sqlstate(seen[0][1]) == "42601"
+    finally:
+        raw.close()
