@@ -52,6 +52,7 @@ RUNS = [
     _run("churn.py", ["--seconds", "4", "--tenants", "2"], "violations: 0", SAME_ON_EITHER),
     _run("throughput.py", ["--rounds", "1", "--seconds", "1"], "throughput / floor"),
     _run("compare.py", ["--tiny"], "req/s / naive"),
+    _run("pgbench_compare.py", ["--tiny"], "tg/PgBouncer"),
     _run("overheads.py", ["--rounds", "1", "--n", "200"], "medians of", SAME_ON_EITHER),
     _run("in_process.py", ["--requests", "200", "--rounds", "1"], "CPU µs per request"),
     _run("tenant_phases.py", ["--tenants", "30", "--requests", "50"], "median µs", SAME_ON_EITHER),
@@ -76,6 +77,9 @@ def _missing_tools(script: str) -> list[str]:
         return [t for t in ("wrk",) if shutil.which(t) is None]
     if script == "compare.py":
         missing = [t for t in ("wrk", "pgbouncer") if shutil.which(t) is None]
+        return missing + ([] if _pgbench() else ["pgbench"])
+    if script == "pgbench_compare.py":
+        missing = [t for t in ("pgbouncer",) if shutil.which(t) is None]
         return missing + ([] if _pgbench() else ["pgbench"])
     return []
 

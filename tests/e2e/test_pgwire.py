@@ -14,11 +14,13 @@ import socket
 import sqlite3
 import struct
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -530,3 +532,36 @@ def test_several_statements_in_one_query_are_refused(wire: Wire) -> None:
         assert _sqlstate(seen[0][1]) == "42601"
     finally:
         raw.close()
+
+
+def _cancel_when_waiting(wire: Wire, waiter: psycopg.Connection[Any]) -> None:
+    """Cancel ``waiter`` once its statement waits for the lock on the server."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.closing(wire.pg.connect(wire.pg_database)) as conn:
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = ?"
+                " AND wait_event_type = 'Lock'",
+                wire.pg_database,
+            ).fetchval()
+        if waiting:
+            break
+        time.sleep(0.05)
+    waiter.cancel()
+
+
+def test_a_cancel_request_stops_the_running_statement(wire: Wire) -> None:
+    """A statement waiting on a row lock (held by another session, so slow by
+    construction) is stopped by the client's CancelRequest: 57014, and the session
+    goes on."""
+    update = "UPDATE Contacts SET Title = %s WHERE ContactID = 3"
+    with psycopg.connect(wire.dsn("pg.example")) as holder:
+        holder.execute(update, ["held"])  # BEGIN, and the row's lock, until rollback
+        with psycopg.connect(wire.dsn("pg.example"), autocommit=True) as waiter:
+            timer = threading.Thread(target=_cancel_when_waiting, args=(wire, waiter))
+            timer.start()
+            with pytest.raises(psycopg.errors.QueryCanceled, match="user request"):
+                waiter.execute(update, ["waiting"])  # not its timeout: the cancel ended it
+            timer.join()
+            assert waiter.execute("SELECT 1 AS one").fetchone() == (1,)
+        holder.rollback()
