@@ -77,9 +77,7 @@ def test_commands(sql: str, expected: object) -> None:
     assert command(sql) == expected
 
 
-@pytest.mark.parametrize(
-    "sql", ["ROLLBACK TO SAVEPOINT a", "rollback to a", "BEGIN READ ONLY"]
-)
+@pytest.mark.parametrize("sql", ["ROLLBACK TO SAVEPOINT a", "rollback to a", "BEGIN READ ONLY"])
 def test_what_is_refused(sql: str) -> None:
     refused = command(sql)
     assert isinstance(refused, Refused) and refused.sqlstate == "0A000"
