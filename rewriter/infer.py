@@ -40,10 +40,9 @@ from sqlglot import exp
 
 from rewriter import columns as cols
 from rewriter import qualify, writes
-from rewriter.errors import UnknownTable
 from rewriter.markers import META_POSITION
 from rewriter.parse import ParsedStatement, too_deep
-from rewriter.plan import MISSING_COLUMN_POLICIES
+from rewriter.plan import MISSING_COLUMN_POLICIES, table_shapes
 from rewriter.shapes import TableShape, column_type
 from rewriter.sources import Context, spliced
 from rewriter.statement import WRITE
@@ -91,7 +90,7 @@ def infer(
     """
     if missing_columns not in MISSING_COLUMN_POLICIES:
         raise ValueError(f"missing_columns must be one of {MISSING_COLUMN_POLICIES}")
-    shapes = _shapes(parsed, tables)
+    shapes = table_shapes(parsed, tables)
     ctx = Context(shapes=shapes, missing_null=missing_columns == "null", tenant="")
     tree = parsed.expression.copy()
     try:
@@ -118,19 +117,6 @@ def infer(
     except RecursionError:
         raise too_deep() from None
     return Inferred(params, columns)
-
-
-def _shapes(
-    parsed: ParsedStatement, tables: Mapping[str, TableShape | None]
-) -> dict[str, TableShape]:
-    folded = {name.casefold(): shape for name, shape in tables.items()}
-    shapes: dict[str, TableShape] = {}
-    for name in sorted(parsed.tables):
-        shape = folded.get(name)
-        if shape is None:
-            raise UnknownTable(f"unknown table {name!r}", table=name)
-        shapes[name] = shape
-    return shapes
 
 
 # -- result columns ------------------------------------------------------------------

@@ -103,7 +103,7 @@ def rewrite(
         raise ValueError(f"unknown backend {backend!r}")
     if missing_columns not in MISSING_COLUMN_POLICIES:
         raise ValueError(f"missing_columns must be one of {MISSING_COLUMN_POLICIES}")
-    shapes = _shapes(parsed, tables, tenant_label)
+    shapes = table_shapes(parsed, tables, tenant_label)
     ctx = Context(shapes=shapes, missing_null=missing_columns == "null", tenant=tenant_label)
     state = rules.State(parsed.expression.copy(), ctx, backend, parsed.dialect)
     options = _ROW_CAP if row_cap else _NO_OPTIONS
@@ -127,9 +127,11 @@ _ROW_CAP = frozenset({"row_cap"})
 _NO_OPTIONS: frozenset[str] = frozenset()
 
 
-def _shapes(
-    parsed: ParsedStatement, tables: Mapping[str, TableShape | None], tenant: str
+def table_shapes(
+    parsed: ParsedStatement, tables: Mapping[str, TableShape | None], tenant: str = ""
 ) -> dict[str, TableShape]:
+    """The statement's tables by their names in it; ``UnknownTable`` for one the tenant
+    lacks (``tenant`` names it in the message)."""
     folded = {name.casefold(): shape for name, shape in tables.items()}
     shapes: dict[str, TableShape] = {}
     for name in sorted(parsed.tables):
