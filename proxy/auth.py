@@ -107,6 +107,12 @@ class Authenticator:
         principal = self._by_digest.get(hash_token(token))
         if principal is None:
             raise Unauthenticated("invalid token")
+        self.admit(principal)
+        return principal
+
+    def admit(self, principal: Principal) -> None:
+        """One request of ``principal`` against its token's rate (``rate_per_s``): a wire
+        session's statements are each one, as HTTP requests are."""
         if principal.bucket is not None:
             wait = principal.bucket.take(self._clock())
             if wait > 0:
@@ -114,4 +120,3 @@ class Authenticator:
                     f"token {principal.name!r} is over its rate",
                     retry_after=float(math.ceil(wait)),
                 )
-        return principal

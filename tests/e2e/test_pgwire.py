@@ -127,6 +127,11 @@ name = "{READER}"
 token = "reader"
 scram_sha256 = "{make_verifier(READER_SECRET)}"
 
+[[pgwire.users]]
+name = "slow"
+token = "slow"
+scram_sha256 = "{make_verifier(SECRET)}"
+
 [base_model]
 {base_model_toml()}
 
@@ -135,6 +140,11 @@ name = "full"
 sha256 = "{hash_token(TOKEN)}"
 tenants = ["*"]
 classes = ["read", "write"]
+
+[[tokens]]
+name = "slow"
+sha256 = "{hash_token("e2e-pgwire-slow-5e0b")}"
+rate_per_s = 0.01
 
 [[tokens]]
 name = "reader"
@@ -565,3 +575,11 @@ def test_a_cancel_request_stops_the_running_statement(wire: Wire) -> None:
             timer.join()
             assert waiter.execute("SELECT 1 AS one").fetchone() == (1,)
         holder.rollback()
+
+
+def test_a_tokens_rate_applies_to_each_statement(wire: Wire) -> None:
+    # rate_per_s = 0.01: a burst of one statement, the next in 100 s.
+    with psycopg.connect(wire.dsn("lite.example", user="slow"), autocommit=True) as conn:
+        assert conn.execute("SELECT 1 AS one").fetchone() == (1,)
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded):
+            conn.execute("SELECT 2 AS two")

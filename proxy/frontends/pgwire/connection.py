@@ -516,6 +516,7 @@ class Connection:
         task = asyncio.current_task()
         self._running, self._cancelled = task, False
         try:
+            self._service.auth.admit(state.principal)
             if state.tx is None:
                 outcome = await self._service.query(state.principal, req)
             else:
