@@ -139,7 +139,8 @@ def test_binary_output_is_postgresqls(conn: pq.PGconn, sql: str, value: object, 
 def test_announced_types_and_sizes_are_postgresqls(conn: pq.PGconn) -> None:
     casts = {20: "int8", 21: "int2", 23: "int4", 16: "bool", 701: "float8", 700: "float4",
              1700: "numeric", 25: "text", 1043: "varchar", 1082: "date", 1114: "timestamp",
-             1184: "timestamptz", 1083: "time", 17: "bytea", 2950: "uuid"}  # fmt: skip
+             1184: "timestamptz", 1083: "time", 17: "bytea", 2950: "uuid",
+             114: "json", 1009: "text[]"}  # fmt: skip
     assert set(OIDS.values()) <= set(casts)
     for oid, name in casts.items():
         assert _described(conn, f"NULL::{name}") == (oid, type_size(oid)), name
