@@ -332,25 +332,7 @@ def _build(
         pk = [c for c in (table.lookup(n) for n in primary_keys.get(key, ())) if c is not None]
         insert(
             "pg_class",
-            oid=oid,
-            relname=table.name,
-            relnamespace=_PUBLIC,
-            relkind="r",
-            relowner=10,
-            relam=2,
-            relpersistence="p",
-            relispartition=0,
-            relchecks=0,
-            relhasindex=int(bool(pk)),
-            relhasrules=0,
-            relhastriggers=0,
-            relrowsecurity=0,
-            relforcerowsecurity=0,
-            reltablespace=0,
-            reloftype=0,
-            relreplident="d",
-            reltoastrelid=0,
-            reltype=0,
+            **_relation(oid, table.name, "r", relam=2, relhasindex=int(bool(pk)), relreplident="d"),
         )
         # A one-column integer key is how the default schema spells an identity column
         # on every backend (SQLite's rowid, IDENTITY(1,1), GENERATED ... AS IDENTITY).
@@ -381,28 +363,7 @@ def _build(
             keys = " ".join(str(table.column_names.index(c) + 1) for c in pk)
             index_name = f"{table.name}_pkey"
             names[oid + 1] = index_name
-            insert(
-                "pg_class",
-                oid=oid + 1,
-                relname=index_name,
-                relnamespace=_PUBLIC,
-                relkind="i",
-                relowner=10,
-                relam=_BTREE,
-                relpersistence="p",
-                relispartition=0,
-                relchecks=0,
-                relhasindex=0,
-                relhasrules=0,
-                relhastriggers=0,
-                relrowsecurity=0,
-                relforcerowsecurity=0,
-                reltablespace=0,
-                reloftype=0,
-                relreplident="n",
-                reltoastrelid=0,
-                reltype=0,
-            )
+            insert("pg_class", **_relation(oid + 1, index_name, "i", relam=_BTREE))
             insert(
                 "pg_index",
                 indexrelid=oid + 1,
@@ -471,28 +432,7 @@ def _add_sequence(
     oid, name = table_oid + 3, _sequence_name(table.name, column)
     names[oid] = name
     oids[name.casefold()] = oid
-    insert(
-        "pg_class",
-        oid=oid,
-        relname=name,
-        relnamespace=_PUBLIC,
-        relkind="S",
-        relowner=10,
-        relam=0,
-        relpersistence="p",
-        relispartition=0,
-        relchecks=0,
-        relhasindex=0,
-        relhasrules=0,
-        relhastriggers=0,
-        relrowsecurity=0,
-        relforcerowsecurity=0,
-        reltablespace=0,
-        reloftype=0,
-        relreplident="n",
-        reltoastrelid=0,
-        reltype=0,
-    )
+    insert("pg_class", **_relation(oid, name, "S"))
     insert(
         "pg_depend",
         classid=1259,
@@ -514,6 +454,20 @@ def _add_sequence(
         seqcache=1,
         seqcycle=0,
     )
+
+
+def _relation(oid: int, name: str, kind: str, **overrides: object) -> dict[str, object]:
+    """A ``pg_class`` row: a relation of ``kind`` (r table, i index, S sequence) in
+    ``public``, with what PostgreSQL shows for a plain one, but ``overrides``."""
+    row: dict[str, object] = {
+        "oid": oid, "relname": name, "relnamespace": _PUBLIC, "relkind": kind,
+        "relowner": 10, "relam": 0, "relpersistence": "p", "relispartition": 0,
+        "relchecks": 0, "relhasindex": 0, "relhasrules": 0, "relhastriggers": 0,
+        "relrowsecurity": 0, "relforcerowsecurity": 0, "reltablespace": 0, "reloftype": 0,
+        "relreplident": "n", "reltoastrelid": 0, "reltype": 0,
+    }  # fmt: skip
+    row.update(overrides)
+    return row
 
 
 def _sequence_name(table: str, column: str) -> str:
