@@ -37,15 +37,12 @@ from proxy.drivers.batches import Batches, check_stream_limits
 from proxy.drivers.postgres.pool import PooledConnection
 from proxy.drivers.postgres.session import (
     _HANDLED,
+    PgSession,
     _Backstop,
-    _end_transaction,
     _failed,
     _load,
     _result_column,
-    _run,
-    _set_timeout,
 )
-from proxy.errors import ProxyError
 
 __all__ = ["CURSOR_NAME", "stream_on"]
 
@@ -108,13 +105,10 @@ async def stream_on(
     """Stream the read ``sql`` (``?`` markers) on ``conn``; the first batch is fetched
     on entering. The caller gives ``conn`` back to its pool with the block's error."""
     check_stream_limits(timeout_s, max_rows, batch_rows)
-    if conn.in_transaction:
-        raise RuntimeError("a stream cannot run inside a transaction of this session")
-    # The session's timeout, before BEGIN: each FETCH is then bounded without SET LOCAL.
-    await _set_timeout(conn, timeout_s)
-    await _run(conn, "BEGIN", timeout_s)
-    conn.in_transaction = True
-    try:
+    # The session's timeout is set before BEGIN: each FETCH is then bounded without a
+    # SET LOCAL. Leaving the transaction ends the cursor, whether or not every row was
+    # fetched.
+    async with PgSession(conn).transaction(timeout_s=timeout_s):
         label = None
         if conn.pool.label_requests:
             ctx = context.current()
@@ -130,16 +124,3 @@ async def stream_on(
         rows = _CursorRows(conn, timeout_s=timeout_s, max_rows=max_rows, batch_rows=batch_rows)
         await rows.start()
         yield rows
-    except BaseException as exc:
-        _end_transaction(conn)
-        if isinstance(exc, Exception) and not conn.broken:
-            try:
-                await _run(conn, "ROLLBACK", timeout_s)
-            except ProxyError:
-                conn.broken = True
-        else:
-            conn.broken = True
-        raise
-    _end_transaction(conn)
-    # Ends the cursor too, whether or not every row was fetched.
-    await _run(conn, "COMMIT", timeout_s)

@@ -40,6 +40,7 @@ __all__ = [
     "openapi",
     "patch_record",
     "query",
+    "read_request_body",
     "readyz",
     "refresh",
     "result_body",
@@ -76,14 +77,14 @@ def authenticate(service: Service, request: Request) -> Principal:
     return service.auth.authenticate(header(request, b"authorization"))
 
 
-async def _body(service: Service, request: Request) -> bytes:
+async def read_request_body(service: Service, request: Request) -> bytes:
     return await read_body(request, service.settings.server.max_body_bytes)
 
 
 async def query(request: Request) -> Response:
     service = service_of(request)
     principal = authenticate(service, request)
-    raw = await _body(service, request)
+    raw = await read_request_body(service, request)
     media_type = stream.wanted(header(request, b"accept"))
     if media_type is not None:
         streamed = await stream.query(service, principal, raw, media_type)
@@ -108,7 +109,7 @@ async def query(request: Request) -> Response:
 async def explain(request: Request) -> Any:
     service = service_of(request)
     principal = authenticate(service, request)
-    req = query_request(await _body(service, request), service.settings)
+    req = query_request(await read_request_body(service, request), service.settings)
     return await service.explain(principal, req)
 
 
@@ -203,7 +204,7 @@ async def list_custom_fields(request: Request) -> Any:
 async def add_custom_field(request: Request) -> Response:
     service = service_of(request)
     principal = authenticate(service, request)
-    body = custom_field(await _body(service, request))
+    body = custom_field(await read_request_body(service, request))
     p = request.path_params
     fields = CustomFields(service)
     created = await fields.add(principal, p["tenant"], p["table"], body)
@@ -242,7 +243,7 @@ async def patch_record(request: Request) -> Response:
     principal = authenticate(service, request)
     p = request.path_params
     custom = flag(request, "custom")
-    body = RECORD.decode(await _body(service, request))
+    body = RECORD.decode(await read_request_body(service, request))
     record = await _records(request).patch(
         principal,
         p["tenant"],
@@ -259,7 +260,7 @@ async def insert_record(request: Request) -> Response:
     service = service_of(request)
     principal = authenticate(service, request)
     p = request.path_params
-    body = RECORD.decode(await _body(service, request))
+    body = RECORD.decode(await read_request_body(service, request))
     created = await _records(request).insert(principal, p["tenant"], p["table"], body)
     location = f"{request.url.path}/{created['key']}"
     return JSONResponse(created, status_code=201, headers={"Location": location})

@@ -14,8 +14,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.drivers.base import ResultSet
-from proxy.frontends.http.body import read_body
-from proxy.frontends.http.endpoints import JSONResponse, authenticate, result_body, service_of
+from proxy.frontends.http.endpoints import (
+    JSONResponse,
+    authenticate,
+    read_request_body,
+    result_body,
+    service_of,
+)
 from proxy.frontends.http.forward import FORWARDED, forward, socket_path
 from proxy.frontends.http.models import (
     TRANSACTION,
@@ -25,13 +30,8 @@ from proxy.frontends.http.models import (
     transaction_query,
 )
 from proxy.jsonenc import dumps
-from proxy.pipeline.service import Service
 
 __all__ = ["batch", "begin", "commit", "rollback", "tx_batch", "tx_query"]
-
-
-async def read_request_body(service: Service, request: Request) -> bytes:
-    return await read_body(request, service.settings.server.max_body_bytes)
 
 
 def _results(results: list[ResultSet]) -> Response:
