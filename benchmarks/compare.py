@@ -25,11 +25,17 @@ Then one 818-column row (a tenant seeded with 800 custom columns): 1 row and 1,0
 rows through tenantgate (p50 under ``wrk -c1``, a C client: httpx alone spends several
 ms on a 48 KB answer, which is not tenantgate's cost) versus the same backend SQL on a
 direct psycopg 3 connection (prepared, in-process), or pyodbc when psycopg is not
-installed (the report says which). Last, 10
+installed (the report says which). Then 10
 against 10,000 tenants (``many_tenants.py``): p50, RSS per tenant, backend connections.
 
+Last (issue #13), pgbench through tenantgate's PostgreSQL wire front end next to
+pgbench through PgBouncer and directly: ``pgbench_compare.py``'s comparison (its own
+service with ``[pgwire]`` on, its own seeded tenant, -c 16 and -c 1, all three pgbench
+modes) on the same PostgreSQL server, with this run's ``--rounds`` and ``--seconds``.
+``--no-pgwire`` leaves it out; ``pgbench_compare.py`` still runs it alone.
+
     .venv/bin/python benchmarks/compare.py [--rounds 3] [--seconds 4] \\
-        [--concurrency 1,16,64] [--tiny]
+        [--concurrency 1,16,64] [--no-pgwire] [--tiny]
 
 Needs ``wrk``, ``pgbouncer`` (Debian packages; ``make bench`` installs them) and
 ``pgbench`` (PostgreSQL's server package). ``--tiny`` is the smoke test's size.
@@ -538,6 +544,12 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=10_000)
     parser.add_argument("--tenant-samples", type=int, default=2000)
     parser.add_argument(
+        "--no-pgwire",
+        dest="pgwire",
+        action="store_false",
+        help="leave out pgbench through tenantgate's wire front end (pgbench_compare.py)",
+    )
+    parser.add_argument(
         "--tiny", action="store_true", help="the smoke test's size: seconds, not minutes"
     )
     args = parser.parse_args()
@@ -550,15 +562,32 @@ def main() -> None:
     if missing:
         sys.exit(f"missing: {', '.join(missing)} (`make bench` installs wrk and pgbouncer)")
     started = time.monotonic()
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        pg_server() as pg,
-        running_stack(Path(tmp), pg) as stack,
-    ):
-        point_select(stack, args, Path(tmp))
-        wide_row(stack, args, Path(tmp))
-        many_tenants.run(pg, tenants=args.tenants, samples=args.tenant_samples, driver="native")
+    with tempfile.TemporaryDirectory() as tmp, pg_server() as pg:
+        with running_stack(Path(tmp), pg) as stack:
+            point_select(stack, args, Path(tmp))
+            wide_row(stack, args, Path(tmp))
+            many_tenants.run(pg, tenants=args.tenants, samples=args.tenant_samples, driver="native")
+        if args.pgwire:
+            # After the stack has stopped: its idle service is not on the CPUs the
+            # pgbench rounds share.
+            pgwire(pg, args, Path(tmp) / "pgwire")
     print(f"\ncompare.py done in {time.monotonic() - started:.0f} s")
+
+
+def pgwire(pg: PgServer, args: argparse.Namespace, root: Path) -> None:
+    """pgbench through tenantgate's wire front end, through PgBouncer and directly:
+    ``pgbench_compare.run`` with this run's rounds and seconds and its own client counts."""
+    # Imported here: pgbench_compare imports this module, which would otherwise find
+    # itself half initialised when pgbench_compare.py is the script being run.
+    import pgbench_compare  # noqa: PLC0415
+
+    root.mkdir()
+    clients = [int(c) for c in pgbench_compare.CLIENTS.split(",")]
+    options = argparse.Namespace(
+        rounds=args.rounds, seconds=args.seconds, tiny=args.tiny,
+        workers=1, profile=False, top=0,
+    )  # fmt: skip
+    pgbench_compare.run(pg, root, options, pgbench_compare.TINY_CLIENTS if args.tiny else clients)
 
 
 if __name__ == "__main__":

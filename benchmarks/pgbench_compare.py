@@ -231,11 +231,15 @@ def _short(frame: str) -> str:
     return f"{name} ({where})"
 
 
+CLIENTS = "16,1"
+TINY_CLIENTS = [4]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--clients", default="16,1", help="comma-separated, e.g. 16,1")
+    parser.add_argument("--clients", default=CLIENTS, help="comma-separated, e.g. 16,1")
     parser.add_argument("--profile", action="store_true", help="py-spy tenantgate at 16 clients")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--workers", type=int, default=1, help="tenantgate's server.workers")
@@ -243,55 +247,67 @@ def main() -> None:
     args = parser.parse_args()
     clients = [int(c) for c in str(args.clients).split(",")]
     if args.tiny:
-        args.rounds, args.seconds, clients = 1, 1, [4]
-    missing = [t for t in ("pgbouncer",) if shutil.which(t) is None]
-    missing += [] if pgbench_path() else ["pgbench"]
-    if missing:
+        args.rounds, args.seconds, clients = 1, 1, TINY_CLIENTS
+    if missing := missing_tools():
         sys.exit(f"missing: {', '.join(missing)} (`make bench` installs pgbouncer)")
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp, pg_server() as pg:
-        root = Path(tmp)
-        database = pg.create_database("tg_pgbench")
-        try:
-            with contextlib.closing(pg.connect(database)) as conn:
-                seed_tenant(
-                    conn, "postgresql", contacts=CONTACTS,
-                    custom_columns=custom_columns(20), seed=12,
-                )  # fmt: skip
-            script = root / "point_select.pgbench.sql"
-            script.write_text(SCRIPT)
-            with (
-                pgbouncer(pg, database) as (bouncer_port, bouncer_pid),
-                tenantgate(pg, database, root, args.workers) as (wire_port, wire_pid),
-            ):
-                where = {
-                    "direct": (pg.port, pg.user, database, None),
-                    "pgbouncer": (bouncer_port, pg.user, database, bouncer_pid),
-                    "tenantgate": (wire_port, WIRE_USER, TENANT, wire_pid),
-                }
-
-                def runner(target: str, mode: str, c: int, seconds: int) -> Callable[[], Run]:
-                    port, user, db, pid = where[target]
-                    return lambda: run_pgbench(
-                        port=port, user=user, database=db, script=script, mode=mode,
-                        clients=c, seconds=seconds, pid=pid,
-                    )  # fmt: skip
-
-                report(args, clients, runner)
-                if args.profile and args.workers == 1:
-                    for mode in ("simple", "extended", "prepared"):
-                        out = root / f"profile-{mode}.txt"
-                        run = runner("tenantgate", mode, 16, args.seconds)
-                        _, result = profile(wire_pid, args.seconds, out, run)
-                        tx = result.tps * args.seconds
-                        print(
-                            f"\npy-spy, tenantgate -M {mode} -c 16: {result.tps:.0f} tps "
-                            f"while sampled, {result.cpu_us:.0f} µs CPU/tx by /proc"
-                        )
-                        print("\n".join(top_costs(out, 250, tx, args.top)))
-        finally:
-            pg.drop_database(database)
+        run(pg, Path(tmp), args, clients)
     print(f"\npgbench_compare.py done in {time.monotonic() - started:.0f} s")
+
+
+def missing_tools() -> list[str]:
+    missing = [t for t in ("pgbouncer",) if shutil.which(t) is None]
+    return missing + ([] if pgbench_path() else ["pgbench"])
+
+
+def run(pg: PgServer, root: Path, args: argparse.Namespace, clients: list[int]) -> None:
+    """The whole comparison on ``pg``, in ``root`` (a directory of its own): a seeded
+    tenant database, PgBouncer and a tenantgate service in front of it, the rounds and
+    the report (and the profile with ``args.profile``); the database is dropped after.
+
+    ``args``: ``rounds``, ``seconds``, ``tiny``, ``workers``, ``profile`` and ``top``,
+    as this script's options (compare.py passes its own rounds and seconds)."""
+    database = pg.create_database("tg_pgbench")
+    try:
+        with contextlib.closing(pg.connect(database)) as conn:
+            seed_tenant(
+                conn, "postgresql", contacts=CONTACTS,
+                custom_columns=custom_columns(20), seed=12,
+            )  # fmt: skip
+        script = root / "point_select.pgbench.sql"
+        script.write_text(SCRIPT)
+        with (
+            pgbouncer(pg, database) as (bouncer_port, bouncer_pid),
+            tenantgate(pg, database, root, args.workers) as (wire_port, wire_pid),
+        ):
+            where = {
+                "direct": (pg.port, pg.user, database, None),
+                "pgbouncer": (bouncer_port, pg.user, database, bouncer_pid),
+                "tenantgate": (wire_port, WIRE_USER, TENANT, wire_pid),
+            }
+
+            def runner(target: str, mode: str, c: int, seconds: int) -> Callable[[], Run]:
+                port, user, db, pid = where[target]
+                return lambda: run_pgbench(
+                    port=port, user=user, database=db, script=script, mode=mode,
+                    clients=c, seconds=seconds, pid=pid,
+                )  # fmt: skip
+
+            report(args, clients, runner)
+            if args.profile and args.workers == 1:
+                for mode in ("simple", "extended", "prepared"):
+                    out = root / f"profile-{mode}.txt"
+                    sampled = runner("tenantgate", mode, 16, args.seconds)
+                    _, result = profile(wire_pid, args.seconds, out, sampled)
+                    tx = result.tps * args.seconds
+                    print(
+                        f"\npy-spy, tenantgate -M {mode} -c 16: {result.tps:.0f} tps "
+                        f"while sampled, {result.cpu_us:.0f} µs CPU/tx by /proc"
+                    )
+                    print("\n".join(top_costs(out, 250, tx, args.top)))
+    finally:
+        pg.drop_database(database)
 
 
 def report(

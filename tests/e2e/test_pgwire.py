@@ -196,6 +196,25 @@ def test_psql_runs_a_query(wire: Wire, tenant: str) -> None:
     assert len(lines) == 3 and lines[0].startswith("1|")
 
 
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_psql_expanded_display(wire: Wire, tenant: str) -> None:
+    done = _psql(
+        wire,
+        tenant,
+        "-c",
+        "\\x",
+        "-c",
+        "SELECT ContactID, FirstName FROM Contacts WHERE ContactID = 1",
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line.rstrip() for line in done.stdout.splitlines()]
+    assert "Expanded display is on." in lines
+    records = [line for line in lines if line.startswith("-[ RECORD ")]
+    assert len(records) == 1 and records[0].startswith("-[ RECORD 1 ]-")
+    assert "ContactID | 1" in lines
+    assert any(line.startswith("FirstName | ") and len(line) > 12 for line in lines)
+
+
 def test_psql_shows_a_refusal_with_its_sqlstate(wire: Wire) -> None:
     done = _psql(
         wire, "lite.example", "-c", "\\set VERBOSITY verbose", "-c", "SELECT Nope FROM Contacts"
@@ -232,6 +251,55 @@ def test_psycopg_transaction_commits_and_rolls_back(wire: Wire, tenant: str) -> 
             conn.execute(INSERT, [None, dropped])
     assert wire.stored(tenant, kept) == 2
     assert wire.stored(tenant, dropped) == 0
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_psycopg_prepared_statements(wire: Wire, tenant: str, tmp_path: Path) -> None:
+    """``prepare=True`` and ``prepare_threshold=0``: psycopg parses each statement once
+    under a name of its own (``_pg3_N``), then only binds and executes that name. libpq's
+    own trace of the messages it sent shows it did."""
+    select = "SELECT ContactID, FirstName FROM Contacts WHERE ContactID = %s"
+    trace = tmp_path / "libpq.trace"
+    with psycopg.connect(wire.dsn(tenant), autocommit=True) as conn:
+        expected = {i: conn.execute(select, [i], prepare=False).fetchone() for i in (1, 2, 3, 7)}
+        assert [row[0] for row in expected.values() if row] == [1, 2, 3, 7]
+        with trace.open("w") as out:
+            conn.pgconn.trace(out.fileno())
+            try:
+                for i in (1, 2, 3, 7, 2):
+                    assert conn.execute(select, [i], prepare=True).fetchone() == expected[i]
+                assert conn.execute(select, [999], prepare=True).fetchone() is None
+            finally:
+                conn.pgconn.untrace()
+    sent = [line for line in trace.read_text().splitlines() if "\tF\t" in line]
+    parses = [line for line in sent if "\tParse\t" in line]
+    binds = [line for line in sent if "\tBind\t" in line]
+    assert len(parses) == 1 and '"_pg3_' in parses[0], parses
+    name = parses[0].split('"')[1]
+    assert len(binds) == 6 and all(f'"{name}"' in line for line in binds), binds
+
+    count = "SELECT COUNT(*) FROM Contacts WHERE ContactID <= %s"
+    with psycopg.connect(wire.dsn(tenant), autocommit=True, prepare_threshold=0) as conn:
+        assert [conn.execute(count, [n]).fetchone() for n in (3, 5, 0, 3)] == [
+            (3,), (5,), (0,), (3,)
+        ]  # fmt: skip
+        for i in (7, 1, 7):
+            assert conn.execute(select, [i]).fetchone() == expected[i]
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_psycopg_client_side_binding(wire: Wire, tenant: str) -> None:
+    """A ``ClientCursor`` inlines its parameters as literals: one simple query each."""
+    with psycopg.connect(wire.dsn(tenant), autocommit=True) as conn:
+        cur = psycopg.ClientCursor(conn)
+        cur.execute(
+            "SELECT ContactID, FirstName FROM Contacts WHERE ContactID IN (%s, %s) "
+            "AND FirstName <> %s ORDER BY ContactID",
+            [2, 4, "it's nobody"],
+        )
+        rows = cur.fetchall()
+    assert [r[0] for r in rows] == [2, 4]
+    assert all(isinstance(r[1], str) for r in rows)
 
 
 def test_psycopg_error_inside_a_block_fails_it_until_rollback(wire: Wire) -> None:

@@ -1,0 +1,183 @@
+"""End to end: SQLAlchemy's ORM and psycopg 3's asyncio connection, unchanged, through
+the wire front end to a SQLite and a PostgreSQL tenant.
+
+- The ORM: a declarative ``Contact`` mapped on ``Contacts``, a ``Session`` that selects,
+  adds and commits (an INSERT ... RETURNING of the new key), reads the row back, and
+  rolls another one back.
+- ``psycopg.AsyncConnection``: a parameterised read, a committed and a rolled-back
+  transaction.
+
+The service is the one of ``test_pgwire`` (its fixture, a process of this module's own).
+Outcomes are checked in the tenants' databases (``Wire.stored``).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, create_engine, select
+from sqlalchemy.exc import NotSupportedError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from tests.e2e.test_pgwire import INSERT, SECRET, TENANTS, USER, Wire, mark, wire
+
+__all__ = ["wire"]  # the fixture, imported for this module's tests
+
+pytestmark = pytest.mark.e2e
+
+
+# -- SQLAlchemy ORM ----------------------------------------------------------------------------
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Contact(Base):
+    """A few of the base model's columns: the ORM needs no more than it maps."""
+
+    __tablename__ = "Contacts"
+
+    ContactID: Mapped[int] = mapped_column(primary_key=True)
+    FirstName: Mapped[str]
+    LastName: Mapped[str]
+    IsActive: Mapped[bool]
+    CreatedAt: Mapped[datetime.datetime]
+
+
+@pytest.fixture
+def engine(wire: Wire, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    tenant = request.node.callspec.params["tenant"]
+    made = create_engine(
+        f"postgresql+psycopg://{USER}:{SECRET}@{wire.host}:{wire.port}/{tenant}?sslmode=disable"
+    )
+    try:
+        yield made
+    finally:
+        made.dispose()
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_orm_reads_with_a_select(engine: Engine, tenant: str) -> None:
+    with Session(engine) as session:
+        found = session.scalars(
+            select(Contact).where(Contact.ContactID <= 3).order_by(Contact.ContactID)
+        ).all()
+        assert [c.ContactID for c in found] == [1, 2, 3]
+        assert all(isinstance(c.FirstName, str) for c in found)
+        assert all(isinstance(c.CreatedAt, datetime.datetime) for c in found)
+        assert session.get(Contact, 2) is found[1]  # the identity map: no second query
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_orm_adds_commits_and_reads_back(wire: Wire, engine: Engine, tenant: str) -> None:
+    last = mark()
+    created = datetime.datetime(2024, 5, 1, 10, 0)
+    with Session(engine) as session:
+        ada = Contact(FirstName="Ada", LastName=last, IsActive=True, CreatedAt=created)
+        session.add(ada)
+        session.commit()
+        key = ada.ContactID  # the key the INSERT returned; a new transaction reads it
+        assert isinstance(key, int) and key > 20
+    assert wire.stored(tenant, last) == 1
+    with Session(engine) as session:
+        back = session.scalars(select(Contact).where(Contact.LastName == last)).one()
+        assert (back.ContactID, back.FirstName, back.IsActive) == (key, "Ada", True)
+        assert back.CreatedAt == created
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_orm_rollback_leaves_nothing(wire: Wire, engine: Engine, tenant: str) -> None:
+    last = mark()
+    created = datetime.datetime(2024, 5, 2, 9, 30)
+    with Session(engine) as session:
+        for name in ("A", "B"):
+            session.add(Contact(FirstName=name, LastName=last, IsActive=False, CreatedAt=created))
+            session.flush()  # its INSERT ... RETURNING, inside the session's transaction
+        seen = session.scalars(select(Contact.ContactID).where(Contact.LastName == last)).all()
+        assert len(seen) == 2
+        session.rollback()
+        assert session.scalars(select(Contact).where(Contact.LastName == last)).all() == []
+    assert wire.stored(tenant, last) == 0
+
+
+def _two_new(last: str) -> list[Contact]:
+    created = datetime.datetime(2024, 5, 3)
+    return [Contact(FirstName=n, LastName=last, IsActive=True, CreatedAt=created) for n in "AB"]
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_orm_batched_insert_is_refused_unless_insertmanyvalues_is_off(
+    wire: Wire, engine: Engine, tenant: str
+) -> None:
+    """One flush of several new objects whose keys the server makes: SQLAlchemy's
+    "insertmanyvalues" sends ``INSERT ... SELECT p0, ... FROM (VALUES (...), ...) AS
+    imp_sen(p0, ..., sen_counter) ORDER BY sen_counter RETURNING ...``, to get the keys
+    back in the objects' order. tenantgate's rewriter allows VALUES only as an INSERT's
+    own rows (rewriter/allowlist.py, ``WRITE_PLACES``), so this is refused as a whole
+    (0A000) and nothing is written. With ``use_insertmanyvalues=False`` the ORM sends one
+    INSERT ... RETURNING per object instead, which goes through."""
+    last = mark()
+    with Session(engine) as session:
+        session.add_all(_two_new(last))
+        with pytest.raises(NotSupportedError, match="Values") as caught:
+            session.flush()
+        assert isinstance(caught.value.orig, psycopg.errors.FeatureNotSupported)
+    assert wire.stored(tenant, last) == 0
+
+    one_by_one = create_engine(engine.url, use_insertmanyvalues=False)
+    try:
+        with Session(one_by_one) as session:
+            added = _two_new(last)
+            session.add_all(added)
+            session.commit()
+            keys = [c.ContactID for c in added]
+        assert len(set(keys)) == 2 and all(isinstance(k, int) for k in keys)
+    finally:
+        one_by_one.dispose()
+    assert wire.stored(tenant, last) == 2
+
+
+# -- psycopg, asyncio ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # psycopg's async connection is asyncio's
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("tenant", TENANTS)
+async def test_psycopg_async_reads_with_parameters(wire: Wire, tenant: str) -> None:
+    async with await psycopg.AsyncConnection.connect(wire.dsn(tenant), autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT ContactID, FirstName FROM Contacts WHERE ContactID BETWEEN %s AND %s "
+            "ORDER BY ContactID",
+            [2, 4],
+        )
+        rows = await cur.fetchall()
+    assert [r[0] for r in rows] == [2, 3, 4]
+    assert all(isinstance(r[1], str) for r in rows)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("tenant", TENANTS)
+async def test_psycopg_async_transaction_commits_and_rolls_back(wire: Wire, tenant: str) -> None:
+    kept, dropped = mark(), mark()
+    async with await psycopg.AsyncConnection.connect(wire.dsn(tenant)) as conn:
+        async with conn.transaction():
+            await conn.execute(INSERT, ["a", kept])
+            await conn.execute(INSERT, ["b", kept])
+        await conn.execute(INSERT, ["c", dropped])
+        cur = await conn.execute("SELECT COUNT(*) FROM Contacts WHERE LastName = %s", [dropped])
+        assert await cur.fetchone() == (1,)  # seen inside its own transaction
+        await conn.rollback()
+        with pytest.raises(psycopg.IntegrityError):
+            async with conn.transaction():
+                await conn.execute(INSERT, ["d", dropped])
+                await conn.execute(INSERT, [None, dropped])
+    assert wire.stored(tenant, kept) == 2
+    assert wire.stored(tenant, dropped) == 0
