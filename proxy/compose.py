@@ -22,6 +22,7 @@ from proxy.metrics import Metrics
 from proxy.pipeline.activity import TenantActivity
 from proxy.pipeline.heal import Heal
 from proxy.pipeline.invalidation import Bell, Invalidation
+from proxy.pipeline.reuse import Reuse
 from proxy.pipeline.servers import ServerHealth
 from proxy.pipeline.service import Service
 from rewriter.limits import Limits
@@ -131,6 +132,7 @@ def build(
         ),
     )
     servers = ServerHealth()
+    reuse = Reuse()
     activity = TenantActivity(
         capacity=settings.stats.tenants_tracked, window_s=settings.stats.tenants_window_s
     )
@@ -139,6 +141,7 @@ def build(
             "tenant": resolver.get_stats,
             "metadata": metadata.get_stats,
             "plan": plans.get_stats,
+            "prepared": reuse.get_stats,
         },
         pools=lambda: servers.with_pool_stats(drivers.get_stats()),
         activity=activity.export,
@@ -156,6 +159,7 @@ def build(
         heal=Heal(metadata, metrics),
         servers=servers,
         activity=activity,
+        reuse=reuse,
     )
     if c.changes_table:
         controller_kind = kind_for_driver(controller_cs.get("Driver") or "")

@@ -33,13 +33,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cachetools import TLRUCache
-
 from tenancy import catalog
 from tenancy.catalog import Column
 from tenancy.errors import MetadataUnavailable
 from tenancy.singleflight import SingleFlight
 from tenancy.sources import DB_ERRORS, ConnectionSource, sqlstate_of
+from tenancy.tlru import CountedTLRUCache
 
 if TYPE_CHECKING:
     from tenancy.location import TenantLocation
@@ -232,7 +231,7 @@ class _Absent:
 _ABSENT = _Absent()
 
 
-class _IndexedCache(TLRUCache[_Key, "TableMetadata | _Absent"]):
+class _IndexedCache(CountedTLRUCache[_Key, "TableMetadata | _Absent"]):
     """A TLRU cache that keeps ``location.key → {table keys}`` in step with its content."""
 
     def __init__(
@@ -311,6 +310,11 @@ class MetadataCache:
     @property
     def base_model(self) -> BaseModel:
         return self._base_model
+
+    @property
+    def generation(self) -> int:
+        """Changes to the cache so far (``tenancy.tlru``)."""
+        return self._cache.generation
 
     def _time_to_use(self, _key: _Key, value: object, now: float) -> float:
         return now + (self._negative_ttl if value is _ABSENT else self._ttl)

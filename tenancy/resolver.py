@@ -45,6 +45,7 @@ from tenancy.errors import (
     UnknownTenant,
 )
 from tenancy.singleflight import SingleFlight
+from tenancy.tlru import CountedTLRUCache
 
 if TYPE_CHECKING:
     from tenancy.location import TenantLocation
@@ -151,7 +152,7 @@ class TenantResolver:
         self._grace = stale_grace
         self._retry = stale_retry
         self._clock = clock
-        self._cache: TLRUCache[_Key, _Cached] = TLRUCache(
+        self._cache: CountedTLRUCache[_Key, _Cached] = CountedTLRUCache(
             maxsize=maxsize, ttu=self._time_to_use, timer=clock
         )
         # Kept apart from the cache so that its entries' TTL stays what it says; only
@@ -164,6 +165,11 @@ class TenantResolver:
         self._stats = dict.fromkeys(
             ("hits", "misses", "negative_hits", "stale_hits", "lookups", "errors", "timeouts"), 0
         )
+
+    @property
+    def generation(self) -> int:
+        """Changes to the cache so far (``tenancy.tlru``)."""
+        return self._cache.generation
 
     def _time_to_use(self, _key: _Key, value: _Cached, now: float) -> float:
         if isinstance(value, Tenant):

@@ -49,6 +49,7 @@ from proxy.pipeline.activity import TenantActivity
 from proxy.pipeline.heal import Heal
 from proxy.pipeline.invalidation import Invalidation
 from proxy.pipeline.request import PREPARATION_SLACK_S, QueryRequest, bind_params
+from proxy.pipeline.reuse import Kept, Reuse
 from proxy.pipeline.servers import ServerHealth
 from proxy.pipeline.transactions import Transactions
 from rewriter.errors import UnknownColumn
@@ -88,6 +89,14 @@ def _name_request(tenant: Tenant) -> None:
         ctx.tenant = tenant.domain
 
 
+def _log_sql(tenant: Tenant, cached: bool, sql: str) -> None:
+    # repr: the caller's text escaped, whatever formatter the handler has.
+    sql_log.info(
+        "tenant %s backend %s plan_cached %s sql %r",
+        tenant.domain, tenant.location.kind.value, cached, sql,
+    )  # fmt: skip
+
+
 def _shown_database(location: TenantLocation) -> str | None:
     """The database as explain shows it: a SQLite tenant's file by its name alone, since
     the server's folders are not the caller's business."""
@@ -106,6 +115,8 @@ class Prepared:
     params: list[Any]
     cached: bool
     phases: dict[str, float] = field(default_factory=dict)
+    positional: int = 0
+    """The ``?`` values the statement takes."""
 
 
 @dataclass(slots=True)
@@ -135,6 +146,8 @@ class Service:
     """What requests have lately seen of each backend server (``/readyz``)."""
     activity: TenantActivity = field(default_factory=TenantActivity)
     """The busiest tenants (``/v1/stats/tenants``, ``tenantgate_top_tenant_*``)."""
+    reuse: Reuse = field(default_factory=Reuse)
+    """Preparations kept for statements sent again unchanged (``proxy.pipeline.reuse``)."""
     controller_limiter: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
     """The controller's own worker threads (see ``on_controller``), made on the loop."""
     transactions: Transactions = field(init=False, repr=False)
@@ -198,17 +211,50 @@ class Service:
     async def prepare(self, principal: Principal, req: QueryRequest) -> Prepared:
         if self.invalidation is not None and self.invalidation.rang():
             await self._catch_up()
+        started = time.perf_counter()
+        key = self.reuse.key(req)
+        stamp = (self.resolver.generation, self.metadata.generation)
+        kept = self.reuse.get(key, stamp, started)
+        if kept is not None:
+            return self._reused(principal, req, kept, started)
         try:
-            return self._prepare(principal, req, blocking=False)
+            prepared = self._prepare(principal, req, blocking=False)
         except _CacheMiss:
             # The tenant first, on the controller's threads and deadline (a no-op when
             # it is cached); then the catalogs, where blocking work goes.
-            started = time.perf_counter()
+            resolving = time.perf_counter()
             await self.resolve(principal, req.tenant)
-            waited = time.perf_counter() - started
+            waited = time.perf_counter() - resolving
             prepared = await self.offload(self._prepare, principal, req, blocking=True)
             prepared.phases["resolve"] += waited
             return prepared
+        # Stamped before the caches were read: a change meanwhile makes it stale at once.
+        self.reuse.put(
+            key,
+            tenant=prepared.tenant,
+            plan=prepared.plan,
+            sql=prepared.sql,
+            positional=prepared.positional,
+            stamp=stamp,
+            now=started,
+        )
+        return prepared
+
+    def _reused(
+        self, principal: Principal, req: QueryRequest, kept: Kept, started: float
+    ) -> Prepared:
+        """A kept preparation, for this caller and these values."""
+        tenant = kept.tenant
+        plan = kept.plan
+        principal.check_tenant(tenant.customer_id, tenant.domain, req.tenant)
+        principal.check_class(plan.statement_class)
+        _name_request(tenant)
+        params = bind_params(plan.param_order, req.params, kept.positional, max_rows=req.max_rows)
+        if self.settings.server.log_sql:
+            _log_sql(tenant, True, kept.sql)
+        # Only the phase it took: nothing was resolved or looked up.
+        phases = {"rewrite": time.perf_counter() - started}
+        return Prepared(tenant, plan, kept.sql, params, True, phases, kept.positional)
 
     def _tenant(self, principal: Principal, ref: str | int, *, blocking: bool) -> Tenant:
         try:
@@ -264,12 +310,8 @@ class Service:
         )
         phases["rewrite"] = time.perf_counter() - t2
         if self.settings.server.log_sql:
-            # repr: the caller's text escaped, whatever formatter the handler has.
-            sql_log.info(
-                "tenant %s backend %s plan_cached %s sql %r",
-                tenant.domain, location.kind.value, cached, sql,
-            )  # fmt: skip
-        return Prepared(tenant, plan, sql, params, cached, phases)
+            _log_sql(tenant, cached, sql)
+        return Prepared(tenant, plan, sql, params, cached, phases, parsed.positional_params)
 
     def _plan(
         self,
