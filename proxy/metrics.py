@@ -137,16 +137,19 @@ class Metrics:
     # -- the request path ----------------------------------------------------------------
 
     def observe_request(self, endpoint: str, code: str | None, seconds: float) -> None:
-        labels = (endpoint, "ok", "") if code is None else (endpoint, "error", code)
-        bucket = bisect.bisect_left(LATENCY_BUCKETS, seconds)
         with self._lock:
-            requests = self._requests
-            requests[labels] = requests.get(labels, 0) + 1
-            values = self._request_seconds.get((endpoint,))
-            if values is None:
-                values = self._request_seconds[(endpoint,)] = _empty_histogram()
-            values[bucket] += 1
-            values[-1] += seconds
+            self._request(endpoint, code, seconds)
+
+    def _request(self, endpoint: str, code: str | None, seconds: float) -> None:
+        """One request in the counts (lock held)."""
+        labels = (endpoint, "ok", "") if code is None else (endpoint, "error", code)
+        requests = self._requests
+        requests[labels] = requests.get(labels, 0) + 1
+        values = self._request_seconds.get((endpoint,))
+        if values is None:
+            values = self._request_seconds[(endpoint,)] = _empty_histogram()
+        values[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        values[-1] += seconds
 
     def observe_query(
         self,
@@ -156,13 +159,21 @@ class Metrics:
         *,
         rows: int,
         truncated: bool,
+        request: tuple[str, float] | None = None,
     ) -> None:
-        """One query's phase durations and the rows it returned."""
+        """One query's phase durations and the rows it returned.
+
+        ``request``: (endpoint, seconds) when the query is a whole request that went
+        well, counted as ``observe_request`` would, under the same lock (a wire
+        statement: one lock taken where two were).
+        """
         key = (backend,)
         # Inlined, not a helper per phase: a Python call per observation was a third
         # of this method's cost.
         bisect_left = bisect.bisect_left
         with self._lock:
+            if request is not None:
+                self._request(request[0], None, request[1])
             histograms = self._query_seconds
             for phase, seconds in phases.items():
                 labels = (backend, statement_class, phase)

@@ -42,6 +42,7 @@ __all__ = [
     "Flush",
     "Frontend",
     "GSSENCRequest",
+    "Messages",
     "Parse",
     "ProtocolViolation",
     "Query",
@@ -73,7 +74,6 @@ __all__ = [
     "parse_sasl_response",
     "parse_startup",
     "portal_suspended",
-    "read_message",
     "read_startup",
     "ready_for_query",
     "row_description",
@@ -194,39 +194,84 @@ def parse_startup(body: bytes) -> StartupMessage | SSLRequest | GSSENCRequest | 
 # -- regular phase ----------------------------------------------------------------------------
 
 
-async def read_message(reader: asyncio.StreamReader, *, max_bytes: int) -> tuple[bytes, bytes]:
-    """(type byte, payload) of the next message.
+_CHUNK = 64 * 1024
+"""What one read asks the socket for: a whole pipeline of small messages at once."""
 
-    ``max_bytes`` bounds the length field (which counts itself); a longer message is
-    refused before its body is read (``54000``).
+
+class Messages:
+    """The messages of one client after its startup packet, as (type byte, payload).
+
+    Read a chunk at a time into one buffer and cut from there: a driver sends Bind,
+    Describe, Execute and Sync in one packet, and two ``readexactly`` per message
+    cost more than the rest of reading them (cProfile under pgbench, ``docs/decisions.md``).
+    The buffer holds at most one message beyond a chunk: ``max_bytes`` bounds the
+    length field (which counts itself), and a longer message is refused from its
+    header, before its body is read (``54000``). The end of the stream in the middle
+    of a message raises ``asyncio.IncompleteReadError``, as ``readexactly`` does.
     """
-    head = await reader.readexactly(5)
-    kind, length = _HEADER.unpack(head)
-    if length < 4:
-        raise ProtocolViolation(f"invalid message length {length} in a {_name(kind)} message")
-    if length > max_bytes:
-        raise ProtocolViolation(
-            f"{_name(kind)} message of {length} bytes exceeds the limit of {max_bytes} bytes",
-            "54000",
-        )
-    if length == 4:
-        return kind, b""
-    return kind, await reader.readexactly(length - 4)
+
+    __slots__ = ("_buffer", "_max", "_pos", "_reader")
+
+    def __init__(self, reader: asyncio.StreamReader, *, max_bytes: int) -> None:
+        self._reader = reader
+        self._max = max_bytes
+        self._buffer = bytearray()
+        self._pos = 0
+
+    def buffered(self) -> tuple[bytes, bytes] | None:
+        """The next message if the buffer holds all of it, else ``None``."""
+        buffer, pos = self._buffer, self._pos
+        if len(buffer) - pos < 5:
+            return None
+        kind, length = _HEADER.unpack_from(buffer, pos)
+        if length < 4:
+            raise ProtocolViolation(f"invalid message length {length} in a {_name(kind)} message")
+        if length > self._max:
+            raise ProtocolViolation(
+                f"{_name(kind)} message of {length} bytes exceeds the limit of {self._max} bytes",
+                "54000",
+            )
+        end = pos + 1 + length
+        if end > len(buffer):
+            return None
+        payload = bytes(buffer[pos + 5 : end])
+        if end == len(buffer):
+            buffer.clear()
+            self._pos = 0
+        else:
+            self._pos = end
+        return kind, payload
+
+    async def next(self) -> tuple[bytes, bytes]:
+        """The next message, read from the socket as needed."""
+        while True:
+            message = self.buffered()
+            if message is not None:
+                return message
+            if self._pos:
+                del self._buffer[: self._pos]
+                self._pos = 0
+            chunk = await self._reader.read(_CHUNK)
+            if not chunk:
+                raise asyncio.IncompleteReadError(bytes(self._buffer), None)
+            self._buffer += chunk
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass's __init__ goes through object.__setattr__ for each
+# field, and a few of these are made for every statement.
+@dataclass(slots=True)
 class Query:
     sql: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Parse:
     name: str
     sql: str
     param_oids: tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Bind:
     """Bind as sent: ``param_formats`` has 0 entries (all text), 1 (for all) or one
     per parameter. ``result_formats`` likewise, against the columns, which only the
@@ -239,19 +284,19 @@ class Bind:
     result_formats: tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Describe:
     kind: str  # 'S' statement or 'P' portal
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Execute:
     portal: str
     max_rows: int  # 0 = all (a negative count on the wire also means all)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Close:
     kind: str  # 'S' statement or 'P' portal
     name: str

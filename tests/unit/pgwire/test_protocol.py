@@ -38,7 +38,7 @@ def fed(data: bytes, read: Callable[[asyncio.StreamReader], Awaitable[Any]]) -> 
 
 
 def read_message(data: bytes, max_bytes: int = 1 << 20) -> tuple[bytes, bytes]:
-    message: tuple[bytes, bytes] = fed(data, lambda r: pq.read_message(r, max_bytes=max_bytes))
+    message: tuple[bytes, bytes] = fed(data, lambda r: pq.Messages(r, max_bytes=max_bytes).next())
     return message
 
 
@@ -145,10 +145,35 @@ def test_startup_cut_short_is_the_client_leaving(data: bytes) -> None:
 
 def test_read_message_frames_consecutive_messages() -> None:
     async def three(reader: asyncio.StreamReader) -> list[tuple[bytes, bytes]]:
-        return [await pq.read_message(reader, max_bytes=100) for _ in range(3)]
+        messages = pq.Messages(reader, max_bytes=100)
+        first = await messages.next()  # one read takes all three in
+        return [first, messages.buffered() or (b"", b""), await messages.next()]
 
     data = msg(b"Q", b"SELECT 1\0") + msg(b"S", b"") + msg(b"X", b"")
     assert fed(data, three) == [(b"Q", b"SELECT 1\0"), (b"S", b""), (b"X", b"")]
+
+
+def test_a_message_split_over_reads_is_put_together() -> None:
+    data = msg(b"Q", b"x" * 100_000 + b"\0") + msg(b"S", b"")
+
+    async def run() -> list[tuple[bytes, bytes]]:
+        reader = asyncio.StreamReader()
+        messages = pq.Messages(reader, max_bytes=1 << 20)
+
+        async def feed() -> None:
+            for i in range(0, len(data), 7_000):  # in pieces, as a socket may give them
+                reader.feed_data(data[i : i + 7_000])
+                await asyncio.sleep(0)
+            reader.feed_eof()
+
+        feeding = asyncio.create_task(feed())
+        got = [await messages.next(), await messages.next()]
+        await feeding
+        with pytest.raises(asyncio.IncompleteReadError):
+            await messages.next()
+        return got
+
+    assert asyncio.run(run()) == [(b"Q", b"x" * 100_000 + b"\0"), (b"S", b"")]
 
 
 def test_read_message_length_bounds() -> None:
@@ -164,7 +189,7 @@ def test_oversized_message_is_refused_before_its_body_arrives() -> None:
     async def run() -> None:
         reader = asyncio.StreamReader()
         reader.feed_data(b"Q" + i32(2**31 - 1))  # no body, no EOF
-        await asyncio.wait_for(pq.read_message(reader, max_bytes=1 << 20), 5)
+        await asyncio.wait_for(pq.Messages(reader, max_bytes=1 << 20).next(), 5)
 
     with violation("54000") as caught:
         asyncio.run(run())
