@@ -302,7 +302,9 @@ class App:
                     from proxy.frontends.pgwire.server import serving  # noqa: PLC0415
 
                     reuse = service.settings.server.workers > 1
-                    await stack.enter_async_context(serving(service, reuse_port=reuse))
+                    await stack.enter_async_context(
+                        serving(service, reuse_port=reuse, run_dir=run_dir)
+                    )
                 background = await stack.enter_async_context(anyio.create_task_group())
                 # The change-log poller and the metrics snapshots, beside the requests.
                 background.start_soon(service.background)

@@ -51,6 +51,7 @@ from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 
 from proxy.frontends.pgwire.catalog_db import BOOL, RELATIONS, catalog_for
+from proxy.frontends.pgwire.session import short_texts
 
 if TYPE_CHECKING:
     from tenancy.metadata import TableMetadata
@@ -424,6 +425,7 @@ def _column_names(tree: exp.Query) -> list[str]:
     return [_figure_name(select) or "?column?" for select in tree.selects]
 
 
+@short_texts(1024)
 def is_catalog_query(sql: str) -> bool:
     """Whether ``answer`` handles ``sql`` (answers it or refuses it), worked out once per
     text: a cheap look at the text first, so that most statements are never parsed here."""

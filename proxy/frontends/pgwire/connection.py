@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import secrets
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -69,7 +67,6 @@ _MAX_STATEMENTS = 10_000
 """Named prepared statements a session may keep (each holds its text)."""
 _ENDPOINT = "pgwire_statement"
 """The ``endpoint`` label of a wire statement in ``tenantgate_requests_total``."""
-_keys = itertools.count(1)
 
 
 class _Fatal(Exception):
@@ -125,6 +122,8 @@ class _Portal:
     outcome: _Outcome | None = None
     sent: int = 0
     described: bool = False
+    shape: _Shape | None = None
+    """Its result's, once looked up (Describe, then Execute, want it)."""
 
 
 @dataclass(slots=True)
@@ -154,7 +153,7 @@ class Connection:
         self._writer = writer
         self._out = bytearray()
         self._state = _State()
-        self.key = (next(_keys), secrets.randbits(31))
+        self.key = server.new_key()
         """(process id, secret) as BackendKeyData gives them: a CancelRequest's key."""
         self._running: asyncio.Task[Any] | None = None
         """The task running a statement, which a CancelRequest cancels (cheaper than a
@@ -198,10 +197,14 @@ class Connection:
             await self._flush()
 
     async def _flush(self) -> None:
+        writer = self._writer
         if self._out:
-            self._writer.write(bytes(self._out))
+            writer.write(bytes(self._out))
             self._out.clear()
-        await self._writer.drain()
+        # Waited for only when the socket took less than all of it (or is closing): a
+        # ``drain`` that has nothing to wait for is two coroutines per transaction.
+        if writer.transport.get_write_buffer_size() or writer.transport.is_closing():
+            await writer.drain()
 
     # -- startup ----------------------------------------------------------------------------
 
@@ -223,7 +226,7 @@ class Connection:
                 self._writer.write(b"N")
                 continue
             if isinstance(message, pq.CancelRequest):
-                self._server.cancel(message.pid, message.secret)
+                await self._server.cancel(message.pid, message.secret)
                 return False
             break
         if message.version != pq.PROTOCOL_3:
@@ -313,9 +316,8 @@ class Connection:
         while True:
             kind, payload = messages.buffered() or await messages.next()
             message = pq.parse_frontend(kind, payload)
-            if isinstance(message, pq.Terminate):
-                return
-            if isinstance(message, pq.Sync):
+            # By type byte, the extended protocol's messages first: the hot path.
+            if kind == b"S":
                 skipping = False
                 if self._state.tx is None:
                     # The implicit transaction ends here, and its portals with it (their
@@ -324,18 +326,41 @@ class Connection:
                 self._out += pq.ready_for_query(self._status())
                 await self._flush()
                 continue
-            if isinstance(message, pq.Flush):
-                await self._flush()
-                continue
-            if isinstance(message, pq.Query):
+            if kind == b"Q":
+                assert isinstance(message, pq.Query)
                 await self._simple(message.sql)
                 self._out += pq.ready_for_query(self._status())
                 await self._flush()
                 continue
+            if kind == b"H":
+                await self._flush()
+                continue
+            if kind == b"X":
+                return
             if skipping:
                 continue
             try:
-                await self._extended(message)
+                if kind == b"B":
+                    assert isinstance(message, pq.Bind)
+                    self._guard(self._bind, message)
+                    self._out += pq.bind_complete()
+                elif kind == b"E":
+                    assert isinstance(message, pq.Execute)
+                    await self._execute(message)
+                elif kind == b"D":
+                    assert isinstance(message, pq.Describe)
+                    await self._describe_message(message)
+                elif kind == b"P":
+                    assert isinstance(message, pq.Parse)
+                    self._guard(self._parse, message)
+                    self._out += pq.parse_complete()
+                else:
+                    assert isinstance(message, pq.Close)
+                    state = self._state
+                    (state.statements if message.kind == "S" else state.portals).pop(
+                        message.name, None
+                    )
+                    self._out += pq.close_complete()
             except _Failed:
                 skipping = True
             if len(self._out) > _FLUSH_AT:
@@ -365,46 +390,34 @@ class Connection:
 
     # -- extended query -----------------------------------------------------------------------
 
-    async def _extended(self, message: Any) -> None:
+    async def _describe_message(self, message: pq.Describe) -> None:
         state = self._state
-        if isinstance(message, pq.Parse):
-            self._guard(self._parse, message)
-            self._out += pq.parse_complete()
-        elif isinstance(message, pq.Bind):
-            self._guard(self._bind, message)
-            self._out += pq.bind_complete()
-        elif isinstance(message, pq.Describe):
-            if message.kind == "S":
-                statement = state.statements.get(message.name)
-                if statement is None:
-                    self._error("26000", "no such prepared statement")
-                await self._describe(statement)
-                self._out += pq.parameter_description(list(statement.param_oids))
-                if statement.columns is None:
-                    self._out += pq.no_data()
-                else:
-                    self._out += _row_description(statement.columns, ())
+        if message.kind == "S":
+            statement = state.statements.get(message.name)
+            if statement is None:
+                self._error("26000", "no such prepared statement")
+            await self._describe(statement)
+            self._out += pq.parameter_description(list(statement.param_oids))
+            if statement.columns is None:
+                self._out += pq.no_data()
             else:
-                portal = self._portal(message.name)
-                outcome = await self._outcome(portal)
-                portal.described = True
-                if outcome.columns is None:
-                    self._out += pq.no_data()
-                else:
-                    self._out += self._shape(outcome.columns, portal.result_formats).description
-        elif isinstance(message, pq.Execute):
-            portal = self._portal(message.portal)
-            outcome = await self._outcome(portal)
-            done = self._write_rows(outcome, portal.result_formats, message.max_rows, portal)
-            if done:
-                self._out += pq.command_complete(outcome.tag)
-            else:
-                self._out += pq.portal_suspended()
-        elif isinstance(message, pq.Close):
-            (state.statements if message.kind == "S" else state.portals).pop(message.name, None)
-            self._out += pq.close_complete()
-        else:  # pragma: no cover - parse_frontend returns only these
-            raise pq.ProtocolViolation(f"unexpected message {type(message).__name__}")
+                self._out += _row_description(statement.columns, ())
+            return
+        portal = self._portal(message.name)
+        outcome = await self._outcome(portal)
+        portal.described = True
+        if outcome.columns is None:
+            self._out += pq.no_data()
+        else:
+            self._out += self._portal_shape(portal, outcome.columns).description
+
+    async def _execute(self, message: pq.Execute) -> None:
+        portal = self._portal(message.portal)
+        outcome = await self._outcome(portal)
+        if self._write_rows(outcome, portal.result_formats, message.max_rows, portal):
+            self._out += pq.command_complete(outcome.tag)
+        else:
+            self._out += pq.portal_suspended()
 
     def _guard(self, step: Callable[[Any], None], message: Any) -> None:
         try:
@@ -728,6 +741,12 @@ class Connection:
             shape = self._shapes[key] = _Shape(_row_description(columns, formats), encode)
         return shape
 
+    def _portal_shape(self, portal: _Portal, columns: Sequence[ResultColumn]) -> _Shape:
+        shape = portal.shape
+        if shape is None:
+            shape = portal.shape = self._shape(columns, portal.result_formats)
+        return shape
+
     def _write_rows(
         self,
         outcome: _Outcome,
@@ -740,7 +759,10 @@ class Connection:
             return True
         start = portal.sent if portal is not None else 0
         end = len(outcome.rows) if max_rows <= 0 else min(len(outcome.rows), start + max_rows)
-        encode = self._shape(outcome.columns, formats).encode
+        if portal is not None:
+            encode = self._portal_shape(portal, outcome.columns).encode
+        else:
+            encode = self._shape(outcome.columns, formats).encode
         try:
             self._out += pq.data_rows([encode(row) for row in outcome.rows[start:end]])
         except (TypeError, ValueError) as exc:

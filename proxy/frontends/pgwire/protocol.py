@@ -215,13 +215,16 @@ class Messages:
     def __init__(self, reader: asyncio.StreamReader, *, max_bytes: int) -> None:
         self._reader = reader
         self._max = max_bytes
-        self._buffer = bytearray()
+        self._buffer: bytes | bytearray = b""
+        """The chunk read last, as read (a slice of it is the one copy of a message), or,
+        while a message spans chunks, a bytearray they are gathered in."""
         self._pos = 0
 
     def buffered(self) -> tuple[bytes, bytes] | None:
         """The next message if the buffer holds all of it, else ``None``."""
         buffer, pos = self._buffer, self._pos
-        if len(buffer) - pos < 5:
+        size = len(buffer)
+        if size - pos < 5:
             return None
         kind, length = _HEADER.unpack_from(buffer, pos)
         if length < 4:
@@ -232,15 +235,11 @@ class Messages:
                 "54000",
             )
         end = pos + 1 + length
-        if end > len(buffer):
+        if end > size:
             return None
-        payload = bytes(buffer[pos + 5 : end])
-        if end == len(buffer):
-            buffer.clear()
-            self._pos = 0
-        else:
-            self._pos = end
-        return kind, payload
+        self._pos = end
+        payload = buffer[pos + 5 : end]
+        return kind, payload if type(payload) is bytes else bytes(payload)
 
     async def next(self) -> tuple[bytes, bytes]:
         """The next message, read from the socket as needed."""
@@ -248,13 +247,24 @@ class Messages:
             message = self.buffered()
             if message is not None:
                 return message
-            if self._pos:
-                del self._buffer[: self._pos]
-                self._pos = 0
             chunk = await self._reader.read(_CHUNK)
             if not chunk:
-                raise asyncio.IncompleteReadError(bytes(self._buffer), None)
-            self._buffer += chunk
+                raise asyncio.IncompleteReadError(bytes(self._buffer[self._pos :]), None)
+            buffer, pos = self._buffer, self._pos
+            if pos >= len(buffer):
+                self._buffer = chunk
+            else:
+                # A message cut by the chunk's end: gathered in a bytearray, whose
+                # appends are amortised (adding bytes to bytes would copy it all each
+                # time: quadratic for a message of many chunks).
+                if type(buffer) is bytes:
+                    buffer = bytearray(buffer[pos:])
+                else:
+                    assert isinstance(buffer, bytearray)
+                    del buffer[:pos]
+                buffer += chunk
+                self._buffer = buffer
+            self._pos = 0
 
 
 # Not frozen: a frozen dataclass's __init__ goes through object.__setattr__ for each
@@ -475,6 +485,8 @@ def parse_sasl_response(payload: bytes) -> bytes:
 
 def _cstring(payload: bytes, pos: int, what: str) -> tuple[str, int]:
     end = payload.find(b"\0", pos)
+    if end == pos:  # the unnamed statement or portal: most Bind, Describe and Execute
+        return "", end + 1
     if end < 0:
         raise ProtocolViolation(f"{what} message is truncated: a string has no terminating NUL")
     return _decode(payload[pos:end], what), end + 1

@@ -18,8 +18,9 @@ from __future__ import annotations
 import functools
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import TokenError
@@ -48,6 +49,29 @@ SERVER_VERSION = "16.0"
 rewriter's postgres dialect generates for, and what SQLAlchemy and Django accept)."""
 
 TENANT_OPTION = "tenantgate.tenant"
+
+SHORT_TEXT = 2048
+"""Texts up to this long are remembered by ``short_texts`` functions: what drivers
+send again and again is short, and a bound on the text keeps a client that sends
+thousands of long ones from filling memory (the cache holds the text)."""
+
+T = TypeVar("T")
+
+
+def short_texts(maxsize: int) -> Callable[[Callable[[str], T]], Callable[[str], T]]:
+    """``functools.lru_cache(maxsize)`` for a pure function of one text, for texts up
+    to ``SHORT_TEXT`` characters; a longer one is worked out each time."""
+
+    def wrap(fn: Callable[[str], T]) -> Callable[[str], T]:
+        cached = functools.lru_cache(maxsize=maxsize)(fn)
+
+        @functools.wraps(fn)
+        def call(text: str) -> T:
+            return cached(text) if len(text) <= SHORT_TEXT else fn(text)
+
+        return call
+
+    return wrap
 
 
 def tenant_from(params: Mapping[str, str]) -> str | None:
@@ -202,8 +226,10 @@ _HEADS = ("BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SET", "RESET"
 _LEVELS = {" ".join(level.split("_")).upper(): level for level in ISOLATION_LEVELS}
 
 
+@short_texts(1024)
 def command(sql: str) -> Command | None:
-    """The session command ``sql`` is, or ``None`` for a logical statement."""
+    """The session command ``sql`` is, or ``None`` for a logical statement (once per
+    text: a ``SELECT`` goes through every pattern, and drivers send the same texts)."""
     if not sql.lstrip()[:16].upper().startswith(_HEADS):
         return None
     if m := _BEGIN.match(sql):
@@ -256,7 +282,7 @@ def _unquote(value: str) -> str:
 # -- parameters ----------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=2048)
+@short_texts(2048)
 def numbered_to_positional(sql: str) -> tuple[str, tuple[int, ...]]:
     """``$1``-style parameters as the pipeline's ``?``: the text, and for each ``?`` in
     order the 0-based index of the value it binds (``$2 … $1 … $2`` → ``(1, 0, 1)``).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.frontends.pgwire.session import (
+    SHORT_TEXT,
     Begin,
     End,
     Fixed,
@@ -15,6 +16,7 @@ from proxy.frontends.pgwire.session import (
     Version,
     command,
     numbered_to_positional,
+    short_texts,
     tenant_from,
     user_name,
 )
@@ -101,3 +103,18 @@ def test_numbered_parameters_become_positional(
     sql: str, converted: str, order: tuple[int, ...]
 ) -> None:
     assert numbered_to_positional(sql) == (converted, order)
+
+
+def test_short_texts_are_remembered_and_long_ones_are_not() -> None:
+    calls: list[str] = []
+
+    @short_texts(4)
+    def length(text: str) -> int:
+        calls.append(text)
+        return len(text)
+
+    short, long = "x" * SHORT_TEXT, "y" * (SHORT_TEXT + 1)
+    assert [length(short), length(short), length(long), length(long)] == [
+        len(short), len(short), len(long), len(long),
+    ]  # fmt: skip
+    assert calls == [short, long, long]
