@@ -651,3 +651,69 @@ def test_a_tokens_rate_applies_to_each_statement(wire: Wire) -> None:
         assert conn.execute("SELECT 1 AS one").fetchone() == (1,)
         with pytest.raises(psycopg.errors.ConfigurationLimitExceeded):
             conn.execute("SELECT 2 AS two")
+
+
+# -- the extended protocol's implicit transaction ------------------------------------------------
+
+
+def _begun(wire: Wire) -> float:
+    text = httpx.get(f"{wire.url}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith('tenantgate_transactions_total{outcome="begun"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_statements_up_to_a_sync_are_all_or_nothing(wire: Wire, tenant: str) -> None:
+    """A psycopg pipeline in autocommit sends several statements before one Sync: as
+    on PostgreSQL (checked there too, directly), a failing one undoes the others."""
+    kept, dropped = mark(), mark()
+    with psycopg.connect(wire.dsn(tenant), autocommit=True) as conn:
+        with conn.pipeline():
+            conn.execute(INSERT, ["a", kept])
+            conn.execute(INSERT, ["b", kept])
+        with pytest.raises(psycopg.IntegrityError), conn.pipeline():
+            conn.execute(INSERT, ["c", dropped])
+            conn.execute(INSERT, [None, dropped])
+        # Idle again, not in a failed block: the next statement runs.
+        assert conn.execute("SELECT 1 AS one").fetchone() == (1,)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert wire.stored(tenant, kept) == 2
+    assert wire.stored(tenant, dropped) == 0
+
+
+def test_one_statement_up_to_a_sync_begins_no_transaction(wire: Wire) -> None:
+    """The usual run (Parse, Bind, Describe, Execute, Sync in one packet) is its own
+    transaction: no interactive transaction is begun for it."""
+    before = _begun(wire)
+    last = mark()
+    with psycopg.connect(wire.dsn("pg.example"), autocommit=True) as conn:
+        for _ in range(3):
+            conn.execute(INSERT, ["a", last])
+            conn.execute("SELECT ContactID FROM Contacts WHERE ContactID = %s", [1])
+    assert wire.stored("pg.example", last) == 3
+    assert _begun(wire) == before
+
+
+def test_a_failed_run_up_to_a_sync_leaves_the_session_idle(wire: Wire) -> None:
+    last = mark()
+    raw = _Raw(wire)
+    try:
+        raw.login("pg.example")
+        ok = INSERT.replace("%s", "'x'", 1).replace("%s", f"'{last}'")
+        bad = INSERT.replace("%s", "NULL", 1).replace("%s", f"'{last}'")
+        for sql in (ok, bad):
+            raw.send(_message(b"P", b"\0" + sql.encode() + b"\0" + struct.pack("!H", 0)))
+            raw.send(_message(b"B", b"\0\0" + struct.pack("!HHH", 0, 0, 0)))
+            raw.send(_message(b"E", b"\0" + struct.pack("!I", 0)))
+        raw.send(_message(b"S", b""))
+        seen = raw.until(b"Z")
+        kinds = [k for k, _ in seen]
+        # The first ran (1, 2, C); the second failed (1, 2, E); ReadyForQuery idle.
+        assert kinds == [b"1", b"2", b"C", b"1", b"2", b"E", b"Z"], kinds
+        assert _sqlstate(seen[5][1]) == "23502"
+        assert seen[-1] == (b"Z", b"I")
+    finally:
+        raw.close()
+    assert wire.stored("pg.example", last) == 0

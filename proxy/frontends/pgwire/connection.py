@@ -116,6 +116,7 @@ class _Statement:
 
 @dataclass(slots=True)
 class _Portal:
+    name: str
     statement: _Statement
     params: list[object]
     result_formats: tuple[int, ...]
@@ -136,6 +137,8 @@ class _State:
     dialect: str = "postgres"
     parameters: dict[str, str] = field(default_factory=dict)
     tx: str | None = None
+    implicit: bool = False
+    """``tx`` is the extended protocol's implicit transaction, which ends at Sync."""
     failed: bool = False
     statements: dict[str, _Statement] = field(default_factory=dict)
     portals: dict[str, _Portal] = field(default_factory=dict)
@@ -319,15 +322,12 @@ class Connection:
             # By type byte, the extended protocol's messages first: the hot path.
             if kind == b"S":
                 skipping = False
-                if self._state.tx is None:
-                    # The implicit transaction ends here, and its portals with it (their
-                    # results too: a portal holds its rows until it is done).
-                    self._state.portals.clear()
-                self._out += pq.ready_for_query(self._status())
-                await self._flush()
+                await self._sync()
                 continue
             if kind == b"Q":
                 assert isinstance(message, pq.Query)
+                if self._state.implicit:  # a Query ends what came before it, as Sync does
+                    await self._commit_implicit()
                 await self._simple(message.sql)
                 self._out += pq.ready_for_query(self._status())
                 await self._flush()
@@ -365,6 +365,17 @@ class Connection:
                 skipping = True
             if len(self._out) > _FLUSH_AT:
                 await self._flush()
+
+    async def _sync(self) -> None:
+        state = self._state
+        if state.implicit:
+            await self._commit_implicit()
+        if state.tx is None:
+            # The implicit transaction ends here, and its portals with it (their results
+            # too: a portal holds its rows until it is done).
+            state.portals.clear()
+        self._out += pq.ready_for_query(self._status())
+        await self._flush()
 
     def _status(self) -> bytes:
         state = self._state
@@ -449,7 +460,9 @@ class Connection:
             oid = statement.param_oids[i] if i < len(statement.param_oids) else 0
             fmt = formats[0] if len(formats) == 1 else (formats[i] if formats else 0)
             values.append(decode_param(raw, oid, fmt))
-        state.portals[message.portal] = _Portal(statement, values, message.result_formats)
+        state.portals[message.portal] = _Portal(
+            message.portal, statement, values, message.result_formats
+        )
 
     async def _describe(self, statement: _Statement) -> None:
         """Parameter and result types before anything runs (asyncpg, JDBC)."""
@@ -490,6 +503,12 @@ class Connection:
                 self._error("08P01", "a parameter the statement uses was not bound")
             if not statement.order:
                 params = []
+            if (
+                self._state.tx is None
+                and statement.command is None
+                and self._messages.another_statement_ahead(portal.name)
+            ):
+                await self._begin_implicit(statement)
             outcome = await self._run(statement, params, portal.params)
             if statement.columns is not None and outcome.columns is not None:
                 if len(outcome.columns) != len(statement.columns):
@@ -618,15 +637,49 @@ class Connection:
         return min(asked, q.max_timeout_ms) if asked > 0 else q.default_timeout_ms
 
     async def _statement_failed(self) -> None:
-        """Inside a transaction block: the block is failed, its transaction rolled back."""
+        """Inside a transaction block: the block is failed, its transaction rolled back.
+        Inside an implicit one: rolled back, and the session is idle again at Sync."""
         state = self._state
         if state.tx is None:
             return
-        state.failed = True
+        state.failed = not state.implicit
         await self._end_transaction()
+
+    async def _begin_implicit(self, statement: _Statement) -> None:
+        """The extended protocol's implicit transaction, begun before the first statement
+        that writes in a run of several up to a Sync: PostgreSQL runs such a run as one
+        transaction (a JDBC batch, a psycopg pipeline), all or nothing. A run of one
+        statement, the usual case, needs none: it is its own transaction."""
+        state = self._state
+        assert state.principal is not None
+        try:
+            parsed = self._service.plans.parse(statement.sql, dialect=state.dialect)
+        except Exception:  # noqa: BLE001 - running it reports what is wrong
+            return
+        if parsed.statement_class == "read":
+            return  # a read changes nothing to undo; a write after it begins one
+        try:
+            opened = await self._service.transactions.begin(state.principal, state.tenant)
+        except Exception as exc:  # noqa: BLE001 - every refusal becomes its SQLSTATE
+            sqlstate, _ = sqlstate_for(exc)
+            self._error(sqlstate, getattr(exc, "message", str(exc)))
+        state.tx, state.implicit = opened.id, True
+
+    async def _commit_implicit(self) -> None:
+        """At Sync: the implicit transaction commits (an error is reported before
+        ReadyForQuery, which is 'I' either way)."""
+        state = self._state
+        tx, state.tx, state.implicit = state.tx, None, False
+        assert tx is not None and state.principal is not None
+        try:
+            await self._service.transactions.commit(state.principal, tx)
+        except Exception as exc:  # noqa: BLE001 - every error becomes an ErrorResponse
+            sqlstate, _ = sqlstate_for(exc)
+            self._out += pq.error_response(sqlstate, getattr(exc, "message", str(exc)))
 
     async def _end_transaction(self) -> None:
         state = self._state
+        state.implicit = False
         tx, state.tx = state.tx, None
         if tx is None or state.principal is None:
             return
@@ -642,6 +695,14 @@ class Connection:
         if isinstance(command, cmd.Refused):
             self._error(command.sqlstate, command.message)
         if isinstance(command, cmd.Begin):
+            if state.implicit:
+                # As PostgreSQL does: the run's implicit transaction becomes a block.
+                if command.isolation is not None:
+                    self._error(
+                        "25001", "BEGIN ISOLATION LEVEL must come before the block's statements"
+                    )
+                state.implicit = False
+                return _Outcome(None, [], "BEGIN")
             if state.tx is not None or state.failed:
                 self._out += pq.notice_response(
                     "25001", "there is already a transaction in progress", severity="WARNING"
@@ -661,7 +722,7 @@ class Connection:
         if isinstance(command, cmd.Set):
             return self._set(command)
         if isinstance(command, cmd.Savepoint):
-            if state.tx is None and not state.failed:
+            if (state.tx is None or state.implicit) and not state.failed:
                 self._error("25P01", "SAVEPOINT can only be used in transaction blocks")
             return _Outcome(None, [], "RELEASE" if command.release else "SAVEPOINT")
         if isinstance(command, cmd.Fixed):
@@ -689,7 +750,7 @@ class Connection:
         if not command.commit:
             await self._end_transaction()
             return _Outcome(None, [], "ROLLBACK")
-        tx, state.tx = state.tx, None
+        tx, state.tx, state.implicit = state.tx, None, False
         try:
             await self._service.transactions.commit(state.principal, tx)
         except (TransactionAborted, TransactionNotFound) as exc:

@@ -241,6 +241,25 @@ class Messages:
         payload = buffer[pos + 5 : end]
         return kind, payload if type(payload) is bytes else bytes(payload)
 
+    def another_statement_ahead(self, portal: str) -> bool:
+        """Whether the messages already read show another statement before the next
+        Sync: a Bind, or an Execute of a portal other than ``portal``. True too when
+        the buffer ends before a Sync: the rest is not known yet."""
+        buffer, pos = self._buffer, self._pos
+        size = len(buffer)
+        name = portal.encode()
+        while size - pos >= 5:
+            kind, length = _HEADER.unpack_from(buffer, pos)
+            end = pos + 1 + length
+            if kind == b"S":
+                return False
+            if kind in (b"B", b"Q") or end > size or length < 4:
+                return True
+            if kind == b"E" and buffer[pos + 5 : buffer.find(b"\0", pos + 5, end)] != name:
+                return True
+            pos = end
+        return True
+
     async def next(self) -> tuple[bytes, bytes]:
         """The next message, read from the socket as needed."""
         while True:

@@ -448,3 +448,27 @@ def test_violation_carries_its_sqlstate() -> None:
     exc = pq.ProtocolViolation("too big", "54000")
     assert (exc.message, exc.sqlstate, str(exc)) == ("too big", "54000", "too big")
     assert pq.ProtocolViolation("bad").sqlstate == "08P01"
+
+
+def _ahead(data: bytes, portal: str = "") -> bool:
+    async def run() -> bool:
+        reader = asyncio.StreamReader()
+        reader.feed_data(msg(b"H", b"") + data)  # a Flush to read, and the rest buffered
+        messages = pq.Messages(reader, max_bytes=1 << 20)
+        assert await messages.next() == (b"H", b"")
+        return messages.another_statement_ahead(portal)
+
+    return bool(asyncio.run(run()))
+
+
+def test_another_statement_ahead_of_the_sync() -> None:
+    execute = msg(b"E", b"\0" + i32(0))
+    named = msg(b"E", b"cur\0" + i32(2))
+    sync = msg(b"S", b"")
+    bind = msg(b"B", b"\0\0" + b"\0\0" * 3)
+    assert not _ahead(execute + sync), "this portal's own Execute, then Sync"
+    assert not _ahead(named + named + sync, "cur"), "the same portal, row by row"
+    assert _ahead(execute + bind + execute + sync), "a second Bind: another statement"
+    assert _ahead(named + sync), "another portal's Execute"
+    assert _ahead(execute), "no Sync read yet: not known, so assumed"
+    assert not _ahead(sync + bind + execute), "after the Sync: the next run's"
