@@ -429,7 +429,7 @@ class _Collector(Collector):
 def _cache_families(caches: Mapping[str, Mapping[str, int]]) -> Iterable[Metric]:
     lookups = CounterMetricFamily(
         "tenantgate_cache_lookups",
-        "Cache lookups by cache (tenant, metadata, plan) and result (hit, miss).",
+        "Cache lookups by cache (tenant, metadata, plan, prepared) and result (hit, miss).",
         labels=["cache", "result"],
     )
     stale = CounterMetricFamily(
@@ -440,7 +440,7 @@ def _cache_families(caches: Mapping[str, Mapping[str, int]]) -> Iterable[Metric]
     )
     entries = GaugeMetricFamily(
         "tenantgate_cache_entries",
-        "Entries held, by cache (tenant, metadata, plan, parse).",
+        "Entries held, by cache (tenant, metadata, plan, parse, prepared).",
         labels=["cache"],
     )
     held = GaugeMetricFamily(

@@ -19,6 +19,11 @@ by everything of the request it depends on, with the caches' change counters
 
 What depends on the caller is checked again each time: the token's tenants and
 statement classes, and the values bound to the statement.
+
+Bounded by count and by the text held (the caller's statement and the tenant's SQL,
+which for an 800-column ``SELECT *`` is about 20 KB): a client sending thousands of
+long texts cannot fill memory through it, and a text past ``MAX_ENTRY_CHARS`` is not
+kept at all.
 """
 
 from __future__ import annotations
@@ -31,10 +36,13 @@ if TYPE_CHECKING:
     from proxy.pipeline.request import QueryRequest
     from tenancy.resolver import Tenant
 
-__all__ = ["REUSE_S", "Kept", "Reuse"]
+__all__ = ["MAX_CHARS", "MAX_ENTRY_CHARS", "REUSE_S", "Kept", "Reuse"]
 
 REUSE_S = 1.0
 """How long a kept preparation may be reused while no cache changes."""
+MAX_CHARS = 8 * 1024 * 1024
+"""The text all kept preparations may hold, statement and SQL together."""
+MAX_ENTRY_CHARS = 128 * 1024
 
 Key = tuple[str | int, str, str, str, bool]
 Stamp = tuple[int, int]
@@ -52,21 +60,28 @@ class Kept:
     """The ``?`` values the statement takes (``ParsedStatement.positional_params``)."""
     stamp: Stamp
     until: float
+    chars: int
+    """The text it holds (the key's statement and ``sql``)."""
 
 
 class Reuse:
-    """Kept preparations by request, at most ``maxsize`` (the oldest made goes first).
+    """Kept preparations by request, at most ``maxsize`` of them and ``max_chars`` of
+    text (the oldest made goes first).
 
     Used from the event loop only: a preparation made in a worker thread (after a
     cache miss) is not kept, and the next request's is.
     """
 
-    def __init__(self, *, maxsize: int = 4096, window_s: float = REUSE_S) -> None:
-        if maxsize <= 0 or not window_s > 0:
-            raise ValueError("maxsize and window_s must be positive")
+    def __init__(
+        self, *, maxsize: int = 4096, max_chars: int = MAX_CHARS, window_s: float = REUSE_S
+    ) -> None:
+        if maxsize <= 0 or max_chars <= 0 or not window_s > 0:
+            raise ValueError("maxsize, max_chars and window_s must be positive")
         self._maxsize = maxsize
+        self._max_chars = max_chars
         self._window = window_s
         self._kept: dict[Key, Kept] = {}
+        self._chars = 0
         self._hits = 0
         self._misses = 0
 
@@ -95,14 +110,26 @@ class Reuse:
         now: float,
     ) -> None:
         kept = self._kept
-        kept.pop(key, None)  # made afresh: the newest, last
-        if len(kept) >= self._maxsize:
-            del kept[next(iter(kept))]
-        kept[key] = Kept(tenant, plan, sql, positional, stamp, now + self._window)
+        old = kept.pop(key, None)  # made afresh: the newest, last
+        if old is not None:
+            self._chars -= old.chars
+        chars = len(key[1]) + len(sql)
+        if chars > min(MAX_ENTRY_CHARS, self._max_chars):
+            return
+        while kept and (len(kept) >= self._maxsize or self._chars + chars > self._max_chars):
+            self._chars -= kept.pop(next(iter(kept))).chars
+        kept[key] = Kept(tenant, plan, sql, positional, stamp, now + self._window, chars)
+        self._chars += chars
 
     def clear(self) -> None:
         self._kept.clear()
+        self._chars = 0
 
     def get_stats(self) -> dict[str, int]:
         # From a scrape's thread: three reads, each whole under the GIL.
-        return {"hits": self._hits, "misses": self._misses, "size": len(self._kept)}
+        return {
+            "hits": self._hits,
+            "misses": self._misses,
+            "size": len(self._kept),
+            "chars": self._chars,
+        }

@@ -69,7 +69,7 @@ def test_kept_while_the_stamp_holds_and_the_window_lasts() -> None:
     assert reuse.get(key, (1, 2), 0.5) is None, "a metadata change"
     assert reuse.get(key, (2, 1), 0.5) is None, "a tenant change"
     assert reuse.get(key, (1, 1), 1.0) is None, "past its window"
-    assert reuse.get_stats() == {"hits": 1, "misses": 4, "size": 1}
+    assert reuse.get_stats() == {"hits": 1, "misses": 4, "size": 1, "chars": len("SELECT 1S")}
 
 
 def test_a_key_holds_what_the_preparation_depends_on() -> None:
@@ -95,7 +95,17 @@ def test_the_oldest_made_goes_first() -> None:
     assert reuse.get_stats()["size"] == 2
 
 
-@pytest.mark.parametrize("bad", [{"maxsize": 0}, {"window_s": 0.0}])
+def test_the_text_held_is_bounded() -> None:
+    reuse = Reuse(max_chars=100)
+    for i in range(5):
+        _put(reuse, ("t", f"{i:030d}", "tsql", "error", False), (0, 0), 0.0)  # 31 chars each
+    stats = reuse.get_stats()
+    assert stats["size"] == 3 and stats["chars"] == 93
+    _put(reuse, ("t", "x" * 100, "tsql", "error", False), (0, 0), 0.0)
+    assert reuse.get_stats() == stats, "a text past the bound is not kept, and evicts nothing"
+
+
+@pytest.mark.parametrize("bad", [{"maxsize": 0}, {"max_chars": 0}, {"window_s": 0.0}])
 def test_bad_options_are_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         Reuse(**bad)
