@@ -33,8 +33,12 @@ running thread's stack, not its CPU: a send that wakes its receiver and is preem
 counts as the sender's own time (``StreamWriter.write``, ``Statements.execute``), so
 those two are overstated; /proc puts tenantgate's system CPU near 25 µs a transaction.
 
+With ``--against REF`` (a git commit, branch or tag), a second tenantgate runs the
+code of REF from a git worktree, with the same configuration, in the same alternating
+rounds: a change's effect measured side by side, and the CPU of each per transaction.
+
     .venv/bin/python benchmarks/pgbench_compare.py [--rounds 3] [--seconds 5] \\
-        [--clients 16,1] [--profile] [--tiny]
+        [--clients 16,1] [--profile] [--tiny] [--against REF]
 """
 
 from __future__ import annotations
@@ -161,17 +165,45 @@ classes = ["read"]
 
 @contextlib.contextmanager
 def tenantgate(
-    pg: PgServer, database: str, root: Path, workers: int = 1
+    pg: PgServer, database: str, root: Path, workers: int = 1, code: Path = ROOT
 ) -> Iterator[tuple[int, int]]:
     """The service with ``[pgwire]`` on, serving ``database`` as ``TENANT``: its wire
-    port and pid (with several workers, the parent's: ``tree_cpu_s`` counts them all)."""
+    port and pid (with several workers, the parent's: ``tree_cpu_s`` counts them all).
+    ``code``: the checkout it runs (``--against``'s worktree)."""
+    root.mkdir(parents=True, exist_ok=True)
     controller = root / "controller.db"
     write_controller(controller, [(1, TENANT, pg.odbc(database))])
     port = free_port()
     config = root / "tenantgate.toml"
     config.write_text(_config(controller, port, workers), encoding="utf-8")
-    with serve(config, root / "service.log") as (_, pid):
+    with serve(config, root / "service.log", code=code) as (_, pid):
         yield port, pid
+
+
+@contextlib.contextmanager
+def worktree(ref: str, where: Path) -> Iterator[Path]:
+    """A detached git worktree of ``ref`` at ``where``, removed afterwards."""
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(where), ref],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    try:
+        yield where
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)],
+            check=False, capture_output=True, timeout=120,
+        )  # fmt: skip
+
+
+def targets(against: str | None) -> tuple[tuple[str, str, str], ...]:
+    """What runs: ``TARGETS``, and tenantgate at ``against`` in each mode."""
+    if against is None:
+        return TARGETS
+    return TARGETS + tuple(
+        ("against", mode, f"tenantgate {against[:12]}, {mode}")
+        for mode in ("simple", "extended", "prepared")
+    )
 
 
 def profile(pid: int, seconds: int, out: Path, run: Callable[[], Run]) -> tuple[Path, Run]:
@@ -244,6 +276,9 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--workers", type=int, default=1, help="tenantgate's server.workers")
     parser.add_argument("--tiny", action="store_true", help="the smoke test's size")
+    parser.add_argument(
+        "--against", metavar="REF", help="also run tenantgate at this git ref, side by side"
+    )
     args = parser.parse_args()
     clients = [int(c) for c in str(args.clients).split(",")]
     if args.tiny:
@@ -277,15 +312,23 @@ def run(pg: PgServer, root: Path, args: argparse.Namespace, clients: list[int]) 
             )  # fmt: skip
         script = root / "point_select.pgbench.sql"
         script.write_text(SCRIPT)
-        with (
-            pgbouncer(pg, database) as (bouncer_port, bouncer_pid),
-            tenantgate(pg, database, root, args.workers) as (wire_port, wire_pid),
-        ):
+        against = getattr(args, "against", None)
+        with contextlib.ExitStack() as stack:
+            bouncer_port, bouncer_pid = stack.enter_context(pgbouncer(pg, database))
+            wire_port, wire_pid = stack.enter_context(
+                tenantgate(pg, database, root / "head", args.workers)
+            )
             where = {
                 "direct": (pg.port, pg.user, database, None),
                 "pgbouncer": (bouncer_port, pg.user, database, bouncer_pid),
                 "tenantgate": (wire_port, WIRE_USER, TENANT, wire_pid),
             }
+            if against is not None:
+                code = stack.enter_context(worktree(against, root / "against-code"))
+                port, pid = stack.enter_context(
+                    tenantgate(pg, database, root / "against", args.workers, code)
+                )
+                where["against"] = (port, WIRE_USER, TENANT, pid)
 
             def runner(target: str, mode: str, c: int, seconds: int) -> Callable[[], Run]:
                 port, user, db, pid = where[target]
@@ -294,7 +337,7 @@ def run(pg: PgServer, root: Path, args: argparse.Namespace, clients: list[int]) 
                     clients=c, seconds=seconds, pid=pid,
                 )  # fmt: skip
 
-            report(args, clients, runner)
+            report(args, clients, runner, targets(against))
             if args.profile and args.workers == 1:
                 for mode in ("simple", "extended", "prepared"):
                     out = root / f"profile-{mode}.txt"
@@ -313,15 +356,16 @@ def run(pg: PgServer, root: Path, args: argparse.Namespace, clients: list[int]) 
 def report(
     args: argparse.Namespace, clients: list[int],
     runner: Callable[[str, str, int, int], Callable[[], Run]],
+    runs: tuple[tuple[str, str, str], ...] = TARGETS,
 ) -> None:  # fmt: skip
     # Warm every path: pools, plan and metadata caches, PgBouncer's server connections.
     # The smoke test's size has no warm-up: its figures are not read.
-    for target, mode, _ in TARGETS if not args.tiny else ():
+    for target, mode, _ in runs if not args.tiny else ():
         runner(target, mode, max(clients), 1)()
     results: dict[tuple[str, str, int], list[Run]] = {}
     for r in range(args.rounds):
         for c in clients:
-            order = list(TARGETS[r % len(TARGETS) :] + TARGETS[: r % len(TARGETS)])
+            order = list(runs[r % len(runs) :] + runs[: r % len(runs)])
             for target, mode, _ in order:
                 results.setdefault((target, mode, c), []).append(
                     runner(target, mode, c, args.seconds)()
@@ -334,21 +378,29 @@ def report(
         f"and tenantgate (server.workers = {args.workers}, sharing it); {os.cpu_count()} CPUs "
         "shared by pgbench, the proxy and PostgreSQL"
     )
-    print(f"\n  {'clients':>7}  {'path':26}{'tps':>9}{'CPU µs/tx':>11}{'tg/PgBouncer':>14}")
+    print(f"\n  {'clients':>7}  {'path':30}{'tps':>9}{'CPU µs/tx':>11}{'tg/PgBouncer':>14}")
     for c in clients:
         med: dict[tuple[str, str], Run] = {}
-        for target, mode, label in TARGETS:
-            runs = results[(target, mode, c)]
-            cpus = [x.cpu_us for x in runs if x.cpu_us is not None]
+        for target, mode, label in runs:
+            done = results[(target, mode, c)]
+            cpus = [x.cpu_us for x in done if x.cpu_us is not None]
             m = med[(target, mode)] = Run(
-                statistics.median(x.tps for x in runs), statistics.median(cpus) if cpus else None
+                statistics.median(x.tps for x in done), statistics.median(cpus) if cpus else None
             )
             cpu = f"{m.cpu_us:11.0f}" if m.cpu_us is not None else f"{'-':>11}"
             ratio = ""
-            if target == "tenantgate":
+            if target in ("tenantgate", "against"):
                 bouncer = med[("pgbouncer", "simple" if mode == "simple" else "extended")]
                 ratio = f"{m.tps / bouncer.tps:13.2f}x"
-            print(f"  {c:>7}  {label:26}{m.tps:9.0f}{cpu}{ratio}")
+            print(f"  {c:>7}  {label:30}{m.tps:9.0f}{cpu}{ratio}")
+        if any(target == "against" for target, _, _ in runs):
+            for mode in ("simple", "extended", "prepared"):
+                head, base = med[("tenantgate", mode)], med[("against", mode)]
+                assert head.cpu_us is not None and base.cpu_us is not None
+                print(
+                    f"  {c:>7}  this checkout / {args.against[:12]}, {mode}: "
+                    f"tps {head.tps / base.tps:.2f}x, CPU µs/tx {head.cpu_us / base.cpu_us:.2f}x"
+                )
     print(
         "  CPU µs/tx: the proxy process alone (tenantgate's service, PgBouncer), from "
         "/proc/PID/stat; tg/PgBouncer: tps in the same mode (prepared against extended)."

@@ -223,14 +223,16 @@ def running_stack(
 
 
 @contextlib.contextmanager
-def serve(config: Path, log_path: Path) -> Iterator[tuple[str, int]]:
-    """The service process on ``config``, on a free loopback port: its base URL and pid."""
+def serve(config: Path, log_path: Path, *, code: Path = ROOT) -> Iterator[tuple[str, int]]:
+    """The service process on ``config``, on a free loopback port: its base URL and pid.
+
+    ``code``: the checkout whose ``proxy`` runs (a benchmark's other version)."""
     port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "proxy", "serve", "--config", str(config), "--port", str(port)],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+            cwd=code, stdout=log, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
