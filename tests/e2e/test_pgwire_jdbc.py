@@ -39,6 +39,7 @@ def test_jdbc_prepares_commits_and_rolls_back(wire: Wire, tenant: str) -> None:
     lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
     assert lines["product"] == "PostgreSQL"
     assert lines["selected"] == "8"
-    assert lines["kept"] == "2"
+    assert lines["kept"] == "2", "the failed batch's first row is not kept either"
+    assert lines["batch"].startswith("23"), lines["batch"]  # integrity constraint violation
     assert lines["refused"] == "42703"
     assert wire.stored(tenant, marker) == 2

@@ -51,6 +51,20 @@ public class TenantgateJdbc {
             }
             conn.rollback();
             conn.setAutoCommit(true);
+            // A batch in autocommit: one Sync after all its rows, so all or nothing.
+            try (PreparedStatement insert = conn.prepareStatement(
+                    "INSERT INTO Contacts (FirstName, LastName, IsActive, CreatedAt) VALUES (?, ?, true, ?)")) {
+                for (String first : new String[] {"Fay", null}) {
+                    insert.setString(1, first);
+                    insert.setString(2, marker);
+                    insert.setTimestamp(3, Timestamp.valueOf("2024-05-03 10:00:00"));
+                    insert.addBatch();
+                }
+                insert.executeBatch();
+                System.out.println("batch ok");
+            } catch (SQLException e) {
+                System.out.println("batch " + e.getSQLState());
+            }
             try (PreparedStatement count = conn.prepareStatement(
                     "SELECT COUNT(*) AS n FROM Contacts WHERE LastName = ?")) {
                 count.setString(1, marker);
