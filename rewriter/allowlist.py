@@ -145,7 +145,8 @@ ALLOWED_ARGS[exp.Except] = ALLOWED_ARGS[exp.Union]
 # Writes (their shape is checked by ``writes.check``). Each node below is allowed
 # only in its one place (``_check_write_node``): a DML statement only as the root
 # (a PostgreSQL data-modifying CTE would hide a write inside a read), VALUES only
-# as an INSERT's source, row values only as VALUES rows.
+# as an INSERT's source or as the one source of an INSERT's SELECT (``_check_values``:
+# SQLAlchemy's "insertmanyvalues"), row values only as VALUES rows.
 WRITE_NODES: frozenset[type[exp.Expr]] = frozenset(
     {exp.Insert, exp.Update, exp.Delete, exp.Values, exp.Tuple, exp.Schema, exp.Returning}
 )
@@ -154,7 +155,8 @@ ALLOWED_ARGS[exp.Insert] = frozenset({"this", "expression", "returning", "with_"
 ALLOWED_ARGS[exp.Update] = frozenset({"this", "expressions", "where", "returning", "with_"})
 ALLOWED_ARGS[exp.Delete] = frozenset({"this", "tables", "where", "returning", "with_"})
 ALLOWED_ARGS[exp.Schema] = frozenset({"this", "expressions"})
-ALLOWED_ARGS[exp.Values] = frozenset({"expressions"})
+# The alias only on VALUES as a derived table (``_check_values``).
+ALLOWED_ARGS[exp.Values] = frozenset({"expressions", "alias"})
 ALLOWED_ARGS[exp.Tuple] = frozenset({"expressions"})
 WRITE_PLACES: dict[type[exp.Expr], tuple[tuple[type[exp.Expr], ...], str | None, str]] = {
     # node: (allowed parent types, its argument name there, what it is called)
@@ -443,6 +445,38 @@ def _check_write_node(node: exp.Expr) -> None:
         raise refuse("OUTPUT ... INTO")
 
 
+def _check_values(node: exp.Expr) -> None:
+    """VALUES as an INSERT's own rows (no alias), or as the one source of the SELECT
+    that is an INSERT's source: ``INSERT INTO t (a) SELECT x FROM (VALUES (?), (?)) AS
+    v(x)``. The rest of that shape (rows of literals and parameters, a select list of
+    the alias's columns) is ``writes.check``'s; VALUES anywhere else stays refused."""
+    parent = node.parent
+    if isinstance(parent, exp.Insert) and node.arg_key == "expression":
+        if node.args.get("alias"):
+            raise refuse("an alias on INSERT ... VALUES")
+        return
+    if is_insert_values_source(node):
+        return
+    _check_write_node(node)  # refuses, naming the construct as before
+
+
+def is_insert_values_source(node: exp.Expr) -> bool:
+    """``node`` is the VALUES of ``INSERT ... SELECT ... FROM (VALUES ...) AS v(...)``:
+    the FROM of the SELECT that is the INSERT's source (not a join, not a branch of a
+    set operation, not a subquery)."""
+    from_ = node.parent
+    select = from_.parent if isinstance(from_, exp.From) else None
+    return (
+        type(node) is exp.Values
+        and node.arg_key == "this"
+        and type(select) is exp.Select
+        and from_ is not None
+        and from_.arg_key == "from_"
+        and type(select.parent) is exp.Insert
+        and select.arg_key == "expression"
+    )
+
+
 _GROUPINGS = (exp.Rollup, exp.Cube, exp.GroupingSets)
 
 
@@ -507,6 +541,7 @@ CHECKS: dict[type[exp.Expr], Callable[[exp.Expr], None]] = {
     exp.Select: _check_select,
     **functions.CHECKS,
     **dict.fromkeys(WRITE_PLACES, _check_write_node),
+    exp.Values: _check_values,
     exp.Tuple: _check_tuple,
     exp.Group: _check_group,
     exp.Rollup: _check_grouping_construct,

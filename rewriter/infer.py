@@ -17,6 +17,7 @@ Parameters: a ``?`` takes its type from where it stands, by the rules of ``_RULE
     col BETWEEN ? AND ?                col's type
     col LIKE ?                         text
     INSERT (a, b) VALUES (?, ?)        the column at that position (also INSERT ... SELECT ?)
+    INSERT (a) SELECT x FROM (VALUES (?)) AS v(x)   as the select item reading x
     UPDATE ... SET col = ?             col's type (a SET item is an ``=``)
     LIMIT ?, OFFSET ?, TOP ?, FETCH ?  integer
     CAST(? AS type), (?)::type         the target type
@@ -40,6 +41,7 @@ from sqlglot import exp
 
 from rewriter import columns as cols
 from rewriter import qualify, writes
+from rewriter.allowlist import is_insert_values_source
 from rewriter.markers import META_POSITION
 from rewriter.parse import ParsedStatement, too_deep
 from rewriter.plan import MISSING_COLUMN_POLICIES, table_shapes
@@ -310,10 +312,39 @@ def _cast_target(parent: exp.Expr, child: exp.Expr, env: _Env) -> TypeHint:
 def _values_row(parent: exp.Expr, child: exp.Expr, env: _Env) -> TypeHint:
     """INSERT (a, b) VALUES (?, ?): the column at the value's position."""
     values = parent.parent
-    insert = values.parent if isinstance(values, exp.Values) else None
-    if not isinstance(insert, exp.Insert) or child.index is None:
+    if child.index is None or not isinstance(values, exp.Values):
+        return UNKNOWN
+    if is_insert_values_source(values):
+        return _values_source_row(values, child.index, env)
+    insert = values.parent
+    if not isinstance(insert, exp.Insert):
         return UNKNOWN
     return _inserted(insert, child.index, env)
+
+
+def _values_source_row(values: exp.Values, index: int, env: _Env) -> TypeHint:
+    """INSERT (a, b) SELECT x, CAST(y AS t) FROM (VALUES (?, ?)) AS v(x, y): the alias
+    column at the value's position, as the one select item that reads it uses it (the
+    CAST's type, or the inserted column's)."""
+    alias = values.args.get("alias")
+    select = values.parent.parent if values.parent is not None else None
+    if not isinstance(alias, exp.TableAlias) or not isinstance(select, exp.Select):
+        return UNKNOWN
+    if index >= len(alias.columns):
+        return UNKNOWN
+    name = alias.columns[index].name
+    found: list[TypeHint] = []
+    for position, item in enumerate(select.expressions):
+        inner = item.this if isinstance(item, exp.Alias) else item
+        column = inner.this if type(inner) is exp.Cast else inner
+        if type(column) is exp.Column and column.name == name:
+            if isinstance(inner, exp.Cast):
+                found.append(_cast(inner))
+            else:
+                insert = select.parent
+                assert isinstance(insert, exp.Insert)  # is_insert_values_source
+                found.append(_inserted(insert, position, env))
+    return found[0] if len(found) == 1 else UNKNOWN
 
 
 def _select_item(parent: exp.Expr, child: exp.Expr, env: _Env) -> TypeHint:

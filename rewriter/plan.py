@@ -15,7 +15,7 @@ qualify_write     (writes)   the same for a write's queries; its own clauses aga
 tsql_output, sqlite_write_columns                      (writes, one backend each)
 physical_names               the tenant's physical spelling of every table
 qualifier_markers            marker catalog/schema (SQL Server, PostgreSQL)
-tsql_delete_output, sqlite_returning_cte               (writes, one backend each)
+tsql_delete_output, sqlite_values_cte, sqlite_returning_cte   (writes, one backend each)
 row_cap, tsql_row_cap        (``row_cap=True``, reads) a bound row count on the
                              outermost query: LIMIT (PostgreSQL, SQLite), or TOP /
                              FETCH / a wrapper around a set operation without ORDER BY

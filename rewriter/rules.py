@@ -169,6 +169,10 @@ def tsql_delete_output(s: State) -> None:
     writes.tsql_delete_output(s.tree, s.target)
 
 
+def sqlite_values_cte(s: State) -> None:
+    writes.sqlite_values_cte(s.tree)
+
+
 def sqlite_returning_cte(s: State) -> None:
     writes.sqlite_returning_cte(s.tree, s.columns)
 
@@ -325,6 +329,7 @@ RULES: tuple[Rule, ...] = (
     Rule("physical_names", physical_names),
     Rule("qualifier_markers", qualifier_markers, qualify.QUALIFIED_BACKENDS),
     Rule("tsql_delete_output", tsql_delete_output, SQLSERVER, WRITES),
+    Rule("sqlite_values_cte", sqlite_values_cte, SQLITE, WRITES),
     Rule("sqlite_returning_cte", sqlite_returning_cte, SQLITE, WRITES),
     Rule("row_cap", row_cap, NOT_SQLSERVER, READS, option="row_cap"),
     Rule("tsql_row_cap", tsql_row_cap, SQLSERVER, READS, option="row_cap"),

@@ -84,6 +84,10 @@ class Source:
 
 def query_outputs(query: exp.Expr) -> list[str | None]:
     """Output names of a query; ``None`` for an unnamed expression."""
+    if isinstance(query, exp.Values):
+        # A VALUES derived table (only as ``writes.check`` allows it): its alias's columns.
+        alias = query.args.get("alias")
+        return [c.name for c in alias.columns] if isinstance(alias, exp.TableAlias) else []
     holder = query.parent
     if isinstance(holder, exp.Subquery | exp.CTE):
         alias = holder.args.get("alias")

@@ -50,6 +50,7 @@ from rewriter.sources import Context, Source
 # alias a caller can write is equal to it (input with the marker prefix is refused).
 TARGET_QUALIFIER = MARKER_PREFIX + "target__"
 RETURNING_CTE = MARKER_PREFIX + "returning__"
+VALUES_CTE = MARKER_PREFIX + "values__"
 
 Write = exp.Insert | exp.Update | exp.Delete
 
@@ -125,6 +126,8 @@ def _check_insert(tree: exp.Insert) -> None:
                         "are not allowed: use INSERT ... SELECT",
                     )
     elif isinstance(source, exp.Select | exp.SetOperation):
+        if isinstance(source, exp.Select) and isinstance(_from_source(source), exp.Values):
+            _check_values_select(tree, source)
         for select in _branches(source):
             for item in select.expressions:
                 if _is_star(item):
@@ -139,6 +142,128 @@ def _check_insert(tree: exp.Insert) -> None:
                 )
     else:
         raise refuse("INSERT without VALUES or SELECT")
+
+
+def _from_source(select: exp.Select) -> exp.Expr | None:
+    from_ = select.args.get("from_")
+    return from_.this if isinstance(from_, exp.From) else None
+
+
+# What a row of a VALUES derived table may hold: literals and parameters, each
+# optionally under CAST (SQLAlchemy writes ``$1::VARCHAR``; the allow-list checks the
+# type), nothing that could read a table or a column (``@name`` is a Parameter over a
+# Var; a DataType only ever sits under a CAST, a DataTypeParam under a DataType).
+_ROW_VALUES: frozenset[type[exp.Expr]] = frozenset(
+    {
+        exp.Cast,
+        exp.DataType,
+        exp.DataTypeParam,
+        exp.Literal,
+        exp.National,
+        exp.Null,
+        exp.Boolean,
+        exp.Placeholder,
+        exp.Parameter,
+        exp.Var,
+        exp.Neg,
+    }
+)
+# What a SELECT from a VALUES derived table may carry besides its select list.
+_VALUES_SELECT_ARGS = frozenset({"expressions", "from_", "order"})
+_CLAUSES = {
+    "joins": "another source (JOIN or a second FROM item)",
+    "group": "GROUP BY",
+    "limit": "TOP / LIMIT",
+    "offset": "OFFSET",
+    "with_": "WITH",
+}
+
+
+def _check_values_select(tree: exp.Insert, select: exp.Select) -> None:
+    """``INSERT INTO t (a, b) SELECT x, CAST(y AS type) FROM (VALUES (?, ?, 0), ...) AS
+    v(x, y, n) [ORDER BY n]`` (SQLAlchemy's "insertmanyvalues" on PostgreSQL, which
+    also casts the values in the rows: ``(VALUES ($1::VARCHAR, $2, 0), ...)``).
+
+    The SELECT reads nothing but the VALUES rows: it has no other source, join, WHERE,
+    grouping, DISTINCT or row count; its items and ORDER BY are columns of the alias,
+    an item optionally under one CAST; the rows hold literals and parameters only, each
+    optionally under CAST. The alias's column names are casefolded and quoted, so that
+    every backend spells them as the columns that refer to them (resolved through
+    ``sources.query_outputs``).
+    """
+    name = "INSERT ... SELECT ... FROM (VALUES ...)"
+    if tree.args.get("with_"):
+        raise refuse(f"WITH on {name}")
+    for arg, value in select.args.items():
+        if arg not in _VALUES_SELECT_ARGS and value not in (None, False, []):
+            clause = _CLAUSES.get(arg, arg.rstrip("_").upper())
+            raise refuse(f"{name} with {clause}", "is not allowed: it reads the VALUES rows only")
+    values = _from_source(select)
+    assert isinstance(values, exp.Values)
+    alias = values.args.get("alias")
+    if not isinstance(alias, exp.TableAlias) or not alias.name or not alias.columns:
+        raise refuse(
+            "VALUES as a derived table without a name and column names",
+            "is not allowed: write (VALUES ...) AS v(a, b)",
+        )
+    names = [identifier.name for identifier in alias.columns]
+    if not all(type(identifier) is exp.Identifier for identifier in alias.columns):
+        raise refuse(f"the column list of {alias.name}")
+    _no_duplicates(names, f"column list of {alias.name}")
+    for row in values.expressions:
+        if type(row) is not exp.Tuple or len(row.expressions) != len(names):
+            raise refuse(f"a VALUES row that is not {len(names)} values for {alias.name}")
+        for node in row.walk():
+            if node is not row and type(node) not in _ROW_VALUES:
+                raise refuse(
+                    f"{_construct(node)} in the VALUES rows of {name}",
+                    "is not allowed: only literals and parameters (optionally in CAST)",
+                )
+    known = {n.casefold() for n in names}
+    for item in select.expressions:
+        _values_column(item.this if type(item) is exp.Cast else item, alias.name, known, name)
+    order = select.args.get("order")
+    if order is not None:
+        if set(_set_args(order)) != {"expressions"}:
+            raise refuse(f"this ORDER BY of {name}")
+        for ordered in order.expressions:
+            if type(ordered) is not exp.Ordered or not set(_set_args(ordered)) <= {
+                "this",
+                "desc",
+                "nulls_first",
+            }:
+                raise refuse(f"the ORDER BY item {ordered.sql()} of {name}")
+            _values_column(ordered.this, alias.name, known, name)
+    alias.set("columns", [exp.Identifier(this=n.casefold(), quoted=True) for n in names])
+
+
+def _values_column(node: exp.Expr, alias: str, known: set[str], name: str) -> None:
+    if (
+        type(node) is not exp.Column
+        or type(node.this) is not exp.Identifier
+        or (node.table and node.table.casefold() != alias.casefold())
+        or node.name.casefold() not in known
+    ):
+        raise refuse(
+            f"{node.sql()} in {name}",
+            f"is not allowed: name a column of {alias}, optionally in one CAST",
+        )
+
+
+def _construct(node: exp.Expr) -> str:
+    if isinstance(node, exp.Column):
+        return "a column reference"
+    if isinstance(node, exp.Query | exp.Subquery):
+        return "a subquery"
+    if isinstance(node, exp.Anonymous):
+        return f"the function {node.name.upper()}"
+    if isinstance(node, exp.Func):
+        return f"the function {node.sql_name()}"
+    return type(node).__name__
+
+
+def _set_args(node: exp.Expr) -> list[str]:
+    return [k for k, v in node.args.items() if v is not None and v is not False and v != []]
 
 
 def _branches(query: exp.Expr) -> Iterator[exp.Select]:
@@ -270,6 +395,29 @@ def sqlite_returning_cte(tree: exp.Expr, outputs: tuple[str, ...]) -> None:
     starts with WITH is read as a query. An unused CTE changes nothing else."""
     if outputs and not tree.args.get("with_"):
         tree.set("with_", exp.With(expressions=[_unused_cte()]))
+
+
+def sqlite_values_cte(tree: exp.Expr) -> None:
+    """SQLite: a VALUES derived table takes no column names (``AS v(a, b)`` is a
+    syntax error), a CTE does. ``INSERT ... SELECT v.a FROM (VALUES ...) AS v(a)``
+    becomes ``WITH "__tenantgate_values__"(a) AS (VALUES ...) INSERT ... SELECT v.a
+    FROM "__tenantgate_values__" AS v``: same rows, same order, same references. The
+    CTE's reserved name can be neither a caller's table nor another CTE; the statement
+    starts with WITH, as ``sqlite_returning_cte`` needs for RETURNING."""
+    source = tree.args.get("expression")
+    if type(tree) is not exp.Insert or type(source) is not exp.Select:
+        return
+    values = _from_source(source)
+    if type(values) is not exp.Values:
+        return
+    alias = values.args.get("alias")
+    assert isinstance(alias, exp.TableAlias)  # writes.check: a name and column names
+    assert not tree.args.get("with_")  # writes.check: no WITH on this shape
+    name = exp.Identifier(this=VALUES_CTE, quoted=True)
+    rows = exp.Values(expressions=values.expressions)
+    cte = exp.CTE(this=rows, alias=exp.TableAlias(this=name, columns=alias.columns))
+    values.replace(exp.Table(this=name.copy(), alias=exp.TableAlias(this=alias.this)))
+    tree.set("with_", exp.With(expressions=[cte]))
 
 
 def _unused_cte() -> exp.CTE:

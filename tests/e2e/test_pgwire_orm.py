@@ -3,7 +3,8 @@ the wire front end to a SQLite and a PostgreSQL tenant.
 
 - The ORM: a declarative ``Contact`` mapped on ``Contacts``, a ``Session`` that selects,
   adds and commits (an INSERT ... RETURNING of the new key), reads the row back, and
-  rolls another one back.
+  rolls another one back; one flush of several new objects (SQLAlchemy's batched
+  "insertmanyvalues" INSERT) gets each object its own key.
 - ``psycopg.AsyncConnection``: a parameterised read, a committed and a rolled-back
   transaction.
 
@@ -19,7 +20,6 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine, select
-from sqlalchemy.exc import NotSupportedError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from tests.e2e.test_pgwire import INSERT, SECRET, TENANTS, USER, Wire, mark, wire
@@ -104,41 +104,46 @@ def test_orm_rollback_leaves_nothing(wire: Wire, engine: Engine, tenant: str) ->
     assert wire.stored(tenant, last) == 0
 
 
-def _two_new(last: str) -> list[Contact]:
+def _new(last: str, names: str = "AB") -> list[Contact]:
     created = datetime.datetime(2024, 5, 3)
-    return [Contact(FirstName=n, LastName=last, IsActive=True, CreatedAt=created) for n in "AB"]
+    return [Contact(FirstName=n, LastName=last, IsActive=True, CreatedAt=created) for n in names]
 
 
 @pytest.mark.parametrize("tenant", TENANTS)
-def test_orm_batched_insert_is_refused_unless_insertmanyvalues_is_off(
-    wire: Wire, engine: Engine, tenant: str
-) -> None:
+def test_orm_batched_insert_returns_keys_in_order(wire: Wire, engine: Engine, tenant: str) -> None:
     """One flush of several new objects whose keys the server makes: SQLAlchemy's
-    "insertmanyvalues" sends ``INSERT ... SELECT p0, ... FROM (VALUES (...), ...) AS
-    imp_sen(p0, ..., sen_counter) ORDER BY sen_counter RETURNING ...``, to get the keys
-    back in the objects' order. tenantgate's rewriter allows VALUES only as an INSERT's
-    own rows (rewriter/allowlist.py, ``WRITE_PLACES``), so this is refused as a whole
-    (0A000) and nothing is written. With ``use_insertmanyvalues=False`` the ORM sends one
-    INSERT ... RETURNING per object instead, which goes through."""
+    "insertmanyvalues" sends ``INSERT ... SELECT p0::VARCHAR, ... FROM (VALUES (...), ...)
+    AS imp_sen(p0, ..., sen_counter) ORDER BY sen_counter RETURNING ...`` and matches
+    the returned keys to its objects by their order (``sort_by_parameter_order``). The
+    rewriter accepts that shape (docs/rewriter.md, Writes); on SQLite the rows become a
+    CTE. Each object gets its own row's key, in the order the objects were added."""
     last = mark()
+    names = "CAB"
     with Session(engine) as session:
-        session.add_all(_two_new(last))
-        with pytest.raises(NotSupportedError, match="Values") as caught:
-            session.flush()
-        assert isinstance(caught.value.orig, psycopg.errors.FeatureNotSupported)
-    assert wire.stored(tenant, last) == 0
+        added = _new(last, names)
+        session.add_all(added)
+        session.commit()
+        keys = [c.ContactID for c in added]
+    assert all(isinstance(k, int) for k in keys)
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)  # generated in object order
+    assert wire.stored(tenant, last) == len(names)
+    with Session(engine) as session:
+        back = session.execute(
+            select(Contact.ContactID, Contact.FirstName).where(Contact.LastName == last)
+        ).all()
+    assert sorted((key, name) for key, name in back) == list(zip(keys, names, strict=True))
 
+    # The same flush one INSERT ... RETURNING per object still works.
     one_by_one = create_engine(engine.url, use_insertmanyvalues=False)
     try:
         with Session(one_by_one) as session:
-            added = _two_new(last)
-            session.add_all(added)
+            more = _new(last)
+            session.add_all(more)
             session.commit()
-            keys = [c.ContactID for c in added]
-        assert len(set(keys)) == 2 and all(isinstance(k, int) for k in keys)
+            assert len({c.ContactID for c in more} - set(keys)) == 2
     finally:
         one_by_one.dispose()
-    assert wire.stored(tenant, last) == 2
+    assert wire.stored(tenant, last) == len(names) + 2
 
 
 # -- psycopg, asyncio ----------------------------------------------------------------------------

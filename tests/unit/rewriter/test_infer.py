@@ -114,6 +114,17 @@ CASES: list[tuple[str, list[str], list[str] | None]] = [
         [INT, EMAIL, ACTIVE] * 2, None,
     ),
     ("INSERT INTO Contacts (Email, ContactID) SELECT ?, ?", [EMAIL, INT], None),
+    (  # SQLAlchemy's "insertmanyvalues": a CAST in the row, in the select list, or none
+        "INSERT INTO Contacts (Email, IsActive, CreatedAt) SELECT p0::VARCHAR, p1, "
+        "p2::TIMESTAMP FROM (VALUES (? ::VARCHAR, ?, ?, 0), (?, ?, ?, 1)) "
+        "AS imp_sen(p0, p1, p2, sen_counter) ORDER BY sen_counter RETURNING ContactID",
+        ["text/VARCHAR", ACTIVE, "datetime/TIMESTAMP"] * 2,
+        [INT],
+    ),
+    (
+        "INSERT INTO Contacts (Email, Score) SELECT a, a FROM (VALUES (?)) AS t(a)",
+        ["-"], None,
+    ),
     (
         "INSERT INTO Contacts (ContactID, Email) VALUES (?, ?) RETURNING ContactID, Email AS e",
         [INT, EMAIL], [INT, EMAIL],

@@ -194,3 +194,50 @@ def test_allowed_unfiltered_delete(db: sqlite3.Connection) -> None:  # noqa: F81
     _, _, count = run(db, "DELETE FROM Opportunities", allow_unfiltered=True)
     assert count == 3
     assert db.execute('SELECT COUNT(*) FROM "Opportunities"').fetchone() == (0,)
+
+
+def test_insertmanyvalues_runs_on_sqlite_keys_in_order() -> None:
+    """SQLAlchemy's "insertmanyvalues" statement (postgres dialect), as SQLite runs it:
+    rows inserted in ORDER BY order (the keys follow it), parameters bound in order."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute(
+            'CREATE TABLE "Contacts" ("ContactID" INTEGER PRIMARY KEY, "AccountID", '
+            '"FirstName", "LastName", "Email", "Custom_Region", "Shoe Size")'
+        )
+        conn.execute('INSERT INTO "Contacts" ("ContactID", "FirstName") VALUES (7, \'seed\')')
+        sql = (
+            'INSERT INTO "Contacts" ("FirstName", "LastName", "Shoe Size") '
+            "SELECT p0::VARCHAR, p1::VARCHAR, p2::INTEGER FROM (VALUES (?, ?, ?, 2), "
+            "(?, ?, ?, 0), (?, ?, ?, 1)) AS imp_sen(p0, p1, p2, sen_counter) "
+            'ORDER BY sen_counter RETURNING "Contacts"."ContactID", '
+            '"Contacts"."ContactID" AS "ContactID__1"'
+        )
+        plan = rewrite(parse_statement(sql, dialect="postgres"), tables=SCHEMA, backend="sqlite")
+        assert plan.columns == ("ContactID", "ContactID__1")
+        params = ["C", "c", "3", "A", "a", "1", "B", "b", "2"]
+        cursor = conn.execute(
+            plan.bind(catalog=None, schema=None), [params[i] for i in plan.param_order]
+        )
+        returned = cursor.fetchall()
+        assert sorted(returned) == [(8, 8), (9, 9), (10, 10)]
+        stored = conn.execute(
+            'SELECT "ContactID", "FirstName", "LastName", "Shoe Size" FROM "Contacts" '
+            'WHERE "ContactID" > 7 ORDER BY "ContactID"'
+        ).fetchall()
+        assert stored == [(8, "A", "a", 1), (9, "B", "b", 2), (10, "C", "c", 3)]
+    finally:
+        conn.close()
+
+
+def test_values_source_reads_no_table() -> None:
+    """The accepted shape names no table but its target: nothing else is read."""
+    parsed = parse_statement(
+        "INSERT INTO Contacts (FirstName) SELECT accounts.x FROM (VALUES (?), (?)) "
+        "AS accounts(x) ORDER BY accounts.x",
+        dialect="postgres",
+    )
+    assert parsed.tables == frozenset({"contacts"})
+    for backend in BACKENDS:
+        plan = rewrite(parsed, tables={"contacts": SCHEMA["contacts"]}, backend=backend)
+        assert '"Accounts"' not in plan.sql and "[Accounts]" not in plan.sql
