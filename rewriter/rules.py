@@ -61,6 +61,8 @@ STATEMENTS: frozenset[str] = frozenset({READ, WRITE})
 READS: frozenset[str] = frozenset({READ})
 WRITES: frozenset[str] = frozenset({WRITE})
 TSQL: frozenset[str] = frozenset({"tsql"})  # logical SQL dialects
+POSTGRES: frozenset[str] = frozenset({"postgres"})
+SQLITE_SQL: frozenset[str] = frozenset({"sqlite"})
 
 
 class State:
@@ -241,6 +243,17 @@ def casts(s: State) -> None:
     strings.casts(s.tree, s.backend, s.types)
 
 
+def tsql_text_casts(s: State) -> None:
+    """PostgreSQL's casts to text as Unicode text that is not cut: ``NVARCHAR(MAX)``,
+    not T-SQL's ``VARCHAR`` (30 characters of the code page)."""
+    strings.postgres_text_casts(s.tree, s.backend)
+
+
+def tsql_text_casts_from_sqlite(s: State) -> None:
+    """SQLite's casts to text (whatever their length) as ``NVARCHAR(MAX)``."""
+    strings.sqlite_text_casts(s.tree)
+
+
 def bit_comparisons(s: State) -> None:
     booleans.bit_comparisons(s.tree, s.backend, s.types)
 
@@ -345,6 +358,9 @@ RULES: tuple[Rule, ...] = (
     _transform("decimal_division", decimal_division, SQLITE, TSQL),
     _transform("string_plus", string_plus, NOT_SQLSERVER, TSQL),
     _transform("casts", casts, NOT_SQLSERVER, TSQL),
+    # Before date_functions, whose own casts are T-SQL already.
+    _transform("tsql_text_casts", tsql_text_casts, SQLSERVER, POSTGRES),
+    _transform("tsql_text_casts_from_sqlite", tsql_text_casts_from_sqlite, SQLSERVER, SQLITE_SQL),
     _transform("bit_comparisons", bit_comparisons, POSTGRESQL, TSQL),
     _transform("date_functions", date_functions, BACKENDS),  # before DATEADD (EOMONTH)
     _transform("dateadd", dateadd, NOT_SQLSERVER, TSQL),

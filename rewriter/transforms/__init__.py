@@ -33,6 +33,8 @@ TRIGGERS: Mapping[str, tuple[type[exp.Expr], ...]] = {
     "decimal_division": (exp.Div,),
     "string_plus": (exp.Add, exp.Sub),
     "casts": (exp.Cast,),
+    "tsql_text_casts": (exp.Cast,),  # TRY_CAST is a Cast
+    "tsql_text_casts_from_sqlite": (exp.Cast,),
     "bit_comparisons": (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In, exp.Values),
     "date_functions": (
         exp.Extract,

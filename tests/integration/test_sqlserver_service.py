@@ -522,6 +522,48 @@ def test_non_ascii_values_round_trip_as_parameters(fresh: TdsTenants) -> None:
     ).result.rows == [[3]]
 
 
+def test_postgres_dialect_casts_to_text_keep_long_unicode_values(fresh: TdsTenants) -> None:
+    # PostgreSQL's unsized VARCHAR is unbounded Unicode text, and SQLAlchemy's batched
+    # inserts cast every string so ($1::VARCHAR, which pgwire passes on as ``? ::VARCHAR``).
+    # As T-SQL's VARCHAR it would be VARCHAR(30) of the code page: cut, and Ω lost.
+    text = "Zoë Ωmega " * 5
+    assert len(text) == 50
+    fresh.query(
+        BETA,
+        "UPDATE Contacts SET City = CAST(? AS VARCHAR) WHERE ContactID = ?",
+        [text, 3],
+        token=WRITER,
+        dialect="postgres",
+    )
+    assert fresh.read(BETA, "SELECT City FROM Contacts WHERE ContactID = 3") == [(text,)]
+    read = fresh.query(
+        BETA, "SELECT CAST(City AS VARCHAR) AS c, ? ::TEXT AS p FROM Contacts WHERE ContactID = 3",
+        [text], dialect="postgres",
+    )  # fmt: skip
+    assert read.result.rows == [[text, text]]
+    # SQLAlchemy's insertmanyvalues for two new contacts, without its RETURNING: Babelfish
+    # refuses OUTPUT on an INSERT ... SELECT with ORDER BY (SQL Server takes it).
+    account = fresh.read(BETA, "SELECT AccountID FROM Contacts WHERE ContactID = 3")[0][0]
+    second = "Ωmega Zoë " * 5
+    fresh.query(
+        BETA,
+        'INSERT INTO "Contacts" ("AccountID", "FirstName", "LastName", "City", "IsActive", '
+        '"CreatedAt") SELECT p0, p1::VARCHAR, p2::VARCHAR, p3::VARCHAR, p4, p5 FROM (VALUES '
+        "(?, ? ::VARCHAR, ? ::VARCHAR, ? ::VARCHAR, ?, ?, 0), "
+        "(?, ? ::VARCHAR, ? ::VARCHAR, ? ::VARCHAR, ?, ?, 1)) "
+        "AS imp_sen(p0, p1, p2, p3, p4, p5, sen_counter) ORDER BY sen_counter",
+        [account, "Zoë", "Ωmega", second, True, "2024-01-02T03:04:05",
+         account, "Ωmega", "Zoë", second + "!", True, "2024-01-02T03:04:05"],
+        token=WRITER,
+        dialect="postgres",
+    )  # fmt: skip
+    rows = fresh.read(
+        BETA, "SELECT FirstName, LastName, City FROM Contacts WHERE City LIKE ? ORDER BY City",
+        [second + "%"],
+    )  # fmt: skip
+    assert rows == [("Zoë", "Ωmega", second), ("Ωmega", "Zoë", second + "!")]
+
+
 # -- 5. row cap, TOP, OFFSET/FETCH -------------------------------------------------------------
 
 ORDERED = "SELECT ContactID FROM Contacts ORDER BY ContactID"
