@@ -717,3 +717,45 @@ def test_a_failed_run_up_to_a_sync_leaves_the_session_idle(wire: Wire) -> None:
     finally:
         raw.close()
     assert wire.stored("pg.example", last) == 0
+
+
+def test_an_error_at_bind_undoes_the_run_up_to_the_sync(wire: Wire) -> None:
+    """Not only a statement's own failure: any error before the Sync (here a binary
+    integer of three bytes) rolls back the run's implicit transaction."""
+    last = mark()
+    raw = _Raw(wire)
+    try:
+        raw.login("pg.example")
+        ok = INSERT.replace("%s", "'x'", 1).replace("%s", f"'{last}'")
+        raw.send(_message(b"P", b"\0" + ok.encode() + b"\0" + struct.pack("!H", 0)))
+        raw.send(_message(b"B", b"\0\0" + struct.pack("!HHH", 0, 0, 0)))
+        raw.send(_message(b"E", b"\0" + struct.pack("!I", 0)))
+        read = b"SELECT ContactID FROM Contacts WHERE ContactID = $1\0"
+        raw.send(_message(b"P", b"\0" + read + struct.pack("!HI", 1, 23)))  # int4
+        bad = struct.pack("!HHHI", 1, 1, 1, 3) + b"\0\0\1" + struct.pack("!H", 0)
+        raw.send(_message(b"B", b"\0\0" + bad))
+        raw.send(_message(b"E", b"\0" + struct.pack("!I", 0)))
+        raw.send(_message(b"S", b""))
+        seen = raw.until(b"Z")
+        assert [k for k, _ in seen] == [b"1", b"2", b"C", b"1", b"E", b"Z"], seen
+        assert seen[-1] == (b"Z", b"I")
+    finally:
+        raw.close()
+    assert wire.stored("pg.example", last) == 0
+
+
+def test_any_error_in_a_block_fails_it(wire: Wire) -> None:
+    """As in PostgreSQL: a refused SET inside a block fails the block too."""
+    raw = _Raw(wire)
+    try:
+        raw.login("pg.example")
+        raw.send(_message(b"Q", b"BEGIN\0"))
+        assert raw.until(b"Z")[-1] == (b"Z", b"T")
+        raw.send(_message(b"Q", b"SET work_mem = '1GB'\0"))
+        seen = raw.until(b"Z")
+        assert _sqlstate(seen[0][1]) == "0A000"
+        assert seen[-1] == (b"Z", b"E")
+        raw.send(_message(b"Q", b"ROLLBACK\0"))
+        assert raw.until(b"Z")[-1] == (b"Z", b"I")
+    finally:
+        raw.close()

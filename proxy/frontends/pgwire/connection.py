@@ -9,14 +9,17 @@
 Statements go through the same pipeline as HTTP (``Service.query``), and ``BEGIN``
 … ``COMMIT`` through the same interactive transactions (``Transactions``), with their
 caps and timeouts; the ReadyForQuery status byte follows them (I, T, E). Like
-PostgreSQL, an error inside a transaction block leaves it failed: the transaction is
+PostgreSQL, any error inside a transaction block leaves it failed: the transaction is
 rolled back at once (its connection goes back to its pool) and every statement is
 refused with 25P02 until ``ROLLBACK`` (or ``COMMIT``, which answers ROLLBACK).
 
 The extended protocol runs a portal when it is first described or executed, whichever
 comes first: drivers describe a portal before executing it (psycopg, pgbench, JDBC),
 and its row description can only come from a result. Until the first Sync after an
-error, messages are skipped, as the protocol says.
+error, messages are skipped, as the protocol says. The statements up to a Sync are
+one implicit transaction, all or nothing, as in PostgreSQL: one is begun before the
+first that writes when the messages already read show more than one statement
+(``_begin_implicit``), committed at the Sync, rolled back by any error before it.
 
 Every error leaves as an ErrorResponse with the SQLSTATE of its code
 (``proxy.frontends.pgwire.sqlstates``); a malformed message, or one out of order,
@@ -363,6 +366,7 @@ class Connection:
                     self._out += pq.close_complete()
             except _Failed:
                 skipping = True
+                await self._statement_failed()  # any error, as in PostgreSQL
             if len(self._out) > _FLUSH_AT:
                 await self._flush()
 
@@ -393,6 +397,7 @@ class Connection:
         try:
             outcome = await self._run(statement, [])
         except _Failed:
+            await self._statement_failed()
             return
         if outcome.columns is not None:
             self._out += self._shape(outcome.columns, ()).description
