@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,16 +23,11 @@ import pytest
 from proxy.bench.workload import SCRIPTS
 from proxy.cli import main
 from proxy.demo.layout import create_demo
+from tests.support.stack import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.driver_independent]
 
 TOKEN = "bench-e2e-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +55,7 @@ def served_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
     }  # fmt: skip
     (fleet / "fleet.json").write_text(json.dumps(manifest), encoding="utf-8")
     (fleet / "token").write_text(TOKEN + "\n", encoding="utf-8")
-    port = _free_port()
+    port = free_port()
     log = (root / "serve.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "proxy", "demo", "--dir", str(root / "demo"), "--port", str(port)],
@@ -146,7 +140,7 @@ def test_bench_refusals(
     assert "unknown script 'nope'" in _refusal([*base, "--script", "nope@5"], capsys)
     assert "--rate must be > 0" in _refusal([*base, "--rate", "0"], capsys)
     assert "--rate must be > 0" in _refusal([*base, "--rate", "-3"], capsys)
-    closed = f"http://127.0.0.1:{_free_port()}"
+    closed = f"http://127.0.0.1:{free_port()}"
     err = _refusal(["--fleet", str(fleet), "--target", closed, "--transactions", "1"], capsys)
     assert f"cannot reach tenantgate at {closed}" in err
     monkeypatch.setenv("BENCH_WRONG_TOKEN", "not-the-token")

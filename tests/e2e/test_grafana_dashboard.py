@@ -30,7 +30,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -44,7 +43,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.stack import Stack
+from tests.support.stack import Stack, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.driver_independent]
 
@@ -138,12 +137,6 @@ def grafana_expr(expr: str, *, job: str, instance: str) -> str:
 
 
 # -- Prometheus and the load --------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _binary(name: str) -> str:
@@ -246,7 +239,7 @@ def scraped(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [instance]}]}],
     }
     (root / "prometheus.yml").write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
-    port = _free_port()
+    port = free_port()
     log_path = root / "prometheus.log"
     stop, errors = threading.Event(), list[BaseException]()
     load = threading.Thread(target=_load, args=(stack, stop, errors), daemon=True)

@@ -31,7 +31,7 @@ from proxy.auth import hash_token
 from proxy.demo.seed import custom_columns, seed_tenant
 from proxy.frontends.pgwire.auth import make_verifier
 from tests.support.pg import PgServer
-from tests.support.stack import serve
+from tests.support.stack import free_port, serve
 from tests.support.tenants import backends_toml, base_model_toml, write_controller
 
 pytestmark = pytest.mark.e2e
@@ -68,12 +68,6 @@ class Wire:
             return int(conn.execute(sql, last).fetchone()[0])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def wire(tmp_path_factory: pytest.TempPathFactory, pg: PgServer) -> Iterator[Wire]:
     root = tmp_path_factory.mktemp("pgwire")
@@ -91,7 +85,7 @@ def wire(tmp_path_factory: pytest.TempPathFactory, pg: PgServer) -> Iterator[Wir
             [(1, "lite.example", f"Driver=SQLite3;Database={lite}"),
              (2, "pg.example", pg.odbc(database))],
         )  # fmt: skip
-        port = _free_port()
+        port = free_port()
         # A self-signed certificate: SSLRequest is answered with TLS.
         cert, key = root / "tls.crt", root / "tls.key"
         subprocess.run(

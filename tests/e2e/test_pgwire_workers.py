@@ -6,7 +6,6 @@ session's worker, and the cancel is passed to that worker's socket)."""
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from proxy.auth import hash_token
 from proxy.demo.seed import seed_tenant
 from proxy.frontends.pgwire.auth import make_verifier
 from tests.support.pg import PgServer
-from tests.support.stack import serve
+from tests.support.stack import free_port, serve
 from tests.support.tenants import backends_toml, base_model_toml, write_controller
 
 pytestmark = pytest.mark.e2e
@@ -46,12 +45,6 @@ class Workers:
         return " ".join(f"{k}={v}" for k, v in parts.items())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory: pytest.TempPathFactory, pg: PgServer) -> Iterator[Workers]:
     root = tmp_path_factory.mktemp("pgwire-workers")
@@ -61,7 +54,7 @@ def workers(tmp_path_factory: pytest.TempPathFactory, pg: PgServer) -> Iterator[
             seed_tenant(conn, "postgresql", contacts=CANCELS + 2, seed=9)
         controller = root / "controller.db"
         write_controller(controller, [(1, TENANT, pg.odbc(database))])
-        port = _free_port()
+        port = free_port()
         config = root / "tenantgate.toml"
         config.write_text(
             f"""

@@ -101,7 +101,8 @@ class Stack:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port free now (the kernel's pick)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -227,7 +228,7 @@ def serve(config: Path, log_path: Path, *, code: Path = ROOT) -> Iterator[tuple[
     """The service process on ``config``, on a free loopback port: its base URL and pid.
 
     ``code``: the checkout whose ``proxy`` runs (a benchmark's other version)."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
