@@ -21,78 +21,88 @@ from rewriter.transforms import pivot
 
 CUSTOM_FIELDS = "custom_fields"
 
-ALLOWED: frozenset[type[exp.Expr]] = ALLOWED_FUNCTIONS | frozenset(
+VALUES: frozenset[type[exp.Expr]] = frozenset(
     {
-        # statements, clauses
-        exp.Select,
-        exp.Union,
-        exp.Intersect,
-        exp.Except,
-        exp.With,
-        exp.CTE,
-        exp.From,
-        exp.Join,
-        exp.Where,
-        exp.Group,
-        exp.Having,
-        exp.Order,
-        exp.Ordered,
-        exp.Limit,
-        exp.Offset,
-        exp.Fetch,
-        exp.LimitOptions,
-        exp.Distinct,
-        exp.Subquery,
-        # names
-        exp.Table,
-        exp.TableAlias,
-        exp.Identifier,
-        exp.Column,
-        exp.Star,
-        exp.Alias,
-        # values
         exp.Literal,
         exp.National,
         exp.Null,
         exp.Boolean,
         exp.Placeholder,
-        exp.Parameter,
+        exp.Parameter,  # @name, over a Var
         exp.Var,
-        exp.Paren,
-        exp.DataType,
-        exp.DataTypeParam,
-        # operators
-        exp.Neg,
-        exp.Add,
-        exp.Sub,
-        exp.Mul,
-        exp.Div,
-        exp.Mod,
-        exp.EQ,
-        exp.NEQ,
-        exp.GT,
-        exp.GTE,
-        exp.LT,
-        exp.LTE,
-        exp.And,
-        exp.Or,
-        exp.Not,
-        exp.Like,
-        exp.In,
-        exp.Between,
-        exp.Is,
-        exp.Exists,
-        exp.Case,
-        exp.If,
-        exp.Anonymous,
-        exp.Window,
-        exp.WindowSpec,
-        # GROUP BY ROLLUP / CUBE / GROUPING SETS (``_check_grouping_construct``)
-        exp.Rollup,
-        exp.Cube,
-        exp.GroupingSets,
-        exp.Pivot,  # rewritten to conditional aggregates (transforms.pivot)
     }
+)
+"""Literals and parameters: what reads nothing."""
+
+ALLOWED: frozenset[type[exp.Expr]] = (
+    ALLOWED_FUNCTIONS
+    | VALUES
+    | frozenset(
+        {
+            # statements, clauses
+            exp.Select,
+            exp.Union,
+            exp.Intersect,
+            exp.Except,
+            exp.With,
+            exp.CTE,
+            exp.From,
+            exp.Join,
+            exp.Where,
+            exp.Group,
+            exp.Having,
+            exp.Order,
+            exp.Ordered,
+            exp.Limit,
+            exp.Offset,
+            exp.Fetch,
+            exp.LimitOptions,
+            exp.Distinct,
+            exp.Subquery,
+            # names
+            exp.Table,
+            exp.TableAlias,
+            exp.Identifier,
+            exp.Column,
+            exp.Star,
+            exp.Alias,
+            # values (and VALUES above)
+            exp.Paren,
+            exp.DataType,
+            exp.DataTypeParam,
+            # operators
+            exp.Neg,
+            exp.Add,
+            exp.Sub,
+            exp.Mul,
+            exp.Div,
+            exp.Mod,
+            exp.EQ,
+            exp.NEQ,
+            exp.GT,
+            exp.GTE,
+            exp.LT,
+            exp.LTE,
+            exp.And,
+            exp.Or,
+            exp.Not,
+            exp.Like,
+            exp.In,
+            exp.Between,
+            exp.Is,
+            exp.Exists,
+            exp.Case,
+            exp.If,
+            exp.Anonymous,
+            exp.Window,
+            exp.WindowSpec,
+            # GROUP BY ROLLUP / CUBE / GROUPING SETS (``_check_grouping_construct``)
+            exp.Rollup,
+            exp.Cube,
+            exp.GroupingSets,
+            exp.Pivot,  # rewritten to conditional aggregates (transforms.pivot)
+        }
+    )
 )
 
 CAST_TYPES: frozenset[DType] = frozenset(

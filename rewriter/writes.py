@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from sqlglot import exp
 from sqlglot.tokenizer_core import Token, TokenType
 
-from rewriter.allowlist import CUSTOM_FIELDS, refuse
+from rewriter.allowlist import CUSTOM_FIELDS, VALUES, refuse
 from rewriter.columns import qualify_columns
 from rewriter.errors import UnfilteredWrite, UnknownColumn, UnknownTable
 from rewriter.markers import MARKER_PREFIX, META_TARGET
@@ -153,21 +153,12 @@ def _from_source(select: exp.Select) -> exp.Expr | None:
 # optionally under CAST (SQLAlchemy writes ``$1::VARCHAR``; the allow-list checks the
 # type), nothing that could read a table or a column (``@name`` is a Parameter over a
 # Var; a DataType only ever sits under a CAST, a DataTypeParam under a DataType).
-_ROW_VALUES: frozenset[type[exp.Expr]] = frozenset(
-    {
-        exp.Cast,
-        exp.DataType,
-        exp.DataTypeParam,
-        exp.Literal,
-        exp.National,
-        exp.Null,
-        exp.Boolean,
-        exp.Placeholder,
-        exp.Parameter,
-        exp.Var,
-        exp.Neg,
-    }
-)
+_ROW_VALUES: frozenset[type[exp.Expr]] = VALUES | {
+    exp.Cast,
+    exp.DataType,
+    exp.DataTypeParam,
+    exp.Neg,
+}
 # What a SELECT from a VALUES derived table may carry besides its select list.
 _VALUES_SELECT_ARGS = frozenset({"expressions", "from_", "order"})
 _CLAUSES = {
