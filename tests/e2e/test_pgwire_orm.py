@@ -14,6 +14,7 @@ Outcomes are checked in the tenants' databases (``Wire.stored``).
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Iterator
 
@@ -186,3 +187,51 @@ async def test_psycopg_async_transaction_commits_and_rolls_back(wire: Wire, tena
                 await conn.execute(INSERT, [None, dropped])
     assert wire.stored(tenant, kept) == 2
     assert wire.stored(tenant, dropped) == 0
+
+
+# -- SQLAlchemy's asyncio extension on asyncpg ---------------------------------------------------
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_sqlalchemy_asyncio_on_asyncpg_reflects_and_uses_the_orm(wire: Wire, tenant: str) -> None:
+    """asyncpg describes every statement before it binds it, catalog queries too, and
+    encodes each value by the type announced: reflection needs the catalog's parameter
+    types (an ``int`` for ``attnum > $11``, a name for ``$2::regclass``) and its array
+    columns in binary."""
+    import sqlalchemy  # noqa: PLC0415 - the asyncio extension needs greenlet
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine  # noqa: PLC0415
+
+    last = mark()
+
+    async def main() -> tuple[list[str], list[str], list[int], int]:
+        engine = create_async_engine(
+            f"postgresql+asyncpg://{USER}:{SECRET}@{wire.host}:{wire.port}/{tenant}"
+        )
+        try:
+            async with engine.connect() as conn:
+                inspector = await conn.run_sync(sqlalchemy.inspect)
+                columns = await conn.run_sync(lambda _: inspector.get_columns("Contacts"))
+                key = await conn.run_sync(lambda _: inspector.get_pk_constraint("Contacts"))
+            async with AsyncSession(engine) as session:
+                found = (
+                    await session.scalars(
+                        select(Contact).where(Contact.ContactID <= 2).order_by(Contact.ContactID)
+                    )
+                ).all()
+                ids = [c.ContactID for c in found]
+                session.add(
+                    Contact(FirstName="Ann", LastName=last, IsActive=True,
+                            CreatedAt=datetime.datetime(2024, 5, 1, 10, 0))
+                )  # fmt: skip
+                await session.commit()
+                stored = len((await session.scalars(
+                    select(Contact).where(Contact.LastName == last))).all())  # fmt: skip
+            return [c["name"] for c in columns], key["constrained_columns"], ids, stored
+        finally:
+            await engine.dispose()
+
+    names, key, ids, stored = asyncio.run(main())
+    assert {"ContactID", "FirstName", "LastName", "CreatedAt"} <= set(names)
+    assert key == ["ContactID"]
+    assert ids == [1, 2]
+    assert stored == 1 and wire.stored(tenant, last) == 1

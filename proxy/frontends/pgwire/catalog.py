@@ -56,7 +56,14 @@ from proxy.frontends.pgwire.session import short_texts
 if TYPE_CHECKING:
     from tenancy.metadata import TableMetadata
 
-__all__ = ["Answer", "CatalogQueryUnsupported", "answer", "is_catalog_query"]
+__all__ = [
+    "Answer",
+    "CatalogQueryUnsupported",
+    "Description",
+    "answer",
+    "describe",
+    "is_catalog_query",
+]
 
 
 class CatalogQueryUnsupported(Exception):
@@ -73,6 +80,16 @@ class Answer:
     and ``json`` and ``string[]``, which the wire announces as json (114) and text[]
     (1009); values of those two are already in PostgreSQL's text form."""
     rows: list[tuple[object, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Description:
+    """A catalog query's parameter types (per ``$n``), column names and types, as
+    Describe announces them before it runs (type names as ``Answer.types``)."""
+
+    params: tuple[str, ...]
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
 
 
 # -- rewriting the client's statement -------------------------------------------------
@@ -359,9 +376,9 @@ def _schema() -> dict[str, dict[str, str]]:
 _ANNOTATE_SCHEMA: dict[str, object] = {"pg_catalog": _schema(), "public": _schema()}
 
 
-def _result_types(tree: exp.Query) -> list[str]:
-    """Each output column's type name: sqlglot's annotation over the catalog's schema
-    where it works, text otherwise; arrays and JSON recognised by their constructor."""
+def _typed(tree: exp.Query) -> exp.Query:
+    """``tree`` annotated with sqlglot's types over the catalog's schema where that
+    works (``tree`` itself otherwise)."""
     try:
         qualified = qualify(
             tree.copy(),
@@ -373,10 +390,56 @@ def _result_types(tree: exp.Query) -> list[str]:
         )
         typed = annotate_types(qualified, schema=_ANNOTATE_SCHEMA, dialect="postgres")
     except (SqlglotError, KeyError, ValueError, TypeError, AttributeError):
-        typed = tree
+        return tree
     if not isinstance(typed, exp.Query) or len(typed.selects) != len(tree.selects):
-        typed = tree
+        return tree
+    return typed
+
+
+def _result_types(typed: exp.Query) -> list[str]:
+    """Each output column's type name: text where the annotation says nothing; arrays
+    and JSON recognised by their constructor."""
     return [_kind(select) for select in typed.selects]
+
+
+_INTEGER_CASTS = frozenset(
+    ("oid", "int", "int2", "int4", "int8", "integer", "smallint", "bigint")
+)  # fmt: skip
+"""Casts that make a parameter a number (``$4::OID``); ``::regclass`` takes a name."""
+_BOOL = frozenset(("bool", "boolean"))
+
+
+def _param_types(typed: exp.Query) -> tuple[str, ...]:
+    """Each ``$n``'s type name, from what it is compared with (``a.attnum > $11`` is an
+    integer) or cast to; text otherwise. asyncpg encodes a value by the type Describe
+    announces, and refuses an ``int`` for a text parameter."""
+    found: dict[int, str] = {}
+    for param in typed.find_all(exp.Parameter):
+        if not param.name.isdigit():
+            continue
+        node: exp.Expr = param
+        parent = node.parent
+        while isinstance(parent, exp.Paren):
+            node, parent = parent, parent.parent
+        other: exp.Expr | None = None
+        if isinstance(parent, exp.Cast):
+            other = parent
+        elif isinstance(parent, exp.In) and node is not parent.this:
+            other = parent.this
+        elif isinstance(parent, exp.Binary) and not isinstance(parent, exp.Connector):
+            other = parent.left if parent.right is node else parent.right
+        name = "string"
+        if isinstance(other, exp.Cast):
+            cast = _cast_kind(other)
+            name = "integer" if cast in _INTEGER_CASTS else "boolean" if cast in _BOOL else name
+        elif other is not None and other.type is not None:
+            kind = other.type.this
+            if kind in exp.DataType.INTEGER_TYPES:
+                name = "integer"
+            elif kind == exp.DataType.Type.BOOLEAN:
+                name = "boolean"
+        found.setdefault(int(param.name), name)
+    return tuple(found.get(n, "string") for n in range(1, max(found, default=0) + 1))
 
 
 def _kind(select: exp.Expr) -> str:
@@ -435,6 +498,15 @@ def is_catalog_query(sql: str) -> bool:
     return _plan(sql) is not None
 
 
+def describe(sql: str) -> Description | None:
+    """What Describe of ``sql`` announces, before it runs (``None``: not a catalog
+    query, or one that will be refused)."""
+    plan = _plan(sql)
+    if plan is None or isinstance(plan, CatalogQueryUnsupported):
+        return None
+    return Description(plan.params, plan.columns, plan.types)
+
+
 def answer(
     sql: str,
     tables: Mapping[str, TableMetadata],
@@ -484,6 +556,8 @@ class _Plan:
     types: tuple[str, ...]
     sqlite: str | None
     """The statement in SQLite's terms; ``None`` when its answer is surely empty."""
+    params: tuple[str, ...] = ()
+    """The type name of each ``$n`` (``_param_types``)."""
 
 
 @functools.lru_cache(maxsize=512)
@@ -500,15 +574,17 @@ def _plan(sql: str) -> _Plan | CatalogQueryUnsupported | None:
         return None
     tree = statements[0]
     assert isinstance(tree, exp.Query)
-    columns, types = tuple(_column_names(tree)), tuple(_result_types(tree))
+    typed = _typed(tree)
+    columns, types = tuple(_column_names(tree)), tuple(_result_types(typed))
+    params = _param_types(typed)
     if _surely_empty(tree):
-        return _Plan(columns, types, None)
+        return _Plan(columns, types, None, params)
     if tree.find(*_UNSUPPORTED) is not None or any(
         isinstance(f, exp.Anonymous) and str(f.this).casefold() in ("array_to_string",)
         for f in tree.find_all(exp.Anonymous)
     ):
         return CatalogQueryUnsupported("arrays and JSON of the catalog are not answered yet")
     try:
-        return _Plan(columns, types, _rewrite(tree).sql("sqlite"))
+        return _Plan(columns, types, _rewrite(tree).sql("sqlite"), params)
     except (SqlglotError, CatalogQueryUnsupported) as error:
         return CatalogQueryUnsupported(str(error))

@@ -474,8 +474,20 @@ class Connection:
         state = self._state
         assert state.principal is not None
         command = statement.command
-        if command is not None or catalog.is_catalog_query(statement.text):
-            # A catalog query's columns come with its result: NoData, as before.
+        if command is None and catalog.is_catalog_query(statement.text):
+            found = catalog.describe(statement.text)
+            if found is None:  # refused when it runs
+                statement.param_oids = tuple(_param_oids(statement, ()))
+                return
+            # Per ``?`` in order, as the pipeline's inference gives them.
+            inferred = [found.params[n] if n < len(found.params) else "unknown"
+                        for n in statement.order]  # fmt: skip
+            statement.param_oids = tuple(_param_oids(statement, inferred))
+            statement.columns = tuple(
+                ResultColumn(n, t) for n, t in zip(found.columns, found.types, strict=True)
+            )
+            return
+        if command is not None:
             statement.param_oids = tuple(_param_oids(statement, ()))
             if isinstance(command, cmd.Show):
                 statement.columns = (ResultColumn(command.name, "string"),)

@@ -347,6 +347,47 @@ _BINARY: dict[int, Callable[[object], bytes]] = {
 """Binary encoder by announced OID; the text-like types send their text output."""
 
 
+TEXT_ARRAY = 1009
+_ARRAY_ELEMENT = re.compile(r'"((?:[^"\\]|\\.)*)"|([^,]+)', re.DOTALL)
+
+
+def _text_array_binary(value: object) -> bytes:
+    """A one-dimensional text[] in the binary form: from a list, or from PostgreSQL's
+    text form (``{a,"b c",NULL}``, how the catalog's arrays come)."""
+    if isinstance(value, str):
+        inner = value.strip()
+        if not (inner.startswith("{") and inner.endswith("}")):
+            raise ValueError("a text[] value is not an array")
+        items: list[str | None] = []
+        for quoted, bare in _ARRAY_ELEMENT.findall(inner[1:-1]):
+            if bare:
+                items.append(None if bare.strip().upper() == "NULL" else bare.strip())
+            else:
+                items.append(re.sub(r"\\(.)", r"\1", quoted))
+    elif isinstance(value, list | tuple):
+        items = [None if v is None else str(v) for v in value]
+    else:
+        raise TypeError(f"{type(value).__name__} is not a text[] value")
+    if not items:
+        return _ARRAY_HEAD.pack(0, 0, TEXT)
+    parts = [
+        _ARRAY_HEAD.pack(1, int(None in items), TEXT),
+        _INT4.pack(len(items)),
+        _INT4.pack(1),
+    ]
+    for item in items:
+        if item is None:
+            parts.append(_INT4.pack(-1))
+        else:
+            encoded = item.encode()
+            parts += (_INT4.pack(len(encoded)), encoded)
+    return b"".join(parts)
+
+
+_ARRAY_HEAD = struct.Struct("!iiI")
+_BINARY[TEXT_ARRAY] = _text_array_binary
+
+
 def _binary_encoder(oid: int) -> Callable[[object], bytes]:
     encoder = _BINARY.get(oid)
     return _text_binary if encoder is None else _checked(encoder, oid)

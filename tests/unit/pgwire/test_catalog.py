@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from proxy.demo.seed import BASE_MODEL, custom_columns, seed_tenant
-from proxy.frontends.pgwire.catalog import Answer, CatalogQueryUnsupported, answer
+from proxy.frontends.pgwire.catalog import Answer, CatalogQueryUnsupported, answer, describe
 from proxy.frontends.pgwire.types import encode_text
 from tenancy import catalog as tenant_catalog
 from tenancy.metadata import TableMetadata
@@ -298,3 +298,20 @@ def test_a_composite_key_keeps_its_column_order(tenant: tuple[Tables, Keys]) -> 
     django = answer(pick("django_constraints", 0)["sql"], tables, primary_keys=keys)
     assert django is not None
     assert [r[1] for r in django.rows] == ["{LastName,FirstName}"]
+
+
+def test_describe_types_a_catalog_statements_parameters_and_columns() -> None:
+    """What asyncpg needs before it binds: ``attnum > $2`` takes an integer,
+    ``$3::oid`` too, ``$4::regclass`` a name, the rest text; an array column is
+    text[] (its binary form: ``types._text_array_binary``)."""
+    found = describe(
+        "SELECT a.attname, array_agg(a.attname) AS names FROM pg_catalog.pg_attribute a "
+        "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid WHERE c.relname = $1 "
+        "AND a.attnum > $2 AND a.attrelid = $3::oid AND a.attrelid <> $4::regclass "
+        "GROUP BY a.attname"
+    )
+    assert found is not None
+    assert found.params == ("string", "integer", "integer", "string")
+    assert found.columns == ("attname", "names")
+    assert found.types == ("string", "string[]")
+    assert describe("SELECT FirstName FROM Contacts") is None

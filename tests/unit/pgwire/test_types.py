@@ -217,3 +217,13 @@ def test_module_exports() -> None:
         "OIDS", "ParamError", "decode_param", "encode_binary", "encode_text", "row_encoder",
         "type_size",
     }  # fmt: skip
+
+
+def test_a_text_array_in_binary_from_its_text_form() -> None:
+    """The catalog's arrays come in PostgreSQL's text form; asyncpg asks for binary."""
+    items = ["a", "b c", None, 'x"y', "p\\q", "", "NULL", "a,b", "{x}"]
+    text = '{a,"b c",NULL,"x\\"y","p\\\\q","","NULL","a,b","{x}"}'
+    encoded = encode_binary(text, 1009)
+    assert encoded == encode_binary(items, 1009)
+    assert encoded is not None and encoded[:12] == struct.pack("!iiI", 1, 1, 25)
+    assert encode_binary("{}", 1009) == struct.pack("!iiI", 0, 0, 25)
