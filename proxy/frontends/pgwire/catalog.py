@@ -63,6 +63,7 @@ __all__ = [
     "answer",
     "describe",
     "is_catalog_query",
+    "mentions_catalog",
 ]
 
 
@@ -489,13 +490,17 @@ def _column_names(tree: exp.Query) -> list[str]:
 
 
 @short_texts(1024)
+def mentions_catalog(sql: str) -> bool:
+    """Whether ``sql`` could be a catalog query: a look at the text, before
+    ``is_catalog_query``, which parses (and may take 100 ms the first time)."""
+    lowered = sql.lower()
+    return "pg_" in lowered or "information_schema" in lowered
+
+
 def is_catalog_query(sql: str) -> bool:
     """Whether ``answer`` handles ``sql`` (answers it or refuses it), worked out once per
     text: a cheap look at the text first, so that most statements are never parsed here."""
-    lowered = sql.lower()
-    if "pg_" not in lowered and "information_schema" not in lowered:
-        return False
-    return _plan(sql) is not None
+    return mentions_catalog(sql) and _plan(sql) is not None
 
 
 def describe(sql: str) -> Description | None:

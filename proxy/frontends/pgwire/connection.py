@@ -474,7 +474,7 @@ class Connection:
         state = self._state
         assert state.principal is not None
         command = statement.command
-        if command is None and catalog.is_catalog_query(statement.text):
+        if command is None and await self._is_catalog(statement.text):
             found = catalog.describe(statement.text)
             if found is None:  # refused when it runs
                 statement.param_oids = tuple(_param_oids(statement, ()))
@@ -555,7 +555,7 @@ class Connection:
                 "current transaction is aborted, commands ignored until end of transaction block",
             )
         assert state.principal is not None
-        if catalog.is_catalog_query(statement.text):
+        if await self._is_catalog(statement.text):
             return await self._catalog(statement.text, bound)
         q = self._service.settings.query
         req = QueryRequest(
@@ -618,6 +618,14 @@ class Connection:
             result.rows,
             _tag(statement.sql, outcome.statement_class, result),
         )
+
+    async def _is_catalog(self, text: str) -> bool:
+        """Whether ``text`` is a catalog query; worked out in a worker thread, since the
+        first time a text is seen it is parsed, typed and transpiled (up to about 100
+        ms for SQLAlchemy's reflection: not on the loop every session shares)."""
+        if not catalog.mentions_catalog(text):
+            return False
+        return await self._service.offload(catalog.is_catalog_query, text)
 
     async def _catalog(self, text: str, bound: Sequence[object]) -> _Outcome:
         """A catalog query answered from the tenant's metadata (never its server's)."""
