@@ -388,6 +388,16 @@ def sqlite_returning_cte(tree: exp.Expr, outputs: tuple[str, ...]) -> None:
         tree.set("with_", exp.With(expressions=[_unused_cte()]))
 
 
+_SQLITE_TIMESTAMPS = frozenset(
+    {
+        exp.DataType.Type.TIMESTAMP,
+        exp.DataType.Type.TIMESTAMPNTZ,
+        exp.DataType.Type.DATETIME,
+        exp.DataType.Type.DATETIME2,
+    }
+)
+
+
 def sqlite_values_cte(tree: exp.Expr) -> None:
     """SQLite: a VALUES derived table takes no column names (``AS v(a, b)`` is a
     syntax error), a CTE does. ``INSERT ... SELECT v.a FROM (VALUES ...) AS v(a)``
@@ -404,6 +414,11 @@ def sqlite_values_cte(tree: exp.Expr) -> None:
     alias = values.args.get("alias")
     assert isinstance(alias, exp.TableAlias)  # writes.check: a name and column names
     assert not tree.args.get("with_")  # writes.check: no WITH on this shape
+    # A value cast to a timestamp goes in as sent: SQLite's DATETIME(x), which such a
+    # cast becomes, keeps whole seconds only, and the column stores the text anyway.
+    for cast in list(source.find_all(exp.Cast)):  # the rows are in the SELECT's FROM
+        if cast.to.this in _SQLITE_TIMESTAMPS:
+            cast.replace(cast.this)
     name = exp.Identifier(this=VALUES_CTE, quoted=True)
     rows = exp.Values(expressions=values.expressions)
     cte = exp.CTE(this=rows, alias=exp.TableAlias(this=name, columns=alias.columns))

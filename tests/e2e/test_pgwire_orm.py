@@ -105,9 +105,13 @@ def test_orm_rollback_leaves_nothing(wire: Wire, engine: Engine, tenant: str) ->
     assert wire.stored(tenant, last) == 0
 
 
+CREATED = datetime.datetime(2024, 5, 3, 10, 20, 30, 123456)
+"""With microseconds: a batched insert casts each value (``p3::TIMESTAMP``), and
+SQLite's ``DATETIME(x)`` would keep whole seconds only."""
+
+
 def _new(last: str, names: str = "AB") -> list[Contact]:
-    created = datetime.datetime(2024, 5, 3)
-    return [Contact(FirstName=n, LastName=last, IsActive=True, CreatedAt=created) for n in names]
+    return [Contact(FirstName=n, LastName=last, IsActive=True, CreatedAt=CREATED) for n in names]
 
 
 @pytest.mark.parametrize("tenant", TENANTS)
@@ -130,9 +134,12 @@ def test_orm_batched_insert_returns_keys_in_order(wire: Wire, engine: Engine, te
     assert wire.stored(tenant, last) == len(names)
     with Session(engine) as session:
         back = session.execute(
-            select(Contact.ContactID, Contact.FirstName).where(Contact.LastName == last)
+            select(Contact.ContactID, Contact.FirstName, Contact.CreatedAt).where(
+                Contact.LastName == last
+            )
         ).all()
-    assert sorted((key, name) for key, name in back) == list(zip(keys, names, strict=True))
+    assert sorted((key, name) for key, name, _ in back) == list(zip(keys, names, strict=True))
+    assert {created for _, _, created in back} == {CREATED}, "no fraction of a second lost"
 
     # The same flush one INSERT ... RETURNING per object still works.
     one_by_one = create_engine(engine.url, use_insertmanyvalues=False)
