@@ -555,7 +555,7 @@ class Connection:
                 "current transaction is aborted, commands ignored until end of transaction block",
             )
         assert state.principal is not None
-        if await self._is_catalog(statement.text):
+        if catalog.mentions_catalog(statement.text) and await self._is_catalog(statement.text):
             return await self._catalog(statement.text, bound)
         q = self._service.settings.query
         req = QueryRequest(
@@ -623,7 +623,7 @@ class Connection:
         """Whether ``text`` is a catalog query; worked out in a worker thread, since the
         first time a text is seen it is parsed, typed and transpiled (up to about 100
         ms for SQLAlchemy's reflection: not on the loop every session shares)."""
-        if not catalog.mentions_catalog(text):
+        if not catalog.mentions_catalog(text):  # most statements: no thread hop
             return False
         return await self._service.offload(catalog.is_catalog_query, text)
 
