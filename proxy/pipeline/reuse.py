@@ -3,10 +3,10 @@ skips when nothing it read has changed since.
 
 Preparing a statement from the caches alone still reads four of them (the tenant,
 its tables' shapes, the parsed statement and the plan) and generates the tenant's
-SQL: about 27 µs of a wire transaction's 150 on the test box (cProfile under
-pgbench, ``docs/decisions.md``, "Reusing a preparation"). A client that sends the
-same text again and again (a prepared statement, an ORM's queries) gets the same
-answer every time, until a cache it came from changes. So the answer is kept, keyed
+SQL: about 27 µs of a wire transaction's 150 on the test box (cProfile under pgbench;
+``docs/decisions.md``, "The wire's cost per statement"). A client that sends the same
+text again and again (a prepared statement, an ORM's queries) gets the same answer
+every time, until a cache it came from changes. So the answer is kept, keyed
 by everything of the request it depends on, with the caches' change counters
 (``generation``) at the time it was made:
 
