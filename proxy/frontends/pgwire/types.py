@@ -347,7 +347,7 @@ _BINARY: dict[int, Callable[[object], bytes]] = {
 """Binary encoder by announced OID; the text-like types send their text output."""
 
 
-TEXT_ARRAY = 1009
+TEXT_ARRAY = OIDS["string[]"]
 _ARRAY_ELEMENT = re.compile(r'"((?:[^"\\]|\\.)*)"|([^,]+)', re.DOTALL)
 
 
