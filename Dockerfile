@@ -6,7 +6,9 @@
 #       -e TENANTGATE_CONTROLLER_CONNECTION_STRING=... tenantgate
 #
 # Two stages: wheels are built with a compiler and the ODBC headers (pyodbc has no
-# wheel for every platform); the runtime image only installs them.
+# wheel for every platform), tenantgate's own with its hot path compiled by mypyc
+# (proxy/compiled.py; mypy, which holds mypyc, at the version the lock pins); the
+# runtime image only installs them.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -15,11 +17,12 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential unixodbc-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py requirements.lock README.md ./
 COPY proxy ./proxy
 COPY rewriter ./rewriter
 COPY tenancy ./tenancy
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip install --no-cache-dir -c requirements.lock mypy "setuptools>=77" \
+    && TENANTGATE_COMPILE=1 pip wheel --no-cache-dir --no-build-isolation --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE} AS runtime
 # unixODBC, the PostgreSQL (psqlODBC) and SQLite ODBC drivers from Debian, and

@@ -11,7 +11,15 @@ STAMP  := $(VENV)/.tenantgate-installed
 PURE       := .venv-pure
 PURE_STAMP := $(PURE)/.tenantgate-installed
 
-.PHONY: run test lint format bench setup system-deps clean
+.PHONY: run test lint format bench setup system-deps compile uncompile clean
+
+# The hot path, compiled by mypyc to C extensions beside its sources (proxy/compiled.py
+# says which modules and why). COMPILE=0 leaves it interpreted; `make uncompile` removes
+# what an earlier build left. Rebuilt when any source changes: compiled code relies on
+# the types and constants of what it imports, compiled or not.
+COMPILE ?= 1
+COMPILED := $(VENV)/.tenantgate-compiled
+SOURCES  := $(shell find proxy tenancy rewriter -name '*.py')
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +34,20 @@ $(PURE_STAMP): pyproject.toml requirements.lock
 	$(PURE)/bin/pip uninstall -q -y sqlglotc
 	touch $@
 
+$(COMPILED): $(STAMP) setup.py $(SOURCES)
+	TENANTGATE_COMPILE=1 $(BIN)/python setup.py -q build_ext --inplace >/dev/null
+	touch $@
+
 system-deps:
 	@scripts/system-deps.sh --with-server
 
-setup: system-deps $(STAMP)
+setup: system-deps $(STAMP) $(if $(filter 1,$(COMPILE)),$(COMPILED))
+
+compile: $(STAMP) $(COMPILED)
+
+uncompile:
+	find proxy -name '*.so' -delete
+	rm -rf $(COMPILED) build
 
 run: setup
 	$(BIN)/tenantgate demo --dir var/demo
@@ -60,5 +78,5 @@ bench: setup
 	$(BIN)/python benchmarks/churn.py --sqlserver
 	$(BIN)/python benchmarks/compare.py
 
-clean:
+clean: uncompile
 	rm -rf $(VENV) $(PURE) var .pytest_cache .mypy_cache .ruff_cache

@@ -42,7 +42,19 @@ foreign exceptions are translated into these classes inside that driver
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def chained(error: _E, cause: BaseException | None) -> _E:
+    """``error`` with ``cause`` as its ``__cause__``, for ``raise chained(error, exc)``:
+    ``raise error from exc`` spelled out, which the compiled modules (``proxy.compiled``)
+    need. mypyc ignores ``from``: the cause is lost, and ``from None`` no longer hides
+    the exception being handled (a driver's error, with what it quotes) from a logged
+    traceback. ``cause=None`` hides it, as ``from None`` does."""
+    error.__cause__ = cause
+    return error
 
 
 class ProxyError(Exception):

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages tenantgate needs, only where they are missing:
-# unixODBC, the PostgreSQL and SQLite ODBC drivers, and (for tests) the PostgreSQL
-# server binaries, iptables, Prometheus, the T-SQL engine's runtime, Java and the
-# PostgreSQL JDBC driver, and (for
+# unixODBC, the PostgreSQL and SQLite ODBC drivers, a C compiler and Python's headers
+# (the compiled hot path), and (for tests) the PostgreSQL server binaries, iptables,
+# Prometheus, the T-SQL engine's runtime, Java and the PostgreSQL JDBC driver, and (for
 # benchmarks) wrk and pgbouncer. Debian 12 package names.
 set -euo pipefail
 
@@ -44,6 +44,10 @@ for flag in "$@"; do
   esac
 done
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+# `make compile` (mypyc, proxy/compiled.py): a C compiler and Python's headers.
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+python3 -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || need+=(python3-dev)
 
 if ((${#need[@]} == 0)); then
   exit 0

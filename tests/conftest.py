@@ -8,11 +8,25 @@ from collections.abc import Generator, Iterator
 import pyodbc
 import pytest
 
+from proxy.compiled import stale
 from tests.support import tds
 from tests.support.outcome import PHASE_REPORTS, failed
 from tests.support.pg import PgServer, pg_server
 
 pyodbc.pooling = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # An extension older than its source runs in its place (proxy/compiled.py): the
+    # run would test code that is no longer in the tree.
+    if outdated := stale():
+        pytest.exit(
+            f"compiled modules are older than their sources: {', '.join(outdated)}; "
+            "`make compile` rebuilds them, `make uncompile` removes them",
+            returncode=4,
+        )
+
+
 # Before the first connection of this process: unixODBC reads ODBCSYSINI once.
 _MSODBC18_MISSING = tds.register_msodbc18()
 

@@ -19,12 +19,15 @@ import tempfile
 
 import uvicorn
 
+from proxy import compiled
 from proxy.compose import build
 from proxy.config import ConfigError, LoggingSettings, Settings, load
 from proxy.frontends.http.app import App, create_app
 from proxy.logs import JsonFormatter, RequestFields, SafeFormatter
 
 __all__ = ["app_from_environment", "configure_logging", "serve"]
+
+log = logging.getLogger("tenantgate")
 
 CONFIG_ENV = "TENANTGATE_CONFIG"
 RUN_DIR_ENV = "TENANTGATE_RUN_DIR"
@@ -56,7 +59,9 @@ def serve(
     port = port or settings.server.port
     workers = settings.server.workers
     if workers == 1:
-        uvicorn.run(create_app(build(settings)), host=host, port=port, **_UVICORN)  # type: ignore[arg-type]
+        app = create_app(build(settings))
+        report_compiled()
+        uvicorn.run(app, host=host, port=port, **_UVICORN)  # type: ignore[arg-type]
         return
     if config_path is None:
         raise ValueError("several workers read their settings from a configuration file")
@@ -113,4 +118,20 @@ def app_from_environment() -> App:
     settings = load(os.environ[CONFIG_ENV])
     configure_logging(settings.logging)
     run_dir = os.environ[RUN_DIR_ENV]
-    return create_app(build(settings, run_dir=run_dir), run_dir=run_dir)
+    app = create_app(build(settings, run_dir=run_dir), run_dir=run_dir)
+    report_compiled()
+    return app
+
+
+def report_compiled() -> None:
+    """Say whether the hot path runs compiled (``proxy.compiled``), once the service's
+    modules are imported; warn of extensions older than their sources, which run in
+    their place."""
+    done = compiled.compiled()
+    log.info("hot path: %d of %d modules compiled by mypyc", len(done), len(compiled.HOT))
+    if outdated := compiled.stale():
+        log.warning(
+            "compiled modules older than their sources, run instead of them: %s "
+            "(`make compile` rebuilds them, `make uncompile` removes them)",
+            ", ".join(outdated),
+        )

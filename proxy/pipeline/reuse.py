@@ -31,10 +31,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+# Imported for real, not for type checking only: compiled by mypyc (``proxy.compiled``),
+# a dataclass's field types are looked up when the module loads.
+import rewriter
+from tenancy.resolver import Tenant
+
 if TYPE_CHECKING:
-    import rewriter
     from proxy.pipeline.request import QueryRequest
-    from tenancy.resolver import Tenant
 
 __all__ = ["MAX_CHARS", "MAX_ENTRY_CHARS", "REUSE_S", "Kept", "Reuse"]
 

@@ -43,6 +43,7 @@ from proxy.errors import (
     ConnectionLost,
     PoolSaturated,
     StatementTimeout,
+    chained,
 )
 from proxy.metrics import Metrics
 from proxy.pipeline.activity import TenantActivity
@@ -299,7 +300,7 @@ class Service:
             plan, cached = self._plan(parsed, shapes, tenant, req)
         except UnknownColumn:
             if not blocking:
-                raise _CacheMiss from None  # healing reads the catalog
+                raise chained(_CacheMiss(), None)  # healing reads the catalog
             fresh = self.heal.revalidate(location, shapes)
             if fresh is None:
                 raise

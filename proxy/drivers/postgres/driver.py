@@ -20,8 +20,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -38,13 +38,16 @@ from proxy.drivers.postgres.blocking import (
 from proxy.drivers.postgres.conninfo import ConnParams, conn_params
 from proxy.drivers.postgres.pool import PgPool, PooledConnection, ServerLimiter
 from proxy.drivers.postgres.session import PgSession, execute_on
-from proxy.drivers.postgres.stream import stream_on
+from proxy.drivers.postgres.stream import stream_from_pool
 from proxy.drivers.postgres.watch import Watch
 from proxy.drivers.sizing import PoolOptions, check_seconds
 from proxy.errors import StatementTimeout
 
+# For real, not for type checking only: compiled (``proxy.compiled``), a dataclass's
+# field types are looked up when the module loads.
+from tenancy.connstr import ConnectionString
+
 if TYPE_CHECKING:
-    from tenancy.connstr import ConnectionString
     from tenancy.location import TenantLocation
 
 __all__ = ["PostgresDriver"]
@@ -148,8 +151,7 @@ class PostgresDriver:
         pool.release(conn)
         return result
 
-    @contextlib.asynccontextmanager
-    async def stream(
+    def stream(
         self,
         location: TenantLocation,
         sql: str,
@@ -158,21 +160,16 @@ class PostgresDriver:
         timeout_s: float,
         max_rows: int,
         batch_rows: int,
-    ) -> AsyncIterator[RowStream]:
+    ) -> AbstractAsyncContextManager[RowStream]:
         """A read's rows from a server-side cursor (``proxy.drivers.postgres.stream``)."""
-        pool = self._pool_for(location)
-        conn = pool.acquire_nowait()
-        if conn is None:
-            conn = await pool.acquire_wait(timeout_s)
-        try:
-            async with stream_on(
-                conn, sql, params, timeout_s=timeout_s, max_rows=max_rows, batch_rows=batch_rows
-            ) as rows:
-                yield rows
-        except BaseException as exc:
-            pool.release(conn, exc)
-            raise
-        pool.release(conn)
+        return stream_from_pool(
+            self._pool_for(location),
+            sql,
+            params,
+            timeout_s=timeout_s,
+            max_rows=max_rows,
+            batch_rows=batch_rows,
+        )
 
     def blocking_source(
         self, location: TenantLocation, *, timeout_s: float

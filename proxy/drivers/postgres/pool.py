@@ -68,7 +68,7 @@ from proxy.drivers.postgres.statements import Statements
 from proxy.drivers.postgres.types import ADAPTERS
 from proxy.drivers.postgres.watch import Watch
 from proxy.drivers.sizing import PoolOptions
-from proxy.errors import BackendUnavailable, ConnectionLost, PoolSaturated, ProxyError
+from proxy.errors import BackendUnavailable, ConnectionLost, PoolSaturated, ProxyError, chained
 
 __all__ = ["PgPool", "PooledConnection", "ServerLimiter"]
 
@@ -475,12 +475,15 @@ class PgPool:
             handed = True
         except _Expired:
             self.requests_timeouts += 1
-            raise PoolSaturated(
-                f"connection pool {self.name} is saturated: no connection "
-                f"within {self.acquire_timeout:.3g}s",
-                retry_after=RETRY_AFTER_SATURATED,
-                pool_max=self.max_size,
-            ) from None
+            raise chained(
+                PoolSaturated(
+                    f"connection pool {self.name} is saturated: no connection "
+                    f"within {self.acquire_timeout:.3g}s",
+                    retry_after=RETRY_AFTER_SATURATED,
+                    pool_max=self.max_size,
+                ),
+                None,
+            )
         except BaseException:
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 handed = True  # handed over as the task was cancelled: pass it on
@@ -543,10 +546,13 @@ class PgPool:
                 )
         except TimeoutError:
             self.connections_errors += 1
-            raise BackendUnavailable(
-                f"could not connect to the database of pool {self.name} in time",
-                retry_after=RETRY_AFTER_SATURATED,
-            ) from None
+            raise chained(
+                BackendUnavailable(
+                    f"could not connect to the database of pool {self.name} in time",
+                    retry_after=RETRY_AFTER_SATURATED,
+                ),
+                None,
+            )
         except psycopg.Error as exc:
             error = self._connect_failed(exc)
         else:

@@ -53,10 +53,10 @@ connection is retired instead and the caller gets a retryable ``BackendUnavailab
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
+from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -71,7 +71,7 @@ from proxy.drivers.postgres.errors import kind_of, translate
 from proxy.drivers.postgres.pool import PgPool, PooledConnection
 from proxy.drivers.postgres.statements import Prepared
 from proxy.drivers.postgres.types import load_rows, type_name
-from proxy.errors import BackendRejected, ProxyError, StatementTimeout
+from proxy.errors import BackendRejected, ProxyError, StatementTimeout, chained
 
 __all__ = [
     "CANCEL_TIMEOUT_S",
@@ -156,40 +156,60 @@ class PgSession:
             count_all_rows=count_all_rows,
         )
 
-    @contextlib.asynccontextmanager
-    async def transaction(
+    def transaction(
         self, *, isolation: str | None = None, timeout_s: float | None = None
-    ) -> AsyncIterator[None]:
+    ) -> PgTransaction:
         """``BEGIN`` … ``COMMIT``, or ``ROLLBACK`` when the block raises.
 
         ``isolation`` (``ISOLATION_LEVELS``) goes into the ``BEGIN``, so the session's
         default is never changed. ``timeout_s`` becomes the session's statement timeout
         before ``BEGIN``; without it, BEGIN, COMMIT and ROLLBACK get ``CONTROL_TIMEOUT_S``.
         """
-        conn = self._live()
+        return PgTransaction(self._live(), isolation, timeout_s)
+
+
+class PgTransaction:
+    """``PgSession.transaction``'s context manager. A class, not an ``async`` generator,
+    which mypyc does not compile (``proxy.compiled``)."""
+
+    __slots__ = ("_budget", "_conn", "_isolation", "_timeout_s")
+
+    def __init__(
+        self, conn: PooledConnection, isolation: str | None, timeout_s: float | None
+    ) -> None:
+        self._conn = conn
+        self._isolation = isolation
+        self._timeout_s = timeout_s
+        self._budget = timeout_s if timeout_s is not None else CONTROL_TIMEOUT_S
+
+    async def __aenter__(self) -> None:
+        conn = self._conn
         if conn.in_transaction:
             raise RuntimeError("a transaction is already open on this session")
-        begin = _BEGIN[isolation]
-        if timeout_s is not None:
-            _check(timeout_s)
-            await _set_timeout(conn, timeout_s)
-        budget = timeout_s if timeout_s is not None else CONTROL_TIMEOUT_S
-        await _run(conn, begin, budget)
+        begin = _BEGIN[self._isolation]
+        if self._timeout_s is not None:
+            _check(self._timeout_s)
+            await _set_timeout(conn, self._timeout_s)
+        await _run(conn, begin, self._budget)
         conn.in_transaction = True
-        try:
-            yield
-        except BaseException as exc:
-            _end_transaction(conn)
-            if isinstance(exc, Exception) and not conn.broken:
-                try:
-                    await _run(conn, "ROLLBACK", budget)
-                except ProxyError:
-                    conn.broken = True
-            else:
-                conn.broken = True
-            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        conn = self._conn
         _end_transaction(conn)
-        await _run(conn, "COMMIT", budget)
+        if exc is None:
+            await _run(conn, "COMMIT", self._budget)
+        elif isinstance(exc, Exception) and not conn.broken:
+            try:
+                await _run(conn, "ROLLBACK", self._budget)
+            except ProxyError:
+                conn.broken = True
+        else:
+            conn.broken = True
 
 
 _BEGIN = {
@@ -344,7 +364,7 @@ async def _failed(
     """
     if isinstance(exc, asyncio.CancelledError):
         if guard.swallow_cancellation():
-            raise _timeout_error(timeout_s) from None
+            raise chained(_timeout_error(timeout_s), None)
         conn.broken = True
         _cancel_in_background(conn)
         raise exc
@@ -364,15 +384,16 @@ async def _failed(
             conn.broken = True
         if isinstance(error, StatementTimeout):
             error.details["timeout_ms"] = round(timeout_s * 1000)
-        raise error from exc
+        raise chained(error, exc)
     if params:
         # psycopg's dumpers raise these on some values they cannot send (a list mixing
         # numbers and text): the caller's value, so a 400, not a 500. Raised before
         # anything reached the server, but the connection is retired all the same.
         conn.broken = True
-        raise BackendRejected(
-            f"a parameter cannot be sent to the backend ({type(exc).__name__})"
-        ) from exc
+        raise chained(
+            BackendRejected(f"a parameter cannot be sent to the backend ({type(exc).__name__})"),
+            exc,
+        )
     raise exc
 
 

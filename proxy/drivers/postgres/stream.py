@@ -34,7 +34,7 @@ from psycopg.pq.abc import PGresult
 from proxy import context
 from proxy.drivers.base import RowStream
 from proxy.drivers.batches import Batches, check_stream_limits
-from proxy.drivers.postgres.pool import PooledConnection
+from proxy.drivers.postgres.pool import PgPool, PooledConnection
 from proxy.drivers.postgres.session import (
     _HANDLED,
     PgSession,
@@ -90,6 +90,33 @@ async def _guarded(
         raise AssertionError("_failed raises unless it retries") from exc
     finally:
         guard.disarm()
+
+
+@contextlib.asynccontextmanager
+async def stream_from_pool(
+    pool: PgPool,
+    sql: str,
+    params: Sequence[object],
+    *,
+    timeout_s: float,
+    max_rows: int,
+    batch_rows: int,
+) -> AsyncIterator[RowStream]:
+    """``stream_on`` a connection of ``pool``, given back with the block's error
+    (``PostgresDriver.stream``; an ``async`` generator, which mypyc does not compile,
+    so here and not in the driver's module)."""
+    conn = pool.acquire_nowait()
+    if conn is None:
+        conn = await pool.acquire_wait(timeout_s)
+    try:
+        async with stream_on(
+            conn, sql, params, timeout_s=timeout_s, max_rows=max_rows, batch_rows=batch_rows
+        ) as rows:
+            yield rows
+    except BaseException as exc:
+        pool.release(conn, exc)
+        raise
+    pool.release(conn)
 
 
 @contextlib.asynccontextmanager

@@ -41,7 +41,7 @@ import anyio
 
 from proxy.auth import Principal
 from proxy.drivers.base import ResultColumn, ResultSet
-from proxy.errors import ProxyError, TransactionAborted, TransactionNotFound
+from proxy.errors import ProxyError, TransactionAborted, TransactionNotFound, chained
 from proxy.frontends.pgwire import catalog
 from proxy.frontends.pgwire import protocol as pq
 from proxy.frontends.pgwire import session as cmd
@@ -182,8 +182,8 @@ class Connection:
                 await self._serve()
         except _Fatal as exc:
             await self._fatal(exc.sqlstate, exc.message)
-        except pq.ProtocolViolation as exc:
-            await self._fatal(exc.sqlstate, exc.message)
+        except pq.ProtocolViolation as violation:  # a name of its own: see _catalog
+            await self._fatal(violation.sqlstate, violation.message)
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass  # the client went away
         finally:
@@ -255,7 +255,7 @@ class Connection:
             resolved = await self._service.resolve(principal, tenant)
         except Exception as exc:  # noqa: BLE001 - every refusal becomes its SQLSTATE
             sqlstate, _ = sqlstate_for(exc)
-            raise _Fatal(sqlstate, getattr(exc, "message", str(exc))) from None
+            raise chained(_Fatal(sqlstate, getattr(exc, "message", str(exc))), None)
         state = self._state
         state.principal = principal
         state.tenant = tenant
@@ -286,7 +286,7 @@ class Connection:
                 try:
                     principal = auth.authenticate(f"Bearer {password}")
                 except ProxyError:
-                    raise AuthFailed("invalid token") from None
+                    raise chained(AuthFailed("invalid token"), None)
                 return principal, "postgres"
             exchange = ScramExchange(verifier_of(user))
             self._out += pq.authentication_sasl(["SCRAM-SHA-256"])
@@ -300,9 +300,9 @@ class Connection:
         except AuthFailed:
             # Slow, and the same for a wrong secret as for an unknown user.
             await asyncio.sleep(self._service.settings.pgwire.auth_failure_delay_ms / 1000)
-            raise _Fatal(
-                "28P01", f"password authentication failed for user {name[:63]!r}"
-            ) from None
+            raise chained(
+                _Fatal("28P01", f"password authentication failed for user {name[:63]!r}"), None
+            )
         # A user that is not configured has a random verifier: its exchange failed above.
         assert user is not None
         self._out += pq.authentication_sasl_final(final)
@@ -636,8 +636,10 @@ class Connection:
             tenant = await service.resolve(state.principal, state.tenant)
             tables, keys = await service.offload(_catalog_source, service, tenant.location)
             found = await service.offload(catalog.answer, text, tables, bound, primary_keys=keys)
-        except catalog.CatalogQueryUnsupported as exc:
-            self._error("0A000", f"tenantgate does not answer this catalog query: {exc}")
+        except catalog.CatalogQueryUnsupported as unsupported:
+            # Not ``exc`` as below: compiled (``proxy.compiled``), one name caught twice
+            # keeps the first clause's type, and the second assignment fails.
+            self._error("0A000", f"tenantgate does not answer this catalog query: {unsupported}")
         except Exception as exc:  # noqa: BLE001 - every error becomes an ErrorResponse
             sqlstate, _ = sqlstate_for(exc)
             self._error(sqlstate, getattr(exc, "message", str(exc)))
@@ -778,9 +780,9 @@ class Connection:
         tx, state.tx, state.implicit = state.tx, None, False
         try:
             await self._service.transactions.commit(state.principal, tx)
-        except (TransactionAborted, TransactionNotFound) as exc:
-            sqlstate, _ = sqlstate_for(exc)
-            self._error(sqlstate, exc.message)
+        except (TransactionAborted, TransactionNotFound) as ended:  # see _catalog
+            sqlstate, _ = sqlstate_for(ended)
+            self._error(sqlstate, ended.message)
         except Exception as exc:  # noqa: BLE001 - every error becomes an ErrorResponse
             sqlstate, _ = sqlstate_for(exc)
             self._error(sqlstate, getattr(exc, "message", str(exc)))
@@ -874,10 +876,13 @@ def _catalog_source(
         with source() as conn:
             keys = {name: read_primary_key(conn, location, name) for name in tables}
     except service.drivers.db_errors:
-        raise MetadataUnavailable(
-            f"the tenant's primary keys could not be read on {location.server_key}",
-            server=location.server_key,
-        ) from None
+        raise chained(
+            MetadataUnavailable(
+                f"the tenant's primary keys could not be read on {location.server_key}",
+                server=location.server_key,
+            ),
+            None,
+        )
     return tables, keys
 
 

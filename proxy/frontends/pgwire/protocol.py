@@ -30,6 +30,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
+from proxy.errors import chained
+
 __all__ = [
     "MAX_STARTUP_BYTES",
     "PROTOCOL_3",
@@ -515,9 +517,12 @@ def _decode(raw: bytes, what: str) -> str:
     try:
         return raw.decode()
     except UnicodeDecodeError:
-        raise ProtocolViolation(
-            f"invalid byte sequence for encoding UTF8 in a {what} message", "22021"
-        ) from None
+        raise chained(
+            ProtocolViolation(
+                f"invalid byte sequence for encoding UTF8 in a {what} message", "22021"
+            ),
+            None,
+        )
 
 
 def _string_end_violation(what: str, end: int) -> NoReturn:
@@ -611,7 +616,7 @@ def ready_for_query(status: bytes) -> bytes:
     try:
         return _READY[status]
     except KeyError:
-        raise ValueError(f"invalid transaction status {status!r}") from None
+        raise chained(ValueError(f"invalid transaction status {status!r}"), None)
 
 
 @dataclass(frozen=True)

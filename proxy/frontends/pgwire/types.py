@@ -28,6 +28,8 @@ import struct
 import uuid
 from collections.abc import Callable, Sequence
 
+from proxy.errors import chained
+
 __all__ = [
     "OIDS",
     "ParamError",
@@ -412,7 +414,9 @@ def _checked(encoder: Callable[[object], bytes], oid: int) -> Callable[[object],
         try:
             return encoder(value)
         except struct.error as exc:
-            raise ValueError(f"value out of range for the {_type_name(oid)} binary form") from exc
+            raise chained(
+                ValueError(f"value out of range for the {_type_name(oid)} binary form"), exc
+            )
 
     return encode
 
@@ -534,7 +538,7 @@ def _float_param(text: str, oid: int) -> float:
         try:
             real = _FLOAT4.unpack(_FLOAT4.pack(real))[0]
         except OverflowError:
-            raise _out_of_range(oid) from None
+            raise chained(_out_of_range(oid), None)
         if nonzero and real == 0:
             raise _out_of_range(oid)
     return real
@@ -589,8 +593,10 @@ def _decode_text(text: str, oid: int) -> object:
     except ValueError:
         if oid in (DATE, TIMESTAMP, TIMESTAMPTZ, TIME):
             state = "22008" if _DATE_SHAPE.match(text) else "22007"
-            raise ParamError(state, f"invalid value for a {_type_name(oid)} parameter") from None
-        raise _malformed(oid, 0) from None
+            raise chained(
+                ParamError(state, f"invalid value for a {_type_name(oid)} parameter"), None
+            )
+        raise chained(_malformed(oid, 0), None)
     raise ParamError("0A000", f"parameters of {_type_name(oid)} are not supported")
 
 
@@ -708,7 +714,9 @@ def decode_param(data: bytes | None, oid: int, fmt: int) -> object:
     try:
         value = _decode_binary(raw, oid) if fmt else _decode_text(raw.decode(), oid)
     except UnicodeDecodeError:
-        raise ParamError("22021", f"a {_type_name(oid)} parameter is not valid UTF-8") from None
+        raise chained(
+            ParamError("22021", f"a {_type_name(oid)} parameter is not valid UTF-8"), None
+        )
     if type(value) is str and "\x00" in value:
         # PostgreSQL's text types cannot hold NUL; SQLite's could, so refuse it here.
         raise ParamError("22021", f"a {_type_name(oid)} parameter contains a NUL character")

@@ -417,9 +417,6 @@ def test_data_rows() -> None:
         expected + msg(b"D", i16(0)) + msg(b"D", i16(1) + i32(-1))
     )
     assert pq.data_rows(iter([])) == b""
-    assert pq.data_row([bytearray(b"ab"), memoryview(b"cd")]) == msg(  # type: ignore[list-item]
-        b"D", i16(2) + i32(2) + b"ab" + i32(2) + b"cd"
-    )
 
 
 def test_error_and_notice_responses() -> None:
