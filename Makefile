@@ -21,13 +21,13 @@ COMPILE ?= 1
 COMPILED := $(VENV)/.tenantgate-compiled
 SOURCES  := $(shell find proxy tenancy rewriter -name '*.py')
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	touch $@
 
-$(PURE_STAMP): pyproject.toml requirements.lock
+$(PURE_STAMP): pyproject.toml requirements.lock | system-deps
 	$(PYTHON) -m venv $(PURE)
 	$(PURE)/bin/pip install -q --upgrade pip
 	$(PURE)/bin/pip install -q -c requirements.lock -e '.[dev]'
@@ -52,7 +52,9 @@ uncompile:
 run: setup
 	$(BIN)/tenantgate demo --dir var/demo
 
-test: setup $(PURE_STAMP)
+# The set-up in two jobs: the second environment installs while the compiler runs.
+test:
+	@$(MAKE) --no-print-directory -j2 setup $(PURE_STAMP)
 	TENANTGATE_SQLGLOTC=1 $(BIN)/python -m pytest
 	# PostgreSQL and SQLite tenants once more through the ODBC drivers (SQL Server is
 	# ODBC in the run above already; driver_independent tests never read the setting).
