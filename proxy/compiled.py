@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib.machinery
 from pathlib import Path
 
-__all__ = ["GROUP", "HOT", "compiled", "stale"]
+__all__ = ["GROUP", "HOT", "compiled", "sources", "stale"]
 
 GROUP = "proxy.hot"
 """mypyc's name for the shared library, inside ``proxy`` so that an editable install
@@ -72,11 +72,15 @@ def compiled(root: Path = _ROOT) -> list[str]:
 
 def stale(root: Path = _ROOT) -> list[str]:
     """The modules of ``HOT`` whose source is newer than the compiled code (``make
-    compile`` rebuilds it). Empty when nothing is compiled.
+    compile`` rebuilds it). Empty when nothing is compiled, and outside a checkout
+    (no ``setup.py`` beside the package): an installed wheel's files are written in
+    any order, so their times say nothing.
 
     The code is in the shared library; each module's own extension only forwards to
     it, and a build leaves an unchanged one as it was.
     """
+    if not (root / "setup.py").is_file():
+        return []
     paths = sources(root)
     built = [path for source in paths for path in _extensions(source)]
     shared = _extensions(root / (GROUP.replace(".", "/") + "__mypyc.py"))

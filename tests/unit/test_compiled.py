@@ -72,6 +72,8 @@ def test_chained_sets_the_cause_and_hides_the_context() -> None:
 
 
 def _fake_tree(tmp_path: Path) -> Path:
+    """A checkout's layout: the sources, and setup.py beside the package."""
+    (tmp_path / "setup.py").write_text("")
     for path in compiled.sources(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
@@ -111,6 +113,19 @@ def test_module_extensions_without_the_shared_library_are_stale(tmp_path: Path) 
     root = _fake_tree(tmp_path)
     _extension(compiled.sources(root)[0])
     assert compiled.stale(root) == list(compiled.HOT)
+
+
+def test_an_installed_package_is_never_stale(tmp_path: Path) -> None:
+    # A wheel's files are unpacked in any order: a source a few ms newer than the
+    # shared library means nothing there.
+    root = _fake_tree(tmp_path)
+    (root / "setup.py").unlink()
+    for source in compiled.sources(root):
+        _extension(source)
+    shared = _extension(root / (compiled.GROUP.replace(".", "/") + "__mypyc.py"))
+    os.utime(shared, (1_000_000.0, 1_000_000.0))
+    assert compiled.compiled(root) == list(compiled.HOT)
+    assert compiled.stale(root) == []
 
 
 @pytest.mark.parametrize("name", compiled.HOT)
