@@ -52,13 +52,19 @@ uncompile:
 run: setup
 	$(BIN)/tenantgate demo --dir var/demo
 
+# Test processes (pytest-xdist), each with its own PostgreSQL and T-SQL engine, a test
+# file apiece: the suite waits on servers half the time, so two halve it on two CPUs
+# (docs/decisions.md, "Two test processes"). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile
+
 # The set-up in two jobs: the second environment installs while the compiler runs.
 test:
 	@$(MAKE) --no-print-directory -j2 setup $(PURE_STAMP)
-	TENANTGATE_SQLGLOTC=1 $(BIN)/python -m pytest
+	TENANTGATE_SQLGLOTC=1 $(BIN)/python -m pytest $(XDIST)
 	# PostgreSQL and SQLite tenants once more through the ODBC drivers (SQL Server is
 	# ODBC in the run above already; driver_independent tests never read the setting).
-	TENANTGATE_SQLGLOTC=1 TENANTGATE_TEST_DRIVERS=odbc $(BIN)/python -m pytest -q \
+	TENANTGATE_SQLGLOTC=1 TENANTGATE_TEST_DRIVERS=odbc $(BIN)/python -m pytest -q $(XDIST) \
 		-m "not sqlserver and not driver_independent" \
 		--ignore=tests/integration/drivers tests/integration tests/e2e
 	TENANTGATE_SQLGLOTC=0 $(PURE)/bin/python -m pytest -q -p no:cacheprovider tests/unit/rewriter

@@ -58,7 +58,7 @@ def test_every_type_name_has_an_oid_and_size() -> None:
         (datetime.time(3, 4, 5), b"03:04:05"),
         (b"\x01\xab", b"\\x01ab"),
         (bytearray(b"\xff"), b"\\xff"),
-        (memoryview(b""), b"\\x"),
+        pytest.param(memoryview(b""), b"\\x", id="memoryview(b'')"),  # a stable id for xdist
         ("ü", "ü".encode()),
         ([1, 2], b"[1, 2]"),  # anything else: its str()
     ],
