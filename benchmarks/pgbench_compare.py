@@ -65,6 +65,7 @@ from compare import PGBOUNCER_PASSWORD, POOL, free_port, pgbench_path, pgbouncer
 from procstat import cpu_s  # noqa: E402
 
 from proxy.auth import hash_token  # noqa: E402
+from proxy.compiled import compiled  # noqa: E402
 from proxy.demo.seed import custom_columns, seed_tenant  # noqa: E402
 from proxy.frontends.pgwire.auth import make_verifier  # noqa: E402
 from tests.support.pg import PgServer, pg_server  # noqa: E402
@@ -182,12 +183,24 @@ def tenantgate(
 
 @contextlib.contextmanager
 def worktree(ref: str, where: Path) -> Iterator[Path]:
-    """A detached git worktree of ``ref`` at ``where``, removed afterwards."""
+    """A detached git worktree of ``ref`` at ``where``, removed afterwards; its hot path
+    compiled when this checkout's is and ``ref`` knows how (``TENANTGATE_COMPILE``), so
+    that the two sides differ only by their code."""
     subprocess.run(
         ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(where), ref],
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     try:
+        setup = where / "setup.py"
+        if compiled() and setup.exists() and "TENANTGATE_COMPILE" in setup.read_text():
+            print(f"compiling {ref}'s hot path with mypyc (a few minutes) ...", flush=True)
+            subprocess.run(
+                [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+                cwd=where, check=True, capture_output=True, timeout=1800,
+                env={**os.environ, "TENANTGATE_COMPILE": "1"},
+            )  # fmt: skip
+        elif compiled():
+            print(f"{ref} runs interpreted: it has no compiled build", flush=True)
         yield where
     finally:
         subprocess.run(

@@ -34,13 +34,20 @@ _PREFIX = secrets.token_hex(6)
 _COUNTER = itertools.count(1)
 
 
-@dataclass(slots=True)
+# One per request: the __init__ is written out to be compiled (mypyc leaves a
+# dataclass's generated one interpreted).
+@dataclass(init=False, slots=True)
 class RequestContext:
     request_id: str
-    tenant: str | None = None
+    tenant: str | None
     """The tenant's domain, once the pipeline has resolved it."""
-    code: str | None = None
+    code: str | None
     """The error code the request was answered with, if any."""
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.tenant = None
+        self.code = None
 
     def label(self) -> bytes:
         """How the drivers name the request on a database session:

@@ -98,7 +98,8 @@ class ResultColumn:
     time, binary, uuid or unknown."""
 
 
-@dataclass(frozen=True, slots=True)
+# The __init__ is written out to be compiled (as QueryRequest's, proxy/pipeline/request.py).
+@dataclass(init=False, slots=True)
 class ResultSet:
     columns: list[ResultColumn]
     rows: list[list[object]]
@@ -107,6 +108,14 @@ class ResultSet:
     know) for a statement without one."""
     truncated: bool
     """True when the statement had more than ``max_rows`` rows."""
+
+    def __init__(
+        self, columns: list[ResultColumn], rows: list[list[object]], row_count: int, truncated: bool
+    ) -> None:
+        self.columns = columns
+        self.rows = rows
+        self.row_count = row_count
+        self.truncated = truncated
 
 
 def empty_result(row_count: int = 0) -> ResultSet:

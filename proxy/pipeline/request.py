@@ -28,16 +28,41 @@ _PLAIN = frozenset(_BINDABLE)
 _INT64 = 2**63
 
 
-@dataclass(frozen=True, slots=True)
+# The __init__ is written out: mypyc compiles it, where a dataclass's generated one stays
+# interpreted (and a frozen one's sets each field through object.__setattr__): a wire
+# statement makes one of these (docs/decisions.md, "Compiling the hot path with mypyc").
+@dataclass(init=False, slots=True)
 class QueryRequest:
     tenant: str | int
     sql: str
-    params: Sequence[Any] | Mapping[str, Any] = ()
-    dialect: str = "tsql"
-    max_rows: int = 1000
-    timeout_ms: int = 5000
-    missing_columns: str = "error"
-    allow_unfiltered: bool = False  # an UPDATE/DELETE without WHERE may run
+    params: Sequence[Any] | Mapping[str, Any]
+    dialect: str
+    max_rows: int
+    timeout_ms: int
+    missing_columns: str
+    allow_unfiltered: bool
+    """An UPDATE/DELETE without WHERE may run."""
+
+    def __init__(
+        self,
+        tenant: str | int,
+        sql: str,
+        params: Sequence[Any] | Mapping[str, Any] = (),
+        dialect: str = "tsql",
+        *,
+        max_rows: int = 1000,
+        timeout_ms: int = 5000,
+        missing_columns: str = "error",
+        allow_unfiltered: bool = False,
+    ) -> None:
+        self.tenant = tenant
+        self.sql = sql
+        self.params = params
+        self.dialect = dialect
+        self.max_rows = max_rows
+        self.timeout_ms = timeout_ms
+        self.missing_columns = missing_columns
+        self.allow_unfiltered = allow_unfiltered
 
 
 def bind_params(

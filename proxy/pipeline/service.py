@@ -106,7 +106,9 @@ def _shown_database(location: TenantLocation) -> str | None:
     return location.database
 
 
-@dataclass(slots=True)
+# The two classes made per statement have their __init__ written out, to be compiled
+# (mypyc leaves a dataclass's generated one interpreted).
+@dataclass(init=False, slots=True)
 class Prepared:
     """A statement made ready for one tenant, not yet run."""
 
@@ -115,17 +117,44 @@ class Prepared:
     sql: str
     params: list[Any]
     cached: bool
-    phases: dict[str, float] = field(default_factory=dict)
-    positional: int = 0
+    phases: dict[str, float]
+    positional: int
     """The ``?`` values the statement takes."""
 
+    def __init__(
+        self,
+        tenant: Tenant,
+        plan: rewriter.Plan,
+        sql: str,
+        params: list[Any],
+        *,
+        cached: bool,
+        phases: dict[str, float],
+        positional: int,
+    ) -> None:
+        self.tenant = tenant
+        self.plan = plan
+        self.sql = sql
+        self.params = params
+        self.cached = cached
+        self.phases = phases
+        self.positional = positional
 
-@dataclass(slots=True)
+
+@dataclass(init=False, slots=True)
 class QueryOutcome:
     result: ResultSet
     backend: str
     statement_class: str
     phases: dict[str, float]
+
+    def __init__(
+        self, result: ResultSet, backend: str, statement_class: str, phases: dict[str, float]
+    ) -> None:
+        self.result = result
+        self.backend = backend
+        self.statement_class = statement_class
+        self.phases = phases
 
 
 @dataclass(slots=True)
@@ -255,7 +284,9 @@ class Service:
             _log_sql(tenant, True, kept.sql)
         # Only the phase it took: nothing was resolved or looked up.
         phases = {"rewrite": time.perf_counter() - started}
-        return Prepared(tenant, plan, kept.sql, params, True, phases, kept.positional)
+        return Prepared(
+            tenant, plan, kept.sql, params, cached=True, phases=phases, positional=kept.positional
+        )
 
     def _tenant(self, principal: Principal, ref: str | int, *, blocking: bool) -> Tenant:
         try:
@@ -312,7 +343,15 @@ class Service:
         phases["rewrite"] = time.perf_counter() - t2
         if self.settings.server.log_sql:
             _log_sql(tenant, cached, sql)
-        return Prepared(tenant, plan, sql, params, cached, phases, parsed.positional_params)
+        return Prepared(
+            tenant,
+            plan,
+            sql,
+            params,
+            cached=cached,
+            phases=phases,
+            positional=parsed.positional_params,
+        )
 
     def _plan(
         self,

@@ -58,8 +58,8 @@ def test_a_typical_body_becomes_a_query_request_with_the_defaults() -> None:
     req = query_request(raw({**body, "params": [5]}), SETTINGS)
     q = SETTINGS.query
     assert req == QueryRequest(
-        "beta.example", body["sql"], [5], q.default_dialect, q.default_max_rows,
-        q.default_timeout_ms, "error", False,
+        "beta.example", body["sql"], [5], q.default_dialect, max_rows=q.default_max_rows,
+        timeout_ms=q.default_timeout_ms, missing_columns="error", allow_unfiltered=False,
     )  # fmt: skip
 
 

@@ -74,8 +74,8 @@ def test_kept_while_the_stamp_holds_and_the_window_lasts() -> None:
 
 def test_a_key_holds_what_the_preparation_depends_on() -> None:
     key = Reuse.key
-    base = QueryRequest("t", "SELECT 1", [1], "postgres", 10)
-    assert key(base) == key(QueryRequest("t", "SELECT 1", [2], "postgres", 20))
+    base = QueryRequest("t", "SELECT 1", [1], "postgres", max_rows=10)
+    assert key(base) == key(QueryRequest("t", "SELECT 1", [2], "postgres", max_rows=20))
     for other in (
         QueryRequest("u", "SELECT 1", [1], "postgres"),
         QueryRequest("t", "SELECT 2", [1], "postgres"),

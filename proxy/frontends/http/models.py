@@ -343,10 +343,12 @@ def query_request(raw: bytes, settings: Settings) -> QueryRequest:
         body.sql,
         body.params,
         q.default_dialect if dialect is UNSET else dialect,
-        q.default_max_rows if max_rows is UNSET else min(max_rows, q.max_rows_cap),
-        q.default_timeout_ms if timeout_ms is UNSET else min(timeout_ms, q.max_timeout_ms),
-        body.missing_columns,
-        body.allow_unfiltered,
+        max_rows=q.default_max_rows if max_rows is UNSET else min(max_rows, q.max_rows_cap),
+        timeout_ms=q.default_timeout_ms
+        if timeout_ms is UNSET
+        else min(timeout_ms, q.max_timeout_ms),
+        missing_columns=body.missing_columns,
+        allow_unfiltered=body.allow_unfiltered,
     )
 
 
@@ -392,10 +394,10 @@ def statements_of(
             s.sql,
             s.params,
             dialect,
-            _capped(s.max_rows, default_rows, q.max_rows_cap),
-            timeout_ms,
-            s.missing_columns,
-            s.allow_unfiltered,
+            max_rows=_capped(s.max_rows, default_rows, q.max_rows_cap),
+            timeout_ms=timeout_ms,
+            missing_columns=s.missing_columns,
+            allow_unfiltered=s.allow_unfiltered,
         )
         for s in body.statements
     )
@@ -419,10 +421,10 @@ def transaction_query(raw: bytes, tenant: str | int, settings: Settings) -> Quer
         body.sql,
         body.params,
         q.default_dialect if body.dialect is UNSET else body.dialect,
-        _capped(body.max_rows, q.default_max_rows, q.max_rows_cap),
-        _capped(body.timeout_ms, q.default_timeout_ms, q.max_timeout_ms),
-        body.missing_columns,
-        body.allow_unfiltered,
+        max_rows=_capped(body.max_rows, q.default_max_rows, q.max_rows_cap),
+        timeout_ms=_capped(body.timeout_ms, q.default_timeout_ms, q.max_timeout_ms),
+        missing_columns=body.missing_columns,
+        allow_unfiltered=body.allow_unfiltered,
     )
 
 

@@ -96,14 +96,23 @@ _MAX_SHAPES = 256
 """Result shapes a session keeps encoders for."""
 
 
-@dataclass(slots=True)
+# The per-statement classes' __init__ is written out to be compiled (mypyc leaves a
+# dataclass's generated one interpreted; proxy/frontends/pgwire/protocol.py's messages).
+@dataclass(init=False, slots=True)
 class _Outcome:
     columns: list[ResultColumn] | None
     rows: list[list[object]]
     tag: str
 
+    def __init__(
+        self, columns: list[ResultColumn] | None, rows: list[list[object]], tag: str
+    ) -> None:
+        self.columns = columns
+        self.rows = rows
+        self.tag = tag
 
-@dataclass(slots=True)
+
+@dataclass(init=False, slots=True)
 class _Statement:
     sql: str
     """As the pipeline takes it (``?`` markers)."""
@@ -113,21 +122,52 @@ class _Statement:
     """For each ``?``, the index of the Bind value it takes."""
     param_oids: tuple[int, ...]
     command: cmd.Command | None
-    columns: tuple[ResultColumn, ...] | None = None
+    columns: tuple[ResultColumn, ...] | None
     """As Describe announced them: what its results are sent as."""
 
+    def __init__(
+        self,
+        sql: str,
+        text: str,
+        order: tuple[int, ...],
+        param_oids: tuple[int, ...],
+        command: cmd.Command | None,
+    ) -> None:
+        self.sql = sql
+        self.text = text
+        self.order = order
+        self.param_oids = param_oids
+        self.command = command
+        self.columns = None
 
-@dataclass(slots=True)
+
+@dataclass(init=False, slots=True)
 class _Portal:
     name: str
     statement: _Statement
     params: list[object]
     result_formats: tuple[int, ...]
-    outcome: _Outcome | None = None
-    sent: int = 0
-    described: bool = False
-    shape: _Shape | None = None
+    outcome: _Outcome | None
+    sent: int
+    described: bool
+    shape: _Shape | None
     """Its result's, once looked up (Describe, then Execute, want it)."""
+
+    def __init__(
+        self,
+        name: str,
+        statement: _Statement,
+        params: list[object],
+        result_formats: tuple[int, ...],
+    ) -> None:
+        self.name = name
+        self.statement = statement
+        self.params = params
+        self.result_formats = result_formats
+        self.outcome = None
+        self.sent = 0
+        self.described = False
+        self.shape = None
 
 
 @dataclass(slots=True)
@@ -175,7 +215,19 @@ class Connection:
     # -- the connection's life ---------------------------------------------------------------
 
     async def run(self) -> None:
-        self._task = asyncio.current_task()
+        """The session, start to end: its task's top coroutine (``WireServer.handle``)."""
+        self._task = task = asyncio.current_task()
+        if task is not None:
+            self._server.opened(task)
+        try:
+            await self._session()
+        except Exception:  # a bug of ours: logged, and only this client is lost
+            log.exception("a wire session failed")
+        finally:
+            if task is not None:
+                self._server.closed(task)
+
+    async def _session(self) -> None:
         try:
             if await self._startup():
                 self._server.register(self)
@@ -563,8 +615,8 @@ class Connection:
             statement.sql,
             params,
             state.dialect,
-            q.max_rows_cap,
-            self._timeout_ms(),
+            max_rows=q.max_rows_cap,
+            timeout_ms=self._timeout_ms(),
         )
         result: ResultSet | None = None
         started = time.perf_counter()

@@ -288,21 +288,30 @@ class Messages:
             self._pos = 0
 
 
-# Not frozen: a frozen dataclass's __init__ goes through object.__setattr__ for each
-# field, and a few of these are made for every statement.
-@dataclass(slots=True)
+# Written out, not generated: mypyc compiles a class's own __init__ but leaves a
+# dataclass's generated one interpreted (and a frozen one's sets each field through
+# object.__setattr__); a few of these are made for every statement.
+@dataclass(init=False, slots=True)
 class Query:
     sql: str
 
+    def __init__(self, sql: str) -> None:
+        self.sql = sql
 
-@dataclass(slots=True)
+
+@dataclass(init=False, slots=True)
 class Parse:
     name: str
     sql: str
     param_oids: tuple[int, ...]
 
+    def __init__(self, name: str, sql: str, param_oids: tuple[int, ...]) -> None:
+        self.name = name
+        self.sql = sql
+        self.param_oids = param_oids
 
-@dataclass(slots=True)
+
+@dataclass(init=False, slots=True)
 class Bind:
     """Bind as sent: ``param_formats`` has 0 entries (all text), 1 (for all) or one
     per parameter. ``result_formats`` likewise, against the columns, which only the
@@ -314,23 +323,52 @@ class Bind:
     params: tuple[bytes | None, ...]
     result_formats: tuple[int, ...]
 
+    def __init__(
+        self,
+        portal: str,
+        statement: str,
+        param_formats: tuple[int, ...],
+        params: tuple[bytes | None, ...],
+        result_formats: tuple[int, ...],
+    ) -> None:
+        self.portal = portal
+        self.statement = statement
+        self.param_formats = param_formats
+        self.params = params
+        self.result_formats = result_formats
 
-@dataclass(slots=True)
+
+@dataclass(init=False, slots=True)
 class Describe:
-    kind: str  # 'S' statement or 'P' portal
+    kind: str
+    """'S' statement or 'P' portal."""
     name: str
 
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
 
-@dataclass(slots=True)
+
+@dataclass(init=False, slots=True)
 class Execute:
     portal: str
-    max_rows: int  # 0 = all (a negative count on the wire also means all)
+    max_rows: int
+    """0 = all (a negative count on the wire also means all)."""
+
+    def __init__(self, portal: str, max_rows: int) -> None:
+        self.portal = portal
+        self.max_rows = max_rows
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class Close:
-    kind: str  # 'S' statement or 'P' portal
+    kind: str
+    """'S' statement or 'P' portal."""
     name: str
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
 
 
 @dataclass(frozen=True)

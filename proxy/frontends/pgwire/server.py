@@ -24,7 +24,8 @@ import os
 import secrets
 import ssl
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 from proxy.frontends.pgwire.connection import Connection
 from proxy.pipeline.service import Service
@@ -56,7 +57,7 @@ class WireServer:
             context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
             self.tls = context
         self._sessions: dict[tuple[int, int], Connection] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def new_key(self) -> tuple[int, int]:
         """A cancel key (BackendKeyData's process id and secret) no session here has."""
@@ -108,17 +109,19 @@ class WireServer:
         finally:
             writer.close()
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            await Connection(self, reader, writer).run()
-        except Exception:  # a bug of ours: logged, and only this client is lost
-            log.exception("a wire session failed")
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
+    def handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> Coroutine[Any, Any, None]:
+        # The session's task runs what this returns: Connection.run, compiled by mypyc.
+        # An interpreted coroutine here would be resumed, frame and all, at each of the
+        # task's wake-ups (1.4 % of a statement's CPU in session 15's profile).
+        return Connection(self, reader, writer).run()
+
+    def opened(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+
+    def closed(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
 
     async def close(self) -> None:
         """End every session (each rolls back its open transaction on the way out)."""
