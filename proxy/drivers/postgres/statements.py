@@ -32,12 +32,20 @@ per connection. Cost, point select at concurrency 1 (``benchmarks/in_process.py
 Prepared statements are kept here rather than by psycopg, so that a prepared
 statement's result columns live with it (``Prepared.columns``): a statement's result
 shape cannot change while it stays prepared (the server fails it with 0A000 instead,
-see ``session``). The policy is psycopg's ``prepare_threshold=1``: a statement seen
-once on a connection runs unnamed, in one round trip; the second time it is prepared;
-at most ``PREPARED_MAX`` stay prepared per connection, and at most ``PREPARED_CHARS``
-of their text, the least recently used one deallocated to make room. The window of
-statements seen once has the same bounds; a text longer than ``PREPARED_CHARS`` is
-never kept (it would take the whole budget), and runs unnamed every time. Measured
+see ``session``). The policy starts as psycopg's ``prepare_threshold=1``: a statement
+seen once on a connection runs unnamed, in one round trip; the second time it is
+prepared; at most ``PREPARED_MAX`` stay prepared per connection, and at most
+``PREPARED_CHARS`` of their text. When they are full, a statement takes the place of
+the least recently used one only if it was seen more often than that one was used
+(TinyLFU's admission; both counts halved every ``AGE_EVERY`` statements, so that a
+new working set takes over). Evicting on every second sight, as psycopg does, churns
+when a connection's working set is a little larger than the room: ``pgbench -M
+simple``'s 200 texts over 100 statements deallocated and prepared one statement every
+fourth run, for no more hits (a simulation over uniform and Zipf workloads: the same
+or better hit rate with 3-12x fewer evictions; measured: docs/decisions.md, "Which
+statements stay prepared"). The window of statements seen but not prepared has the
+same bounds; a text longer than ``PREPARED_CHARS`` is never kept (it would take the
+whole budget), and runs unnamed every time. Measured
 (the package docstring): the 818-column row costs 7-10 ms unprepared and 0.5-0.7 ms
 prepared. Not preparing on first sight: with
 thousands of tenants each tenant's statement is a different text (its schema or
@@ -65,7 +73,7 @@ from psycopg.pq.abc import PGconn, PGresult
 from proxy.drivers.base import ResultColumn
 from proxy.drivers.postgres.placeholders import to_numbered
 
-__all__ = ["PREPARED_CHARS", "PREPARED_MAX", "Prepared", "Statements"]
+__all__ = ["AGE_EVERY", "PREPARED_CHARS", "PREPARED_MAX", "Prepared", "Statements"]
 
 PREPARED_MAX = 100
 """Statements kept prepared per connection (psycopg's ``prepared_max``), and the size
@@ -74,6 +82,9 @@ PREPARED_CHARS = 256 * 1024
 """The text those statements may hold, per connection, for each of the two: by count
 alone, 100 statements near ``query.max_sql_chars`` would hold 20 MB a connection. An
 818-column statement is about 20 KB."""
+
+AGE_EVERY = 10 * PREPARED_MAX
+"""Statements run on a connection between two halvings of its use and sight counts."""
 
 _FATAL = ExecStatus.FATAL_ERROR
 _SYNC = ExecStatus.PIPELINE_SYNC
@@ -91,11 +102,13 @@ Key = tuple[str, tuple[int, ...]]
 class Prepared:
     """A statement prepared on one connection, and its result columns once known."""
 
-    __slots__ = ("columns", "name")
+    __slots__ = ("columns", "name", "uses")
 
-    def __init__(self, name: bytes) -> None:
+    def __init__(self, name: bytes, uses: int = 1) -> None:
         self.name = name
         self.columns: list[ResultColumn] | None = None
+        self.uses = uses
+        """Runs, sights before it was prepared included (halved every ``AGE_EVERY``)."""
 
 
 class Statements:
@@ -113,6 +126,7 @@ class Statements:
         "_prepared_chars",
         "_seen",
         "_seen_chars",
+        "_ticks",
         "_tx",
         "_waiter",
     )
@@ -128,8 +142,10 @@ class Statements:
         self._waiter: asyncio.Future[None] | None = None
         self._tx = Transformer(raw)
         self._encoding = raw.info.encoding
-        self._seen: dict[Key, None] = {}
+        self._seen: dict[Key, int] = {}
+        """Statements seen but not prepared, the least recently seen first: their sights."""
         self._seen_chars = 0
+        self._ticks = 0
         self._prepared: dict[Key, Prepared] = {}
         self._prepared_chars = 0
         self._count = 0
@@ -183,33 +199,7 @@ class Statements:
             values, types, param_formats = None, (), None
         key = (query, types)
         pgconn = self._pgconn
-        prepare_as: bytes | None = None
-        drop: list[bytes] = []
-        prepared = self._prepared.pop(key, None)
-        if prepared is not None:
-            self._prepared[key] = prepared  # the most recently used, last
-        elif key in self._seen:
-            del self._seen[key]
-            size = len(query)
-            self._seen_chars -= size
-            while self._prepared and (
-                len(self._prepared) >= PREPARED_MAX or self._prepared_chars + size > PREPARED_CHARS
-            ):
-                drop.append(self._forget_oldest())
-            self._count += 1
-            prepare_as = b"tg%d" % self._count
-        else:
-            size = len(query)
-            if size <= PREPARED_CHARS:
-                seen = self._seen
-                while seen and (
-                    len(seen) >= PREPARED_MAX or self._seen_chars + size > PREPARED_CHARS
-                ):
-                    oldest = next(iter(seen))
-                    del seen[oldest]
-                    self._seen_chars -= len(oldest[0])
-                seen[key] = None
-                self._seen_chars += size
+        prepared, prepare_as, drop, sights = self._choose(key)
         if label is not None or prepare_as is not None:
             return await self._pipelined(
                 label,
@@ -220,6 +210,7 @@ class Statements:
                 statement=prepared or prepare_as,
                 key=key,
                 drop=drop,
+                uses=sights,
             )
         if prepared is None:
             pgconn.send_query_params(query.encode(), values, types, param_formats, _TEXT)
@@ -265,6 +256,7 @@ class Statements:
         statement: Prepared | bytes | None = None,
         key: Key | None = None,
         drop: Sequence[bytes] = (),
+        uses: int = 1,
     ) -> tuple[PGresult, Prepared | None]:
         """``execute``'s sending with what goes before it, in one pipeline and one sync:
         the label (``label``), the prepared statements ``drop`` makes room for, and the
@@ -279,7 +271,8 @@ class Statements:
         transactional: what was dropped or prepared stays so).
 
         ``statement``: the prepared statement to run, or the name to prepare it under
-        (then ``key`` is its key), or ``None`` to run ``query`` unnamed.
+        (then ``key`` is its key and ``uses`` its sights), or ``None`` to run ``query``
+        unnamed.
         """
         pgconn = self._pgconn
         pgconn.enter_pipeline_mode()
@@ -318,7 +311,7 @@ class Statements:
             next(step, None)
         if isinstance(statement, bytes) and _prepared_ok(next(step, None)):
             assert key is not None
-            prepared = self._prepared[key] = Prepared(statement)
+            prepared = self._prepared[key] = Prepared(statement, uses)
             self._prepared_chars += len(query)
         return self._check(results), prepared
 
@@ -329,6 +322,67 @@ class Statements:
         tx.set_pgresult(result)
         rows: list[list[Any]] = tx.load_rows(0, count, list)
         return rows
+
+    def _choose(self, key: Key) -> tuple[Prepared | None, bytes | None, list[bytes], int]:
+        """How ``key`` runs (the module's policy): as its prepared statement; or
+        prepared now under a new name, after dropping what makes room, with its sights;
+        or unnamed (neither)."""
+        query = key[0]
+        prepare_as: bytes | None = None
+        drop: list[bytes] = []
+        sights = 0
+        self._ticks += 1
+        if self._ticks >= AGE_EVERY:
+            self._age()
+        prepared = self._prepared.pop(key, None)
+        if prepared is not None:
+            prepared.uses += 1
+            self._prepared[key] = prepared  # the most recently used, last
+        elif key in self._seen:
+            sights = self._seen.pop(key) + 1
+            size = len(query)
+            if self._admits(sights, size):
+                self._seen_chars -= size
+                while self._prepared and (
+                    len(self._prepared) >= PREPARED_MAX
+                    or self._prepared_chars + size > PREPARED_CHARS
+                ):
+                    drop.append(self._forget_oldest())
+                self._count += 1
+                prepare_as = b"tg%d" % self._count
+            else:
+                self._seen[key] = sights  # the most recently seen, last
+        else:
+            size = len(query)
+            if size <= PREPARED_CHARS:
+                seen = self._seen
+                while seen and (
+                    len(seen) >= PREPARED_MAX or self._seen_chars + size > PREPARED_CHARS
+                ):
+                    oldest = next(iter(seen))
+                    del seen[oldest]
+                    self._seen_chars -= len(oldest[0])
+                seen[key] = 1
+                self._seen_chars += size
+        return prepared, prepare_as, drop, sights
+
+    def _admits(self, sights: int, size: int) -> bool:
+        """Whether a statement seen ``sights`` times is prepared now: when there is room,
+        or when it was seen more often than the least recently used one was used."""
+        prepared = self._prepared
+        if len(prepared) < PREPARED_MAX and self._prepared_chars + size <= PREPARED_CHARS:
+            return True
+        # Not empty: a seen text fits the budget alone (longer ones are never seen).
+        return sights > next(iter(prepared.values())).uses
+
+    def _age(self) -> None:
+        """Every count halved: what was used much long ago gives way to what is now."""
+        self._ticks = 0
+        for each in self._prepared.values():
+            each.uses //= 2
+        seen = self._seen
+        for key, sights in seen.items():
+            seen[key] = sights // 2
 
     def _forget_oldest(self) -> bytes:
         """The least recently used prepared statement, forgotten: its name, to drop."""

@@ -32,6 +32,7 @@ from proxy.drivers.base import Driver, ResultColumn
 from proxy.drivers.postgres import PostgresDriver
 from proxy.drivers.postgres.conninfo import conn_params
 from proxy.drivers.postgres.session import backstop_delay
+from proxy.drivers.postgres.statements import PREPARED_MAX
 from proxy.drivers.sizing import PoolOptions
 from proxy.errors import (
     BackendObjectMissing,
@@ -393,6 +394,33 @@ async def test_statements_are_prepared_and_reused(loc: TenantLocation) -> None:
         )
         assert prepared.rows == [[1]]
         assert await backend_pid(driver, loc) == pid
+
+
+async def test_a_working_set_a_little_larger_than_the_room_does_not_churn(
+    loc: TenantLocation,
+) -> None:
+    """150 texts in random order on one connection, with room for 100 prepared: a
+    statement takes a prepared one's place only when it was seen more often than that
+    one was used. Evicting on every second sight, as psycopg does, prepares (and
+    deallocates) about twice as many: 280-313 over these 1,500 runs, seeds 0-9 of a
+    simulation of both policies, against 135-153."""
+    texts = [f"SELECT name FROM contacts WHERE id = ? /* text {i} */" for i in range(150)]
+    order = random.Random(0).choices(range(150), k=1500)
+    async with open_driver(max_size=1) as driver:
+        for i in order:
+            result = await driver.run(loc, texts[i], [1], timeout_s=5, max_rows=1)
+            assert result.rows == [["n1"]]
+        pool = next(iter(driver._pools.values())).pool
+        conn = await pool.acquire()
+        try:
+            statements: Any = conn.statements
+            assert len(statements) == PREPARED_MAX
+            assert statements._count <= PREPARED_MAX * 2  # prepared ever: 200 at most
+        finally:
+            pool.release(conn)
+        count = "SELECT count(*) FROM pg_prepared_statements"
+        held = await driver.run(loc, count, [], timeout_s=5, max_rows=1)
+        assert held.rows == [[PREPARED_MAX]]  # the server holds what the driver believes
 
 
 async def test_result_columns_are_reused(loc: TenantLocation) -> None:
