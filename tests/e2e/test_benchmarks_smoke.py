@@ -28,11 +28,12 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# rewrite.py, metadata_memory.py and overheads.py start no service (the first two pick
-# their client library by flag), tenant_phases.py and memory.py name the native
-# driver, and churn.py's stack names no driver (tests/support/churn.py): none reads
-# TENANTGATE_TEST_DRIVERS, so the ODBC pass of `make test` leaves them out. The others
-# serve their tenants through tests/support/stack.py, which does read it.
+# rewrite.py, metadata_memory.py, overheads.py and prepared_admission.py start no
+# service (the first two pick their client library by flag), tenant_phases.py and
+# memory.py name the native driver, and churn.py's stack names no driver
+# (tests/support/churn.py): none reads TENANTGATE_TEST_DRIVERS, so the ODBC pass of
+# `make test` leaves them out. The others serve their tenants through
+# tests/support/stack.py, which does read it.
 SAME_ON_EITHER = pytest.mark.driver_independent
 
 
@@ -55,6 +56,7 @@ RUNS = [
     _run("pgbench_compare.py", ["--tiny"], "tg/PgBouncer"),
     _run("overheads.py", ["--rounds", "1", "--n", "200"], "medians of", SAME_ON_EITHER),
     _run("in_process.py", ["--requests", "200", "--rounds", "1"], "CPU µs per request"),
+    _run("prepared_admission.py", ["--statements", "2000"], "TinyLFU", SAME_ON_EITHER),
     _run("tenant_phases.py", ["--tenants", "30", "--requests", "50"], "median µs", SAME_ON_EITHER),
     _run(
         "memory.py",

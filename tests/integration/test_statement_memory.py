@@ -8,7 +8,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -59,14 +58,15 @@ async def test_postgres_keeps_statement_text_within_its_budget(pg_loc: TenantLoc
         (entry,) = driver._pools.values()
         conn = await entry.pool.acquire()
         try:
-            statements: Any = conn.statements
-            assert 0 < statements._prepared_chars <= PREPARED_CHARS
-            assert statements._seen_chars <= PREPARED_CHARS
-            kept = len(statements)
+            held = conn.statements.kept
+            stats = held.get_stats()
+            assert 0 < stats["prepared_chars"] <= PREPARED_CHARS
+            assert stats["seen_chars"] <= PREPARED_CHARS
+            kept = len(held)
             assert 0 < kept < 24
             # The text longer than the budget is neither prepared nor remembered.
-            assert all(len(query) < PREPARED_CHARS for query, _ in statements._prepared)
-            assert all(len(query) < PREPARED_CHARS for query, _ in statements._seen)
+            assert all(len(query) < PREPARED_CHARS for (query, _), _ in held.items())
+            assert all(len(query) < PREPARED_CHARS for query, _ in held.seen())
         finally:
             entry.pool.release(conn)
         # The server holds what the driver believes it holds (the same one connection).

@@ -41,9 +41,10 @@ the least recently used one only if it was seen more often than that one was use
 new working set takes over). Evicting on every second sight, as psycopg does, churns
 when a connection's working set is a little larger than the room: ``pgbench -M
 simple``'s 200 texts over 100 statements deallocated and prepared one statement every
-fourth run, for no more hits (a simulation over uniform and Zipf workloads: the same
-or better hit rate with 3-12x fewer evictions; measured: docs/decisions.md, "Which
-statements stay prepared"). The window of statements seen but not prepared has the
+fourth run, for no more hits (``benchmarks/prepared_admission.py``, uniform and Zipf
+workloads: the same or a better hit rate with 3-8x fewer evictions; docs/decisions.md,
+"Which statements stay prepared"). ``PreparedSet`` holds the policy, apart from the
+I/O. The window of statements seen but not prepared has the
 same bounds; a text longer than ``PREPARED_CHARS`` is never kept (it would take the
 whole budget), and runs unnamed every time. Measured
 (the package docstring): the 818-column row costs 7-10 ms unprepared and 0.5-0.7 ms
@@ -73,7 +74,7 @@ from psycopg.pq.abc import PGconn, PGresult
 from proxy.drivers.base import ResultColumn
 from proxy.drivers.postgres.placeholders import to_numbered
 
-__all__ = ["AGE_EVERY", "PREPARED_CHARS", "PREPARED_MAX", "Prepared", "Statements"]
+__all__ = ["AGE_EVERY", "PREPARED_CHARS", "PREPARED_MAX", "Prepared", "PreparedSet", "Statements"]
 
 PREPARED_MAX = 100
 """Statements kept prepared per connection (psycopg's ``prepared_max``), and the size
@@ -111,22 +112,167 @@ class Prepared:
         """Runs, sights before it was prepared included (halved every ``AGE_EVERY``)."""
 
 
-class Statements:
-    """The statements of one connection, which one request at a time uses."""
+class PreparedSet:
+    """Which statements one connection keeps prepared, and which it has seen: the
+    module's policy apart from the I/O (``Statements`` asks ``choose`` before it sends
+    and tells ``add`` what the server prepared), so that it can be driven and measured
+    on its own (``benchmarks/prepared_admission.py``)."""
 
     __slots__ = (
+        "_admission",
+        "_age_every",
         "_count",
-        "_encoding",
-        "_fd",
-        "_home",
-        "_label_prepared",
-        "_listening",
-        "_pgconn",
+        "_evictions",
+        "_max",
+        "_max_chars",
         "_prepared",
         "_prepared_chars",
         "_seen",
         "_seen_chars",
         "_ticks",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_statements: int = PREPARED_MAX,
+        max_chars: int = PREPARED_CHARS,
+        age_every: int = AGE_EVERY,
+        admission: bool = True,
+    ) -> None:
+        """``admission=False``: psycopg's rule, every second sight evicting the least
+        recently used statement when the room is full (the comparison the benchmark and
+        the tests make)."""
+        if max_statements < 1 or max_chars < 1 or age_every < 1:
+            raise ValueError("max_statements, max_chars and age_every must be positive")
+        self._admission = admission
+        self._max = max_statements
+        self._max_chars = max_chars
+        self._age_every = age_every
+        self._prepared: dict[Key, Prepared] = {}
+        """The least recently used first."""
+        self._prepared_chars = 0
+        self._seen: dict[Key, int] = {}
+        """Statements seen but not prepared, the least recently seen first: their sights."""
+        self._seen_chars = 0
+        self._ticks = 0
+        self._count = 0
+        self._evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._prepared)
+
+    def add(self, key: Key, name: bytes, uses: int) -> Prepared:
+        """``key``, prepared by the server under ``name`` (``choose`` gave both)."""
+        prepared = self._prepared[key] = Prepared(name, uses)
+        self._prepared_chars += len(key[0])
+        return prepared
+
+    def items(self) -> list[tuple[Key, Prepared]]:
+        """The prepared statements, the least recently used first."""
+        return list(self._prepared.items())
+
+    def seen(self) -> list[Key]:
+        """The statements seen but not prepared, the least recently seen first."""
+        return list(self._seen)
+
+    def get_stats(self) -> dict[str, int]:
+        return {
+            "prepared": len(self._prepared),
+            "prepared_chars": self._prepared_chars,
+            "seen": len(self._seen),
+            "seen_chars": self._seen_chars,
+            "prepares": self._count,
+            "evictions": self._evictions,
+        }
+
+    def forget(self) -> None:
+        """Nothing prepared, nothing seen (the server dropped them all)."""
+        self._prepared.clear()
+        self._seen.clear()
+        self._prepared_chars = self._seen_chars = 0
+
+    def choose(self, key: Key) -> tuple[Prepared | None, bytes | None, list[bytes], int]:
+        """How ``key`` runs: as its prepared statement; or prepared now under a new
+        name (``add`` it once the server has), after dropping what makes room, with its
+        sights; or unnamed (neither)."""
+        query = key[0]
+        prepare_as: bytes | None = None
+        drop: list[bytes] = []
+        sights = 0
+        self._ticks += 1
+        if self._ticks >= self._age_every:
+            self._age()
+        prepared = self._prepared.pop(key, None)
+        if prepared is not None:
+            prepared.uses += 1
+            self._prepared[key] = prepared  # the most recently used, last
+        elif key in self._seen:
+            sights = self._seen.pop(key) + 1
+            size = len(query)
+            if self._admits(sights, size):
+                self._seen_chars -= size
+                while self._prepared and (
+                    len(self._prepared) >= self._max
+                    or self._prepared_chars + size > self._max_chars
+                ):
+                    drop.append(self._forget_oldest())
+                    self._evictions += 1
+                self._count += 1
+                prepare_as = b"tg%d" % self._count
+            else:
+                self._seen[key] = sights  # the most recently seen, last
+        else:
+            size = len(query)
+            if size <= self._max_chars:
+                seen = self._seen
+                while seen and (
+                    len(seen) >= self._max or self._seen_chars + size > self._max_chars
+                ):
+                    oldest = next(iter(seen))
+                    del seen[oldest]
+                    self._seen_chars -= len(oldest[0])
+                seen[key] = 1
+                self._seen_chars += size
+        return prepared, prepare_as, drop, sights
+
+    def _admits(self, sights: int, size: int) -> bool:
+        """Whether a statement seen ``sights`` times is prepared now: when there is room,
+        or when it was seen more often than the least recently used one was used."""
+        prepared = self._prepared
+        if len(prepared) < self._max and self._prepared_chars + size <= self._max_chars:
+            return True
+        # Not empty: a seen text fits the budget alone (longer ones are never seen).
+        return not self._admission or sights > next(iter(prepared.values())).uses
+
+    def _age(self) -> None:
+        """Every count halved: what was used much long ago gives way to what is now."""
+        self._ticks = 0
+        for each in self._prepared.values():
+            each.uses //= 2
+        seen = self._seen
+        for key, sights in seen.items():
+            seen[key] = sights // 2
+
+    def _forget_oldest(self) -> bytes:
+        """The least recently used prepared statement, forgotten: its name, to drop."""
+        key = next(iter(self._prepared))
+        oldest = self._prepared.pop(key)
+        self._prepared_chars -= len(key[0])
+        return oldest.name
+
+
+class Statements:
+    """The statements of one connection, which one request at a time uses."""
+
+    __slots__ = (
+        "_encoding",
+        "_fd",
+        "_home",
+        "_kept",
+        "_label_prepared",
+        "_listening",
+        "_pgconn",
         "_tx",
         "_waiter",
     )
@@ -142,18 +288,17 @@ class Statements:
         self._waiter: asyncio.Future[None] | None = None
         self._tx = Transformer(raw)
         self._encoding = raw.info.encoding
-        self._seen: dict[Key, int] = {}
-        """Statements seen but not prepared, the least recently seen first: their sights."""
-        self._seen_chars = 0
-        self._ticks = 0
-        self._prepared: dict[Key, Prepared] = {}
-        self._prepared_chars = 0
-        self._count = 0
+        self._kept = PreparedSet()
         self._label_prepared = False
 
     def __len__(self) -> int:
         """Statements prepared on the connection now."""
-        return len(self._prepared)
+        return len(self._kept)
+
+    @property
+    def kept(self) -> PreparedSet:
+        """Which statements are prepared, and which were seen (the policy's state)."""
+        return self._kept
 
     def stop_listening(self) -> None:
         """Take our reader off the socket: before psycopg waits on it, and before it closes."""
@@ -164,9 +309,7 @@ class Statements:
 
     def forget(self) -> None:
         """The server dropped every prepared statement (``DEALLOCATE ALL``)."""
-        self._prepared.clear()
-        self._seen.clear()
-        self._prepared_chars = self._seen_chars = 0
+        self._kept.forget()
         self._label_prepared = False
 
     async def execute(
@@ -199,7 +342,7 @@ class Statements:
             values, types, param_formats = None, (), None
         key = (query, types)
         pgconn = self._pgconn
-        prepared, prepare_as, drop, sights = self._choose(key)
+        prepared, prepare_as, drop, sights = self._kept.choose(key)
         if label is not None or prepare_as is not None:
             return await self._pipelined(
                 label,
@@ -311,8 +454,7 @@ class Statements:
             next(step, None)
         if isinstance(statement, bytes) and _prepared_ok(next(step, None)):
             assert key is not None
-            prepared = self._prepared[key] = Prepared(statement, uses)
-            self._prepared_chars += len(query)
+            prepared = self._kept.add(key, statement, uses)
         return self._check(results), prepared
 
     def load(self, result: PGresult, count: int) -> list[list[Any]]:
@@ -322,74 +464,6 @@ class Statements:
         tx.set_pgresult(result)
         rows: list[list[Any]] = tx.load_rows(0, count, list)
         return rows
-
-    def _choose(self, key: Key) -> tuple[Prepared | None, bytes | None, list[bytes], int]:
-        """How ``key`` runs (the module's policy): as its prepared statement; or
-        prepared now under a new name, after dropping what makes room, with its sights;
-        or unnamed (neither)."""
-        query = key[0]
-        prepare_as: bytes | None = None
-        drop: list[bytes] = []
-        sights = 0
-        self._ticks += 1
-        if self._ticks >= AGE_EVERY:
-            self._age()
-        prepared = self._prepared.pop(key, None)
-        if prepared is not None:
-            prepared.uses += 1
-            self._prepared[key] = prepared  # the most recently used, last
-        elif key in self._seen:
-            sights = self._seen.pop(key) + 1
-            size = len(query)
-            if self._admits(sights, size):
-                self._seen_chars -= size
-                while self._prepared and (
-                    len(self._prepared) >= PREPARED_MAX
-                    or self._prepared_chars + size > PREPARED_CHARS
-                ):
-                    drop.append(self._forget_oldest())
-                self._count += 1
-                prepare_as = b"tg%d" % self._count
-            else:
-                self._seen[key] = sights  # the most recently seen, last
-        else:
-            size = len(query)
-            if size <= PREPARED_CHARS:
-                seen = self._seen
-                while seen and (
-                    len(seen) >= PREPARED_MAX or self._seen_chars + size > PREPARED_CHARS
-                ):
-                    oldest = next(iter(seen))
-                    del seen[oldest]
-                    self._seen_chars -= len(oldest[0])
-                seen[key] = 1
-                self._seen_chars += size
-        return prepared, prepare_as, drop, sights
-
-    def _admits(self, sights: int, size: int) -> bool:
-        """Whether a statement seen ``sights`` times is prepared now: when there is room,
-        or when it was seen more often than the least recently used one was used."""
-        prepared = self._prepared
-        if len(prepared) < PREPARED_MAX and self._prepared_chars + size <= PREPARED_CHARS:
-            return True
-        # Not empty: a seen text fits the budget alone (longer ones are never seen).
-        return sights > next(iter(prepared.values())).uses
-
-    def _age(self) -> None:
-        """Every count halved: what was used much long ago gives way to what is now."""
-        self._ticks = 0
-        for each in self._prepared.values():
-            each.uses //= 2
-        seen = self._seen
-        for key, sights in seen.items():
-            seen[key] = sights // 2
-
-    def _forget_oldest(self) -> bytes:
-        """The least recently used prepared statement, forgotten: its name, to drop."""
-        key = next(iter(self._prepared))
-        oldest = self._prepared.pop(key)
-        self._prepared_chars -= len(key[0])
-        return oldest.name
 
     async def _results(self, syncs: int = 0) -> list[PGresult]:
         """Send what libpq holds, then wait for every result of the statement sent.

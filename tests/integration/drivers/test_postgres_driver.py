@@ -413,9 +413,9 @@ async def test_a_working_set_a_little_larger_than_the_room_does_not_churn(
         pool = next(iter(driver._pools.values())).pool
         conn = await pool.acquire()
         try:
-            statements: Any = conn.statements
-            assert len(statements) == PREPARED_MAX
-            assert statements._count <= PREPARED_MAX * 2  # prepared ever: 200 at most
+            assert len(conn.statements) == PREPARED_MAX
+            prepares = conn.statements.kept.get_stats()["prepares"]
+            assert prepares <= PREPARED_MAX * 2  # prepared ever: 200 at most
         finally:
             pool.release(conn)
         count = "SELECT count(*) FROM pg_prepared_statements"
@@ -436,7 +436,7 @@ async def test_result_columns_are_reused(loc: TenantLocation) -> None:
         conn = await pool.acquire()
         try:
             assert len(conn.statements) == 1
-            (prepared,) = conn.statements._prepared.values()
+            ((_, prepared),) = conn.statements.kept.items()
             assert prepared.columns == first.columns
         finally:
             pool.release(conn)
