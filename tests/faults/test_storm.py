@@ -36,8 +36,9 @@ def _unrelated() -> list[Job]:
             Job("readyz", lambda _m: {}, path="/readyz", method="GET", pause_s=0.1)]  # fmt: skip
 
 
-def _storm(url: str) -> list[Outcome]:
-    return burst(url, FAULT_TOKEN, slow_job(31, timeout_ms=SLOW_MS, name="storm 31"), STORM)
+def _storm(url: str, refused: threading.Event) -> list[Outcome]:
+    job = slow_job(31, timeout_ms=SLOW_MS, name="storm 31")
+    return burst(url, FAULT_TOKEN, job, STORM, refused=refused)
 
 
 def test_a_storm_on_one_tenant_is_refused_fast_and_starves_nobody(
@@ -49,9 +50,12 @@ def test_a_storm_on_one_tenant_is_refused_fast_and_starves_nobody(
     with Load(faults.url, FAULT_TOKEN, _unrelated()) as load:
         time.sleep(seconds(3.0))
         storm_at = time.monotonic()
-        thread = threading.Thread(target=lambda: storm.extend(_storm(faults.url)))
+        refusing = threading.Event()
+        thread = threading.Thread(target=lambda: storm.extend(_storm(faults.url, refusing)))
         thread.start()
-        time.sleep(0.5)
+        # The burst's first refusal: the pool is busy and its queue full (a sleep of 0.5
+        # s was not always enough with another test process on the machine).
+        assert refusing.wait(timeout=30), "the burst was never refused"
         # While the pool is busy and its queue full: one at a time, refused at once.
         probes = []
         with faults.client() as client:

@@ -243,9 +243,12 @@ async def send(
     )
 
 
-def burst(url: str, token: str, job: Job, count: int) -> list[Outcome]:
+def burst(
+    url: str, token: str, job: Job, count: int, *, refused: threading.Event | None = None
+) -> list[Outcome]:
     """``count`` requests of ``job`` at once, each on a connection of its own, and what
-    each got.
+    each got. ``refused`` is set at the first 503: from then on the service is known to
+    be refusing (a wait on it holds on a machine of any speed, where a sleep would not).
 
     Plain HTTP/1.1 over asyncio streams rather than httpx: httpx's connection pool
     costs grow with the square of its connections, and with hundreds at once the
@@ -268,6 +271,8 @@ def burst(url: str, token: str, job: Job, count: int) -> list[Outcome]:
             return Outcome(job.name, start, time.monotonic(), 0, type(exc).__name__, deadline_s)
         end = time.monotonic()
         status = int(lines[0].split()[1])
+        if status == 503 and refused is not None:
+            refused.set()
         code = str(json.loads(body)["error"]["code"]) if status >= 300 else ""
         return Outcome(job.name, start, end, status, code, deadline_s, headers.get("retry-after"))
 
