@@ -155,6 +155,24 @@ def _wait_until(check: Any, seconds: float = 5.0) -> bool:
     return True
 
 
+def _settles(check: Any, hold: float, seconds: float = 5.0) -> bool:
+    """Whether ``check`` comes to hold for ``hold`` seconds on end within ``seconds``: a
+    state seen once may be a moment between two steps (a stream's fetch loop is idle
+    for a moment between two FETCHes, longer on a loaded machine)."""
+    deadline = time.monotonic() + seconds
+    since: float | None = None
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        if not check():
+            since = None
+        elif since is None:
+            since = now
+        elif now - since >= hold:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 # -- the format ----------------------------------------------------------------------------
 
 
@@ -271,7 +289,7 @@ def test_a_client_that_stops_reading_holds_up_the_fetching_then_is_cut_off(
         # Not reading: the socket buffers fill, then the service stops fetching and waits
         # with its transaction idle. 1,000,000 rows are far more than the buffers hold.
         waiting = ["idle in transaction"]
-        assert _wait_until(lambda: _fetches(pg, database) == waiting)
+        assert _settles(lambda: _fetches(pg, database) == waiting, hold=0.3)
         rss = _vm_kb(pid, "VmRSS")
         time.sleep(0.5)
         assert _fetches(pg, database) == waiting
