@@ -42,13 +42,12 @@ new working set takes over). Evicting on every second sight, as psycopg does, ch
 when a connection's working set is a little larger than the room: ``pgbench -M
 simple``'s 200 texts over 100 statements deallocated and prepared one statement every
 fourth run, for no more hits (``benchmarks/prepared_admission.py``, uniform and Zipf
-workloads: the same or a better hit rate with 3-8x fewer evictions; docs/decisions.md,
+workloads: the same or a better hit rate with 3-9x fewer evictions; docs/decisions.md,
 "Which statements stay prepared"). ``PreparedSet`` holds the policy, apart from the
-I/O. The window of statements seen but not prepared has the
-same bounds; a text longer than ``PREPARED_CHARS`` is never kept (it would take the
-whole budget), and runs unnamed every time. Measured
-(the package docstring): the 818-column row costs 7-10 ms unprepared and 0.5-0.7 ms
-prepared. Not preparing on first sight: with
+I/O. The window of statements seen but not prepared has the same bounds; a text
+longer than ``PREPARED_CHARS`` is never kept (it would take the whole budget), and
+runs unnamed every time. Measured (the package docstring): the 818-column row costs
+7-10 ms unprepared and 0.5-0.7 ms prepared. Not preparing on first sight: with
 thousands of tenants each tenant's statement is a different text (its schema or
 database is in it), and a connection cycling over them prepared every one and
 deallocated the one it evicted, two extra round trips per request: p50 2.9x at 3,000
@@ -105,7 +104,7 @@ class Prepared:
 
     __slots__ = ("columns", "name", "uses")
 
-    def __init__(self, name: bytes, uses: int = 1) -> None:
+    def __init__(self, name: bytes, uses: int) -> None:
         self.name = name
         self.columns: list[ResultColumn] | None = None
         self.uses = uses
