@@ -102,6 +102,11 @@ class QuerySettings:
     """Rewritten plans kept, by their estimated size."""
     cache_max_entry_bytes: int = 2 << 20
     """A parsed statement or plan estimated larger is not cached."""
+    lift_literals: bool = True
+    """On PostgreSQL tenants, send the literals a WHERE or ON condition compares with a
+    table's column as bind parameters, so that texts differing only by such values
+    share one prepared statement (``rewriter.lift``; docs/decisions.md, "Literals sent
+    as parameters")."""
     stream_max_rows: int = 10_000_000
     """Rows a streamed read (``Accept: application/x-ndjson`` or ``text/csv``) returns at
     most; also its default ``max_rows`` (docs/transactions.md, "Streaming results")."""
@@ -380,7 +385,7 @@ def _section(cls: type[Any], raw: Any, where: str, env: Mapping[str, str]) -> An
         return cls()
     if not isinstance(raw, dict):
         raise ConfigError(f"[{where}] must be a table")
-    known = {f.name for f in fields(cls)}
+    known = {f.name: f.type for f in fields(cls)}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key.endswith("_env") and key[:-4] in known:
@@ -389,6 +394,9 @@ def _section(cls: type[Any], raw: Any, where: str, env: Mapping[str, str]) -> An
                 raise ConfigError(f"{where}.{key}: environment variable {value!r} is not set")
             values[name] = env[value]
         elif key in known:
+            if known[key] == "bool" and not isinstance(value, bool):
+                # A dataclass takes any value, and "false" (a string) would be true.
+                raise ConfigError(f"{where}.{key} must be true or false")
             values[key] = tuple(value) if isinstance(value, list) else value
         else:
             raise ConfigError(f"{where}.{key}: unknown setting")

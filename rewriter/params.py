@@ -6,7 +6,7 @@ generated, ``unmark`` finds the markers in text order, turns each into ``?`` and
 records which request parameter it binds. Binds stay binds whatever the generator
 does to clause order (sqlite writes ``OFFSET ? ROWS FETCH NEXT ? ROWS`` as
 ``LIMIT ? OFFSET ?``). The row cap's placeholder (``row_cap``) is bound the same way;
-its binding is its ``RowCap``.
+its binding is its ``RowCap``. A literal ``lift`` took out is a ``Lifted``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from collections.abc import Iterable, Sequence
 from sqlglot import exp
 
 from rewriter.errors import InvalidParameters
+from rewriter.lift import Lifted
 from rewriter.markers import META_POSITION, META_ROW_CAP, PARAM_MARKER, PARAM_MARKER_RE
 from rewriter.row_cap import RowCap
 
-Binding = int | str | RowCap
+Binding = int | str | RowCap | Lifted
 
 
 def collect(nodes: Iterable[exp.Expr]) -> tuple[int, tuple[str, ...]]:

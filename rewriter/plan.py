@@ -26,6 +26,9 @@ convert_to_cast ... national_literals   the transforms (``rewriter.transforms``)
                              T-SQL meaning on PostgreSQL and SQLite, each run only
                              when the tree holds the node types it acts on
 tsql_fetch_count             FETCH's implied count made explicit (SQL Server)
+lift_literals                (``lift_literals=True``, PostgreSQL) literals a filter
+                             compares with a table's column -> markers bound to
+                             ``Lifted`` values (``lift``)
 generate                     backend SQL (``generate``)
 unmark_params                markers -> ``?`` in text order: ``param_order``
 splice                       wide expansions' column lists put in as text
@@ -43,6 +46,7 @@ from dataclasses import dataclass
 from rewriter import generate as gen
 from rewriter import rules, writes
 from rewriter.errors import UnknownTable
+from rewriter.lift import Lifted
 from rewriter.markers import BACKEND_DIALECTS
 from rewriter.parse import ParsedStatement, too_deep
 from rewriter.row_cap import RowCap
@@ -58,7 +62,8 @@ class Plan:
 
     sql: str  # with qualifier markers; use ``bind``
     columns: tuple[str, ...]
-    param_order: tuple[int | str | RowCap, ...]  # a RowCap entry is the row cap's bind
+    # A RowCap entry is the row cap's bind, a Lifted one a literal taken out of the text.
+    param_order: tuple[int | str | RowCap | Lifted, ...]
     statement_class: str
     backend: str
 
@@ -92,12 +97,15 @@ def rewrite(
     tenant_label: str = "",
     allow_unfiltered: bool = False,
     row_cap: bool = False,
+    lift_literals: bool = False,
 ) -> Plan:
     """``allow_unfiltered`` lets an UPDATE or DELETE without WHERE through; it gates
     the plan but does not change it (a plan cache checks it before its lookup).
     ``row_cap`` bounds a read's rows with a bind parameter
     (see ``rewriter.row_cap``): the caller binds it, for the ``RowCap`` entry of
-    ``param_order``."""
+    ``param_order``. ``lift_literals`` sends the literals a filter compares with a
+    column as parameters, on PostgreSQL (``rewriter.lift``): the caller binds each
+    ``Lifted`` entry's text."""
     writes.require_filter(parsed.unfiltered, allow_unfiltered=allow_unfiltered)
     if backend not in BACKEND_DIALECTS:
         raise ValueError(f"unknown backend {backend!r}")
@@ -106,7 +114,7 @@ def rewrite(
     shapes = table_shapes(parsed, tables, tenant_label)
     ctx = Context(shapes=shapes, missing_null=missing_columns == "null", tenant=tenant_label)
     state = rules.State(parsed.expression.copy(), ctx, backend, parsed.dialect)
-    options = _ROW_CAP if row_cap else _NO_OPTIONS
+    options = _OPTIONS[row_cap, lift_literals]
     pipeline = rules.PIPELINES.get((backend, parsed.statement_class, parsed.dialect, options))
     if pipeline is None:
         pipeline = rules.select(backend, parsed.statement_class, parsed.dialect, options)
@@ -123,8 +131,12 @@ def rewrite(
     )
 
 
-_ROW_CAP = frozenset({"row_cap"})
-_NO_OPTIONS: frozenset[str] = frozenset()
+# (row_cap, lift_literals) -> the rules' options: made once, not per call.
+_OPTIONS: dict[tuple[bool, bool], frozenset[str]] = {
+    (cap, lift): frozenset(name for name, on in (("row_cap", cap), ("lift_literals", lift)) if on)
+    for cap in (False, True)
+    for lift in (False, True)
+}
 
 
 def table_shapes(

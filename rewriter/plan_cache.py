@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from cachetools import LRUCache
 
 from rewriter.errors import RewriteError
+from rewriter.lift import Lifted
 from rewriter.limits import DEFAULT_LIMITS, Limits
 from rewriter.parse import ParsedStatement, parse_statement, too_deep
 from rewriter.plan import Plan, rewrite
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 # (statement text, input dialect, backend, missing-columns policy, row cap or not,
-# then one fingerprint per table of the statement in sorted name order).
+# literals lifted or not, then one fingerprint per table of the statement in sorted name order).
 PlanKey = tuple[str, ...]
 
 PARSE_CACHE_BYTES = 16 << 20
@@ -77,13 +78,13 @@ def parsed_bytes(parsed: ParsedStatement) -> int:
 def plan_bytes(key: PlanKey, plan: Plan) -> int:
     """The estimated bytes of a plan-cache entry: the key's statement text and
     fingerprints, the plan's SQL twice (``bind`` keeps it split in pieces), its
-    column names and bindings."""
+    column names and bindings (a lifted literal's text too)."""
     return (
         ENTRY_BYTES
         + sum(text_bytes(part) for part in key)
         + 2 * text_bytes(plan.sql)
         + sum(COLUMN_BYTES + text_bytes(name) for name in plan.columns)
-        + 16 * len(plan.param_order)
+        + sum(16 + (text_bytes(e.text) if type(e) is Lifted else 0) for e in plan.param_order)
     )
 
 
@@ -183,11 +184,19 @@ class PlanCache:
         tenant_label: str = "",
         allow_unfiltered: bool = False,
         row_cap: bool = False,
+        lift_literals: bool = False,
     ) -> tuple[Plan, bool]:
         """The plan for ``parsed`` on tables of these shapes, and whether it was cached."""
         # A gate, not part of the plan: checked before the lookup, kept out of the key.
         require_filter(parsed.unfiltered, allow_unfiltered=allow_unfiltered)
-        key = _plan_key(parsed, tables, backend, missing_columns, row_cap)
+        key = _plan_key(
+            parsed,
+            tables,
+            backend,
+            missing_columns,
+            row_cap=row_cap,
+            lift_literals=lift_literals,
+        )
         if key is not None:
             with self._lock:
                 entry = self._plans.get(key)
@@ -204,6 +213,7 @@ class PlanCache:
             tenant_label=tenant_label,
             allow_unfiltered=allow_unfiltered,
             row_cap=row_cap,
+            lift_literals=lift_literals,
         )
         if key is not None:
             weight = plan_bytes(key, plan)
@@ -241,7 +251,9 @@ def _plan_key(
     tables: Mapping[str, TableShape | None],
     backend: str,
     missing_columns: str,
+    *,
     row_cap: bool = False,
+    lift_literals: bool = False,
 ) -> PlanKey | None:
     """The key of the plan, or None when a table of the statement has no shape.
 
@@ -249,7 +261,14 @@ def _plan_key(
     ``rewrite`` does: by casefolded name, which ``parsed.tables`` already are.
     """
     # The cap is a bind parameter, so capped plans do not depend on max_rows.
-    key = [parsed.sql, parsed.dialect, backend, missing_columns, "row_cap" if row_cap else ""]
+    key = [
+        parsed.sql,
+        parsed.dialect,
+        backend,
+        missing_columns,
+        "row_cap" if row_cap else "",
+        "lift" if lift_literals else "",
+    ]
     for name in sorted(parsed.tables):
         shape = tables.get(name)
         if shape is None:

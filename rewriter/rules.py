@@ -5,7 +5,7 @@ small functions, ``optimize`` a loop over it), ``rewrite`` is a loop over ``RULE
 Each rule is a small function over one ``State`` (the tree, the context, the backend,
 the columns found so far, the parameter bindings, the generated SQL...) and says what
 it serves: the backends, the statement classes (``read``, ``write``), an option of
-``rewrite`` it needs (``row_cap``), the logical SQL dialects (the T-SQL-meaning
+``rewrite`` it needs (``row_cap``, ``lift_literals``), the logical SQL dialects (the T-SQL-meaning
 transforms only run on T-SQL), and the node types it acts on (a transform with none
 of them in the tree would do nothing, so it is skipped). A pass that exists for one
 backend is a rule of its own that says so, named after that backend (``tsql_...``,
@@ -27,6 +27,7 @@ from sqlglot import exp
 from rewriter import columns as cols
 from rewriter import expand, params, qualify, writes
 from rewriter import generate as gen
+from rewriter import lift as lifting
 from rewriter import row_cap as caps
 from rewriter.functions import check_backend
 from rewriter.markers import BACKEND_DIALECTS
@@ -309,6 +310,12 @@ def tsql_fetch_count(s: State) -> None:
     gen.tsql_fetch_count(bfs(s.tree) if s.nodes is None else s.nodes)
 
 
+def lift_literals(s: State) -> None:
+    """Literals a filter compares with a table's column, as parameters
+    (``rewriter.lift``); after the transforms, which act on literals."""
+    s.bindings = [*s.bindings, *lifting.lift(s.tree, s.types, len(s.bindings))]
+
+
 def generate(s: State) -> None:
     s.sql = gen.to_sql(s.tree, s.backend)
 
@@ -373,6 +380,7 @@ RULES: tuple[Rule, ...] = (
     _transform("left_right", left_right, SQLITE),
     _transform("national_literals", national_literals, SQLITE),
     Rule("tsql_fetch_count", tsql_fetch_count, SQLSERVER),
+    Rule("lift_literals", lift_literals, POSTGRESQL, option="lift_literals"),
     Rule("generate", generate),
     Rule("unmark_params", unmark_params),
     Rule("splice", splice),

@@ -3,7 +3,7 @@
 A front end makes the ``QueryRequest``: it validates what its caller sent and applies
 the defaults and caps of ``[query]`` (HTTP: ``proxy.frontends.http.models``).
 ``bind_params`` orders the caller's values the way the generated SQL wants them, with
-the row cap's bound value where the rewriter put one.
+the row cap's bound value and the literals it lifted where the rewriter put them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewriter.errors import InvalidParameters
+from rewriter.lift import Lifted
 from rewriter.row_cap import RowCap
 
 __all__ = ["PREPARATION_SLACK_S", "QueryRequest", "bind_params"]
@@ -66,7 +67,7 @@ class QueryRequest:
 
 
 def bind_params(
-    order: Sequence[int | str | RowCap],
+    order: Sequence[int | str | RowCap | Lifted],
     given: Sequence[Any] | Mapping[str, Any],
     positional_expected: int,
     *,
@@ -75,7 +76,8 @@ def bind_params(
     """The driver's bind values, in the order the generated SQL wants them.
 
     A ``RowCap`` entry binds ``max_rows + 1`` (one more row than returned, so the
-    executor can tell ``truncated``), or the statement's own row count if smaller.
+    executor can tell ``truncated``), or the statement's own row count if smaller. A
+    ``Lifted`` entry binds its literal's text.
     """
     if (
         type(given) is list
@@ -92,6 +94,8 @@ def bind_params(
                 if type(v) is int and not -_INT64 <= v < _INT64:
                     raise InvalidParameters("integer parameters must fit in 64 bits")
                 values.append(v)
+            elif type(entry) is Lifted:
+                values.append(entry.text)
             elif isinstance(entry, RowCap) and not isinstance(entry.param, str):
                 own = None if entry.param is None else given[entry.param]
                 values.append(_row_cap(entry, own, max_rows))
@@ -123,6 +127,8 @@ def bind_params(
     for i, entry in enumerate(order):
         if isinstance(entry, RowCap):
             values[i] = _row_cap(entry, values[i], max_rows)
+        elif isinstance(entry, Lifted):
+            values[i] = entry.text
     for v in values:
         if not isinstance(v, _BINDABLE):
             raise InvalidParameters("parameter values must be strings, numbers, booleans or null")
@@ -131,8 +137,10 @@ def bind_params(
     return values
 
 
-def _reference(entry: int | str | RowCap) -> int | str | None:
+def _reference(entry: int | str | RowCap | Lifted) -> int | str | None:
     """The request parameter an entry of ``param_order`` reads, if any."""
+    if isinstance(entry, Lifted):
+        return None
     return entry.param if isinstance(entry, RowCap) else entry
 
 

@@ -369,6 +369,7 @@ class Service:
             allow_unfiltered=req.allow_unfiltered,
             # Bound a read's result in the SQL: some drivers buffer it all at execute.
             row_cap=True,
+            lift_literals=self.settings.query.lift_literals,
         )
 
     async def query(self, principal: Principal, req: QueryRequest) -> QueryOutcome:

@@ -176,12 +176,21 @@ class Types:
     def _column(self, column: exp.Column) -> str | None:
         source = self._source(column)
         if isinstance(source, exp.Table):
-            shape = self._shapes.get(source.name)
-            type_name = None if shape is None else column_type(shape, column.name)
+            type_name = self._type_in(source, column.name)
             return None if type_name is None else kind_of_type_name(type_name)
         if isinstance(source, Scope):
             return self._named_output(source.expression, column.name)
         return None
+
+    def _type_in(self, table: exp.Table, column: str) -> str | None:
+        shape = self._shapes.get(table.name)
+        return None if shape is None else column_type(shape, column)
+
+    def table_declared(self, column: exp.Column) -> str | None:
+        """The declared type of ``column`` when it is read straight from a table (not
+        through a derived table, a CTE or a set operation), else ``None``."""
+        source = self._source(column)
+        return self._type_in(source, column.name) if isinstance(source, exp.Table) else None
 
     def declared(self, node: exp.Expr | None) -> str | None:
         """The declared type name (``nvarchar(50)``) of a table's column, also through
@@ -192,8 +201,7 @@ class Types:
             return None
         source = self._source(node)
         if isinstance(source, exp.Table):
-            shape = self._shapes.get(source.name)
-            return None if shape is None else column_type(shape, node.name)
+            return self._type_in(source, node.name)
         if isinstance(source, Scope):
             query = source.expression
             outputs = query_outputs(query)

@@ -18,6 +18,7 @@ from proxy.auth import Principal, hash_token
 from proxy.config import (
     ControllerSettings,
     PoolSettings,
+    QuerySettings,
     Settings,
     TokenSettings,
     TransactionSettings,
@@ -76,6 +77,7 @@ def service_for(
     changes_table: str = "",
     run_dir: str | None = None,
     transactions: TransactionSettings | None = None,
+    query: QuerySettings | None = None,
 ) -> BlockingService:
     """A ``Service`` over a new controller at ``controller`` listing ``customers``
     (domain -> connection string, ids from 1 in order), with the default base model;
@@ -91,6 +93,7 @@ def service_for(
         base_model={t: tuple(c) for t, c in BASE_MODEL.items()},
         tokens=tuple(tokens),
         transactions=transactions or TransactionSettings(),
+        query=query or QuerySettings(),
     )
     return BlockingService(settings, registry=CollectorRegistry(), run_dir=run_dir)
 
@@ -181,6 +184,7 @@ def seeded_service(
     tokens: Sequence[TokenSettings] = TOKENS,
     seed_more: Callable[[Any, str], None] | None = None,
     transactions: TransactionSettings | None = None,
+    query: QuerySettings | None = None,
 ) -> Iterator[Tenants]:
     """Seed both tenants with ``contacts`` contacts, then start the service on them.
 
@@ -206,6 +210,7 @@ def seeded_service(
         backend_templates=backend_templates,
         tokens=tokens,
         transactions=transactions,
+        query=query,
     )
     try:
         yield Tenants(svc, sqlite_file, pg, pg_database)

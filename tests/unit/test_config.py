@@ -28,6 +28,7 @@ def test_minimal_configuration_has_working_defaults() -> None:
     # An unknown tenant's 503 within 2 s; cached tenants ride out a controller outage.
     assert s.controller.timeout_ms == 1500
     assert s.controller.stale_grace_s == 300
+    assert s.query.lift_literals is True
 
 
 def test_secret_comes_from_the_environment() -> None:
@@ -71,6 +72,9 @@ def test_missing_environment_variable_is_named() -> None:
         (minimal(stats={"top_tenants": 0}), "stats.top_tenants must be > 0"),
         (minimal(stats={"top_tenants": 20, "tenants_tracked": 10}), "must not exceed"),
         (minimal(stats={"tenants_window_s": 0}), "stats.tenants_window_s must be > 0"),
+        # A string would be taken as true, "false" included.
+        (minimal(query={"lift_literals": "false"}), "query.lift_literals must be true or false"),
+        (minimal(server={"log_sql": 1}), "server.log_sql must be true or false"),
     ],
 )
 def test_invalid_configuration_is_refused_with_a_reason(

@@ -58,6 +58,7 @@ GOLDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], str | None, tuple[str,
     ("left_right", ("sqlite",), RW, None, None),
     ("national_literals", ("sqlite",), RW, None, None),
     ("tsql_fetch_count", ("sqlserver",), RW, None, None),
+    ("lift_literals", ("postgresql",), RW, "lift_literals", None),
     ("generate", ALL, RW, None, None),
     ("unmark_params", ALL, RW, None, None),
     ("splice", ALL, RW, None, None),
@@ -68,7 +69,12 @@ COMBINATIONS = [
     for backend in ALL
     for statement_class in RW
     for dialect in ("tsql", "postgres", "sqlite")
-    for options in (frozenset(), frozenset({"row_cap"}))
+    for options in (
+        frozenset(),
+        frozenset({"row_cap"}),
+        frozenset({"lift_literals"}),
+        frozenset({"row_cap", "lift_literals"}),
+    )
 ]
 
 
@@ -201,6 +207,17 @@ def test_the_row_cap_rules_need_the_option(backend: str, ran: list[str]) -> None
     _run("SELECT FirstName FROM Contacts", backend)
     assert "row_cap" not in ran
     assert "tsql_row_cap" not in ran
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_lifting_literals_needs_the_option_and_a_postgresql_backend(
+    backend: str, ran: list[str]
+) -> None:
+    _run("SELECT FirstName FROM Contacts WHERE ContactID = 5", backend)
+    assert "lift_literals" not in ran
+    ran.clear()
+    _run("SELECT FirstName FROM Contacts WHERE ContactID = 5", backend, lift_literals=True)
+    assert ("lift_literals" in ran) is (backend == "postgresql")
 
 
 @pytest.mark.parametrize("backend", ALL)
