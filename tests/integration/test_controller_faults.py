@@ -260,9 +260,9 @@ async def _default_limiter() -> anyio.CapacityLimiter:
 def test_a_replaced_controller_file_is_noticed(tmp_path: Path) -> None:
     with service(tmp_path, negative_ttl_s=1.0) as (svc, controller):
         assert read(svc, "lite.example") == [[1]]  # a pooled connection on the first file
-        asked_at = time.monotonic()
         with pytest.raises(UnknownTenant):
             svc.resolve(admin(svc), "new.example")
+        asked_at = time.monotonic()  # the negative entry's time runs from its answer
         # A new file moved over the old one, as a deployment tool writes it.
         tenant_file = tmp_path / "tenant.db"
         replacement = tmp_path / "controller.next"

@@ -52,6 +52,16 @@ def watchdog() -> Iterator[Watchdog]:
     dog.close()
 
 
+def until(check: Callable[[], bool], *, within: float = 10.0) -> None:
+    """Poll ``check`` until it holds: a server ends a closed or terminated session in
+    its own time, and a thread reaches a queue in its own."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within} s")
+        time.sleep(0.02)
+
+
 def make_pool(
     made: list[ConnectionPool], connect: Callable[[], pyodbc.Connection], **kw: Any
 ) -> ConnectionPool:
@@ -139,18 +149,16 @@ def test_acquire_timeout_raises_pool_saturated(
     assert stats["requests_timeouts"] == 2
     # A waiter is served as soon as a connection comes back.
     with pool.connection() as held:
-        threading.Timer(0.1, lambda: None).start()
         got: list[object] = []
 
         def waiter() -> None:
-            with pool.connection(timeout=3) as conn:
+            with pool.connection(timeout=10) as conn:
                 got.append(conn)
 
         t = threading.Thread(target=waiter)
         t.start()
-        time.sleep(0.1)
-        assert pool.get_stats()["requests_waiting"] == 1
-    t.join(3)
+        until(lambda: pool.get_stats()["requests_waiting"] == 1)
+    t.join(10)
     assert got == [held]
 
 
@@ -196,7 +204,7 @@ def test_broken_connection_is_discarded(
         pid = backend_pid(conn.raw)
     with contextlib.closing(pg.connect()) as admin:
         assert admin.execute("SELECT pg_terminate_backend(?)", pid).fetchval()
-    time.sleep(0.1)
+    until(lambda: sessions_on(pg, pg_database) == 0)  # the signal is sent, then obeyed
     with pytest.raises(ConnectionLost) as info, pool.connection() as conn:
         execute(
             conn,
@@ -224,7 +232,7 @@ def test_raw_pyodbc_error_also_discards(
         pid = backend_pid(conn.raw)
     with contextlib.closing(pg.connect()) as admin:
         admin.execute("SELECT pg_terminate_backend(?)", pid)
-    time.sleep(0.1)
+    until(lambda: sessions_on(pg, pg_database) == 0)
     with pytest.raises(pyodbc.Error), pool.connection() as conn:
         conn.raw.execute("SELECT 1")
     # A statement error is not a broken connection: it goes back to the pool.
@@ -349,8 +357,7 @@ def test_idle_and_lifetime_expiry(
     with pool.connection() as conn:
         second = backend_pid(conn.raw)
     assert second != first
-    time.sleep(0.1)
-    assert sessions_on(pg, pg_database) == 1  # the expired one was closed, not leaked
+    until(lambda: sessions_on(pg, pg_database) == 1)  # the expired one closed, not leaked
 
     aging = make_pool(pools, connector(pg.odbc(pg_database)), max_lifetime=0.3)
     with aging.connection() as conn:
@@ -374,8 +381,7 @@ def test_maintain_prefills_and_expires(
     time.sleep(0.3)
     pool.maintain()  # idle ones past max_idle go, down to min_size
     assert pool.get_stats()["pool_size"] == 2
-    time.sleep(0.1)
-    assert sessions_on(pg, pg_database) == 2
+    until(lambda: sessions_on(pg, pg_database) == 2)
 
 
 def test_close(pg: PgServer, pg_database: str, pools: list[ConnectionPool]) -> None:
@@ -386,8 +392,7 @@ def test_close(pg: PgServer, pg_database: str, pools: list[ConnectionPool]) -> N
     assert pool.get_stats()["pool_size"] == 0
     with pytest.raises(BackendUnavailable, match="closed"), pool.connection():
         pass
-    time.sleep(0.1)
-    assert sessions_on(pg, pg_database) == 0
+    until(lambda: sessions_on(pg, pg_database) == 0)
 
 
 @pytest.mark.parametrize(

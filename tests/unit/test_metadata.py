@@ -329,7 +329,9 @@ def test_single_flight_shares_the_error(tmp_path: Path) -> None:
     bogus = tmp_path / "not-a-database.db"
     bogus.write_bytes(b"this is not an sqlite file" * 100)
     location = location_for(bogus)
-    cache, sources = make_cache(Sources(delay=0.3))
+    # Errors are not cached: a thread that came after the failed open would open again.
+    # 2 s for the six threads to reach the flight after the barrier, on a busy machine.
+    cache, sources = make_cache(Sources(delay=2.0))
     barrier = threading.Barrier(6)
     errors: list[MetadataUnavailable] = []
 

@@ -1070,8 +1070,17 @@ def password_role(pg: PgServer) -> Iterator[tuple[str, str]]:
                     psql.Identifier(role), psql.Literal(password)
                 )
             )
+            loaded = conn.execute("SELECT pg_conf_load_time()").fetchone()
             conn.execute("SELECT pg_reload_conf()")
-        time.sleep(0.3)
+        # pg_reload_conf() only signals the postmaster. A new session is forked from it
+        # after it has read the files again, and inherits its load time.
+        deadline = time.monotonic() + 10
+        while True:
+            with admin(pg) as conn:
+                if conn.execute("SELECT pg_conf_load_time()").fetchone() != loaded:
+                    break
+            assert time.monotonic() < deadline, "the server did not reload pg_hba.conf"
+            time.sleep(0.05)
         yield role, password
     finally:
         path.write_text(original)

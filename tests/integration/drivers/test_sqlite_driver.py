@@ -435,17 +435,32 @@ async def test_session_survives_a_timeout(single: SqliteDriver, db: Path) -> Non
 
 async def test_cancelled_threaded_statement_frees_its_slot(single: SqliteDriver, db: Path) -> None:
     loc = location(db)
+    running = threading.Event()
+    loop_thread = threading.get_ident()
+
+    def started() -> int:
+        # A read is tried inline on the loop first (its 2 ms budget), then in a worker.
+        if threading.get_ident() != loop_thread:
+            running.set()
+        return 1
+
+    def install() -> None:  # on the pool's one connection, which the statement will use
+        with single.blocking_source(loc, timeout_s=5)() as raw:
+            raw.create_function("started", 0, started)
+
+    await anyio.to_thread.run_sync(install)
+    counting = FOREVER.replace("SELECT 1 UNION", "SELECT started() UNION")
 
     async def forever() -> None:
-        await single.run(loc, FOREVER, [], timeout_s=60, max_rows=1)
+        await single.run(loc, counting, [], timeout_s=60, max_rows=1)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(forever)
-        # Wait until the statement sits in its worker thread, then cancel the caller.
+        # Wait until the statement runs in its worker thread (counted as threaded is
+        # not enough: that is before the job is handed over), then cancel the caller.
         with anyio.fail_after(30):
-            while single.execution_stats()["threaded"] == 0:
+            while not running.is_set():
                 await anyio.sleep(0.01)
-        await anyio.sleep(0.05)
         tg.cancel_scope.cancel()
     # The worker was interrupted and closes the orphaned connection; the slot comes back.
     with anyio.fail_after(30):
