@@ -404,6 +404,8 @@ class _Raw:
     def __init__(self, wire: Wire) -> None:
         self.sock = socket.create_connection((wire.host, wire.port), timeout=10)
         self.buffer = b""
+        self.key = b""
+        """BackendKeyData's payload once logged in: what a CancelRequest sends."""
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -440,7 +442,9 @@ class _Raw:
         assert kind == b"R", payload
         client.set_server_first(payload[4:].decode())
         self.send(_message(b"p", client.get_client_final().encode()))
-        assert self.until(b"Z")[-1][0] == b"Z"
+        seen = self.until(b"Z")
+        assert seen[-1][0] == b"Z"
+        self.key = next(payload for kind, payload in seen if kind == b"K")
 
     def close(self) -> None:
         self.sock.close()

@@ -21,6 +21,9 @@ one implicit transaction, all or nothing, as in PostgreSQL: one is begun before 
 first that writes when the messages already read show more than one statement
 (``_begin_implicit``), committed at the Sync, rolled back by any error before it.
 
+A read with more rows than ``query.max_rows_cap``, outside a transaction, is run
+again as a stream and its rows sent as they are fetched (``_stream``).
+
 Every error leaves as an ErrorResponse with the SQLSTATE of its code
 (``proxy.frontends.pgwire.sqlstates``); a malformed message, or one out of order,
 ends the connection with a FATAL one. Nothing of a caller's statement is logged.
@@ -40,8 +43,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import anyio
 
 from proxy.auth import Principal
-from proxy.drivers.base import ResultColumn, ResultSet
-from proxy.errors import ProxyError, TransactionAborted, TransactionNotFound, chained
+from proxy.drivers.base import ResultColumn, ResultSet, RowStream
+from proxy.errors import (
+    ProxyError,
+    StatementTimeout,
+    TransactionAborted,
+    TransactionNotFound,
+    chained,
+)
 from proxy.frontends.pgwire import catalog
 from proxy.frontends.pgwire import protocol as pq
 from proxy.frontends.pgwire import session as cmd
@@ -51,6 +60,7 @@ from proxy.frontends.pgwire.types import OIDS, ParamError, decode_param, row_enc
 from proxy.pipeline.describe import describe
 from proxy.pipeline.request import QueryRequest
 from proxy.pipeline.service import Service
+from proxy.pipeline.stream import open_stream
 from tenancy.catalog import read_primary_key
 from tenancy.errors import MetadataUnavailable
 from tenancy.location import TenantLocation
@@ -85,6 +95,12 @@ class _Failed(Exception):
     """A statement's ErrorResponse was sent: skip to Sync (extended) or go on."""
 
 
+class _ClientStalled(Exception):
+    """The client took no bytes of a streamed result for ``stream_write_timeout_ms``:
+    the session ends, as for a client that went away. (Not a ``ConnectionError``
+    subclass: mypyc cannot compile one.)"""
+
+
 @dataclass(frozen=True, slots=True)
 class _Shape:
     description: bytes
@@ -103,13 +119,21 @@ class _Outcome:
     columns: list[ResultColumn] | None
     rows: list[list[object]]
     tag: str
+    more: QueryRequest | None
+    """A read larger than ``query.max_rows_cap``, outside a transaction: its rows are
+    not here, and are sent as this request streams them (``Connection._stream``)."""
 
     def __init__(
-        self, columns: list[ResultColumn] | None, rows: list[list[object]], tag: str
+        self,
+        columns: list[ResultColumn] | None,
+        rows: list[list[object]],
+        tag: str,
+        more: QueryRequest | None = None,
     ) -> None:
         self.columns = columns
         self.rows = rows
         self.tag = tag
+        self.more = more
 
 
 @dataclass(init=False, slots=True)
@@ -236,8 +260,8 @@ class Connection:
             await self._fatal(exc.sqlstate, exc.message)
         except pq.ProtocolViolation as violation:  # a name of its own: see _catalog
             await self._fatal(violation.sqlstate, violation.message)
-        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
-            pass  # the client went away
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, _ClientStalled):
+            pass  # the client went away, or stopped reading
         finally:
             self._server.unregister(self)
             await self._end_transaction()
@@ -448,12 +472,16 @@ class Connection:
         statement = _Statement(sql, sql, (), (), cmd.command(sql))
         try:
             outcome = await self._run(statement, [])
+            if outcome.columns is not None:
+                shape = self._shape(outcome.columns, ())
+                self._out += shape.description
+                if outcome.more is not None:
+                    outcome.tag = await self._stream(outcome, shape)
+                else:
+                    self._write_rows(outcome, (), 0)
         except _Failed:
             await self._statement_failed()
             return
-        if outcome.columns is not None:
-            self._out += self._shape(outcome.columns, ()).description
-            self._write_rows(outcome, (), 0)
         self._out += pq.command_complete(outcome.tag)
 
     # -- extended query -----------------------------------------------------------------------
@@ -482,6 +510,16 @@ class Connection:
     async def _execute(self, message: pq.Execute) -> None:
         portal = self._portal(message.portal)
         outcome = await self._outcome(portal)
+        if outcome.more is not None and outcome.columns is not None:
+            if message.max_rows > 0:
+                # Pages of a stream would hold it open between messages: refused.
+                q = self._service.settings.query
+                self._too_large(time.perf_counter(), q.max_rows_cap, "query.max_rows_cap")
+            shape = self._portal_shape(portal, outcome.columns)
+            outcome.tag = await self._stream(outcome, shape)
+            outcome.more = None  # the portal is done: executed again, it has no rows
+            self._out += pq.command_complete(outcome.tag)
+            return
         if self._write_rows(outcome, portal.result_formats, message.max_rows, portal):
             self._out += pq.command_complete(outcome.tag)
         else:
@@ -648,13 +686,12 @@ class Connection:
             await self._statement_failed()
             self._error("57014", "canceling statement due to user request")
         if result.truncated:
-            self._account("result_too_large", started)
-            await self._statement_failed()
-            self._error(
-                "54000",
-                f"the result has more than {q.max_rows_cap} rows (query.max_rows_cap); "
-                "narrow the statement or page it with LIMIT/OFFSET",
-            )
+            if state.tx is None and outcome.statement_class == "read":
+                # More rows than a result is held with: run again as a stream, whose
+                # rows go out as they are fetched (``_stream``). The rows read here are
+                # dropped; only the stream's reach the client.
+                return _Outcome(result.columns, [], "", more=req)
+            self._too_large(started, q.max_rows_cap, "query.max_rows_cap")
         seconds = time.perf_counter() - started
         self._service.metrics.observe_query(
             outcome.backend,
@@ -699,6 +736,97 @@ class Connection:
             self._error("XX000", "a catalog query was not answered")
         columns = [ResultColumn(n, t) for n, t in zip(found.columns, found.types, strict=True)]
         return _Outcome(columns, [list(r) for r in found.rows], f"SELECT {len(found.rows)}")
+
+    def _too_large(self, started: float, cap: int, setting: str) -> NoReturn:
+        self._account("result_too_large", started)
+        self._error(
+            "54000",
+            f"the result has more than {cap} rows ({setting}); "
+            "narrow the statement or page it with LIMIT/OFFSET",
+        )
+
+    async def _stream(self, outcome: _Outcome, shape: _Shape) -> str:
+        """The rows of a read too large to hold (``_Outcome.more``), run again as a
+        stream and sent batch by batch as they are fetched; its command tag.
+
+        As an HTTP stream (docs/transactions.md, "Streaming results"): up to
+        ``query.stream_max_rows`` rows (more are a 54000 after them), each round trip
+        bounded by the statement timeout, the whole by ``query.stream_max_ms``. A client
+        that takes no bytes for ``query.stream_write_timeout_ms`` is cut off: the
+        statement stops and the connection is closed. An error after some rows is an
+        ErrorResponse after them, as PostgreSQL sends one.
+        """
+        req = outcome.more
+        state = self._state
+        assert req is not None and state.principal is not None
+        q = self._service.settings.query
+        req.max_rows = q.stream_max_rows
+        write_timeout_s = q.stream_write_timeout_ms / 1000
+        started = time.perf_counter()
+        ends = time.monotonic() + q.stream_max_ms / 1000
+        sent = 0
+        truncated = False
+        task = self._task
+        self._running, self._cancelled = task, False
+        try:
+            async with open_stream(self._service, state.principal, req) as stream:
+                sent = await self._send_batches(stream.rows, shape, ends, write_timeout_s)
+                truncated = stream.rows.truncated
+                backend = stream.backend
+                phases = stream.phases
+        except asyncio.CancelledError:
+            if not self._cancelled or task is None or task.uncancel() > 0:
+                raise
+            self._account("statement_cancelled", started)
+            self._error("57014", "canceling statement due to user request")
+        except _ClientStalled:
+            self._account("client_disconnected", started)  # as HTTP counts a stalled stream
+            raise
+        except (TypeError, ValueError) as unsendable:
+            self._account("invalid_request", started)
+            self._error("22P03", f"a value cannot be sent in the format asked for: {unsendable}")
+        except Exception as exc:  # every error becomes an ErrorResponse
+            sqlstate, code = sqlstate_for(exc)
+            self._account(code, started)
+            if sqlstate == "XX000":
+                log.exception("unhandled error on the wire front end")
+            self._error(sqlstate, getattr(exc, "message", str(exc)))
+        finally:
+            self._running = None
+        if truncated:
+            self._too_large(started, q.stream_max_rows, "query.stream_max_rows")
+        seconds = time.perf_counter() - started
+        self._service.metrics.observe_query(
+            backend, "read", phases, rows=sent, truncated=False, request=(_ENDPOINT, seconds)
+        )
+        self._service.activity.record(state.domain, seconds, error=False)
+        return f"SELECT {sent}"
+
+    async def _send_batches(
+        self, rows: RowStream, shape: _Shape, ends: float, write_timeout_s: float
+    ) -> int:
+        """``rows`` sent as DataRows, flushed as they pile up; how many. Past ``ends``
+        (``time.monotonic``), ``StatementTimeout``."""
+        q = self._service.settings.query
+        sent = 0
+        async for batch in rows:
+            self._out += pq.data_rows([shape.encode(row) for row in batch])
+            sent += len(batch)
+            if len(self._out) > _FLUSH_AT:
+                await self._flush_within(write_timeout_s)
+            if time.monotonic() > ends:
+                max_ms = q.stream_max_ms
+                message = f"the stream ran past query.stream_max_ms ({max_ms} ms)"
+                raise StatementTimeout(message, timeout_ms=max_ms)
+        return sent
+
+    async def _flush_within(self, seconds: float) -> None:
+        """``_flush``, for a client given ``seconds`` to take the bytes."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._flush()
+        except TimeoutError as stalled:
+            raise chained(_ClientStalled("the client stopped reading"), stalled)
 
     def _account(self, code: str | None, started: float) -> None:
         """A statement in the request metrics and the busiest tenants, as HTTP counts one."""
