@@ -672,13 +672,9 @@ class Connection:
             # server stopping) goes on up.
             if not self._cancelled or task is None or task.uncancel() > 0:
                 raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every error becomes an ErrorResponse
             await self._statement_failed()
-            sqlstate, code = sqlstate_for(exc)
-            self._account(code, started)
-            if sqlstate == "XX000":
-                log.exception("unhandled error on the wire front end")
-            self._error(sqlstate, getattr(exc, "message", str(exc)))
+            self._failed_with(exc, started)
         finally:
             self._running = None
         if result is None:  # a CancelRequest stopped it
@@ -737,6 +733,15 @@ class Connection:
         columns = [ResultColumn(n, t) for n, t in zip(found.columns, found.types, strict=True)]
         return _Outcome(columns, [list(r) for r in found.rows], f"SELECT {len(found.rows)}")
 
+    def _failed_with(self, exc: Exception, started: float) -> NoReturn:
+        """A statement's error, counted, and sent as the ErrorResponse of its SQLSTATE
+        (called in its ``except`` clause: a bug of ours is logged with its traceback)."""
+        sqlstate, code = sqlstate_for(exc)
+        self._account(code, started)
+        if sqlstate == "XX000":
+            log.exception("unhandled error on the wire front end")
+        self._error(sqlstate, getattr(exc, "message", str(exc)))
+
     def _too_large(self, started: float, cap: int, setting: str) -> NoReturn:
         self._account("result_too_large", started)
         self._error(
@@ -785,12 +790,8 @@ class Connection:
         except (TypeError, ValueError) as unsendable:
             self._account("invalid_request", started)
             self._error("22P03", f"a value cannot be sent in the format asked for: {unsendable}")
-        except Exception as exc:  # every error becomes an ErrorResponse
-            sqlstate, code = sqlstate_for(exc)
-            self._account(code, started)
-            if sqlstate == "XX000":
-                log.exception("unhandled error on the wire front end")
-            self._error(sqlstate, getattr(exc, "message", str(exc)))
+        except Exception as exc:  # noqa: BLE001 - every error becomes an ErrorResponse
+            self._failed_with(exc, started)
         finally:
             self._running = None
         if truncated:
