@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from proxy.config import QuerySettings
@@ -43,25 +42,25 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def create_items(conn: Any, schema: str = "") -> None:
+    """The fixture's tables, with their declared PostgreSQL types, and rows (``conn``: a
+    pyodbc connection; ``schema``: where, if not the default)."""
+    prefix = f'"{schema}".' if schema else ""
+    for table in TABLES.values():
+        columns = ", ".join(f'"{n}" {ty}' for n, ty in table.columns)
+        conn.execute(f'CREATE TABLE {prefix}"{table.name}" ({columns})')
+        marks = ", ".join("?" for _ in table.columns)
+        for row in table.rows:
+            conn.execute(f'INSERT INTO {prefix}"{table.name}" VALUES ({marks})', row)
+
+
 @pytest.fixture(scope="module")
 def database(pg: PgServer) -> Iterator[str]:
-    """The fixture's tables, with their declared PostgreSQL types, and rows."""
+    """The fixture's tables in schema ``t``, where the golden SQL is bound."""
     name = pg.create_database("lift")
-    with psycopg.connect(
-        host=pg.host,
-        port=pg.port,
-        user=pg.user,
-        password=pg.password,
-        dbname=name,
-        autocommit=True,
-    ) as conn:
+    with contextlib.closing(pg.connect(name)) as conn:
         conn.execute("CREATE SCHEMA t")
-        for table in TABLES.values():
-            columns = ", ".join(f'"{n}" {ty}' for n, ty in table.columns)
-            conn.execute(f'CREATE TABLE t."{table.name}" ({columns})')
-            marks = ", ".join("%s" for _ in table.columns)
-            for row in table.rows:
-                conn.execute(f'INSERT INTO t."{table.name}" VALUES ({marks})', row)
+        create_items(conn, "t")
     yield name
     pg.drop_database(name)
 
@@ -233,14 +232,8 @@ async def test_texts_differing_by_a_value_share_one_prepared_statement(
 
 def seed_items(conn: Any, backend: str) -> None:
     """The fixture's tables and rows on the PostgreSQL tenant (the SQLite one has none)."""
-    if backend != "postgresql":
-        return
-    for table in TABLES.values():
-        columns = ", ".join(f'"{n}" {ty}' for n, ty in table.columns)
-        conn.execute(f'CREATE TABLE "{table.name}" ({columns})')
-        marks = ", ".join("?" for _ in table.columns)
-        for row in table.rows:
-            conn.execute(f'INSERT INTO "{table.name}" VALUES ({marks})', row)
+    if backend == "postgresql":
+        create_items(conn)
 
 
 def test_the_service_lifts_unless_configured_not_to(
