@@ -15,16 +15,10 @@ import pytest
 from rewriter import Plan, parse_statement, rewrite
 from rewriter.lift import Lifted
 from rewriter.plan_cache import PlanCache
-from tenancy.metadata import Column, TableMetadata
+from tenancy.metadata import TableMetadata
+from tests.unit.rewriter.test_transpile import Table, typed_shapes
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "rewriter" / "lift_literals.toml"
-
-
-@dataclass(frozen=True)
-class Table:
-    name: str
-    columns: tuple[tuple[str, str], ...]  # (name, PostgreSQL type)
-    rows: tuple[tuple[Any, ...], ...]
 
 
 @dataclass(frozen=True)
@@ -68,10 +62,8 @@ TABLES, CASES = _load()
 
 
 def shapes() -> dict[str, TableMetadata]:
-    return {
-        key: TableMetadata.build(t.name, [Column(n, ty, True) for n, ty in t.columns])
-        for key, t in TABLES.items()
-    }
+    """The fixture's tables, with their PostgreSQL type names."""
+    return typed_shapes(TABLES)
 
 
 def plan(case: LiftCase, backend: str = "postgresql", *, lift: bool = True) -> Plan:

@@ -14,6 +14,7 @@ other rows than SQL Server documents: its rows are then checked to differ (xfail
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,12 +96,17 @@ def _load() -> tuple[dict[str, Table], list[TranspileCase]]:
 TABLES, CASES = _load()
 
 
-def shapes() -> dict[str, TableMetadata]:
-    """Metadata as the catalog reports it: the T-SQL type names stand for the backend's."""
+def typed_shapes(tables: Mapping[str, Table]) -> dict[str, TableMetadata]:
+    """Metadata as the catalog reports it, for ``tables`` by their casefolded names."""
     return {
         key: TableMetadata.build(t.name, [Column(n, ty, True) for n, ty in t.columns])
-        for key, t in TABLES.items()
+        for key, t in tables.items()
     }
+
+
+def shapes() -> dict[str, TableMetadata]:
+    """The T-SQL type names stand for the backend's."""
+    return typed_shapes(TABLES)
 
 
 def generate(case: TranspileCase, backend: str) -> tuple[str, tuple[int | str, ...]]:
